@@ -1,0 +1,1 @@
+"""Prefect blocks for Claude Managed Agents (register with ``prefect block register -m blocks``)."""

@@ -1,0 +1,1 @@
+"""Setup flows (create or update agents once) and runtime flows (run sessions)."""

@@ -1,0 +1,1 @@
+"""The ``managed-agents`` command line (emulator, quickstart)."""
