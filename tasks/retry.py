@@ -1,0 +1,46 @@
+"""Which errors are worth retrying, as one policy shared by every task.
+
+The SDK already retries 408/409/429/5xx and connection errors inside each call (``max_retries``).
+The task-level policy is the second line: it retries a whole task only for the same transient
+classes, never for a 4xx that says the input is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+from prefect.tasks import exponential_backoff
+
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Return True for errors that may succeed when tried again.
+
+    Transient: connection failures and timeouts, 408, 429, any 5xx, 529 overloaded.
+    Everything else (400, 401, 403, 404, 409 conflicts, our own typed errors) is final.
+    """
+    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(exc, anthropic.APIStatusError):
+        return exc.status_code in TRANSIENT_STATUSES or exc.status_code >= 500
+    return isinstance(exc, ConnectionError | TimeoutError) and not hasattr(exc, "session_id")
+
+
+def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry the task only when it failed transiently."""
+    try:
+        state.result()
+    except BaseException as exc:  # classify only; the state already holds the error
+        return is_transient_error(exc)
+    return False
+
+
+TRANSIENT_RETRY_OPTIONS: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=1),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_on_transient,
+}
+"""Keyword arguments for ``@task(...)``: up to 3 retries, 1 s, 2 s, 4 s (±50 %), transient only."""
