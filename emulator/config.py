@@ -87,3 +87,8 @@ class EmulatorConfig(BaseModel):
         description="Console URL prefix for sessions.",
     )
     faults: FaultConfig = Field(default_factory=FaultConfig, description="Fault injection settings.")
+    list_input_copies_in_scope: bool = Field(
+        default=False,
+        description="Show the session-scoped copies of mounted input files in files.list(scope_id=...) "
+        "(UNKNOWN upstream).",
+    )
