@@ -1,18 +1,235 @@
-"""Fault injection (filled in by the fault-injection work)."""
+"""Seeded, deterministic fault injection for ``/v1`` traffic (``config.faults``).
+
+Pure ASGI middleware (so SSE is never buffered). Each injected fault is written to the
+request log (``RequestRecord.injected``). Modes, all off by default:
+
+* ``fail_rate``: answer that fraction of requests with an error envelope picked from
+  ``fail_statuses`` (429 carries ``retry-after``) *before* they are processed.
+* ``drop_stream_after_events``: break every SSE connection after k event frames (pings
+  are not counted); the client sees an incomplete chunked body.
+* ``commit_then_drop``: process matching requests, then send the response head and half
+  of the body and break the connection, so a client retry repeats a committed write.
+* ``slow_download_bytes_per_second`` / ``cut_download_after_bytes``: throttle, or break
+  after N bytes, the bodies of ``GET /v1/files/{id}/content``.
+
+``PUT /_emulator/faults`` calls :meth:`FaultInjector.reconfigure`, which also resets the
+random generator and the counters, so a given seed always fails the same requests.
+"""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import asyncio
+import random
+import re
+from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import FaultConfig
+from .errors import ApiError
+from .ids import new_id
 from .runtime import Emulator
+from .sse import FRAME_SEPARATOR, is_ping
+
+_DOWNLOAD_PATH = re.compile(r"^/v1/files/[^/]+/content$")
+_MESSAGES = {
+    429: "Rate limited (injected fault).",
+    500: "Internal server error (injected fault).",
+    503: "Service unavailable (injected fault).",
+    529: "Overloaded (injected fault).",
+}
+
+
+class _DropConnection(Exception):
+    """Raised from ``send`` to abandon a response half-way (the server then closes the socket)."""
+
+
+class FaultInjector:
+    """The fault settings plus their seeded random generator and counters.
+
+    Args:
+        faults: The initial settings.
+    """
+
+    def __init__(self, faults: FaultConfig) -> None:
+        self.reconfigure(faults)
+
+    def reconfigure(self, faults: FaultConfig) -> None:
+        """Switch to new settings and restart the generator and counters."""
+        self.config = faults
+        self.rng = random.Random(faults.seed)
+        self.commit_drops_left = faults.commit_then_drop_times
+        self.cuts_left = faults.cut_download_times
+
+    def pick_failure(self, path: str) -> int | None:
+        """Return the status to inject for this request, or ``None``."""
+        cfg = self.config
+        if cfg.fail_rate <= 0 or not cfg.fail_statuses:
+            return None
+        if cfg.fail_paths and not any(part in path for part in cfg.fail_paths):
+            return None
+        if self.rng.random() >= cfg.fail_rate:
+            return None
+        return self.rng.choice(cfg.fail_statuses)
+
+    def take_commit_then_drop(self, method: str, path: str) -> bool:
+        """True (and count it) when this request is to be committed, then dropped."""
+        if self.commit_drops_left <= 0:
+            return False
+        for rule in self.config.commit_then_drop:
+            rule_method, _, fragment = rule.strip().partition(" ")
+            if rule_method.upper() == method and fragment.strip() in path:
+                self.commit_drops_left -= 1
+                return True
+        return False
+
+    def take_download_cut(self) -> int | None:
+        """Return the byte count after which to cut this download, or ``None``."""
+        limit = self.config.cut_download_after_bytes
+        if limit is None or self.cuts_left <= 0:
+            return None
+        self.cuts_left -= 1
+        return limit
+
+
+def get_injector(emulator: Emulator) -> FaultInjector:
+    """Return the app's fault injector, registering it as the ``faults`` service."""
+    injector = emulator.services.get("faults")
+    if injector is None:
+        injector = emulator.services["faults"] = FaultInjector(emulator.config.faults)
+    assert isinstance(injector, FaultInjector)
+    return injector
+
+
+def _note(scope: Scope, fault: str) -> None:
+    record = scope.get("state", {}).get("request_record")
+    if record is not None:
+        record.injected = fault if record.injected is None else f"{record.injected},{fault}"
 
 
 class FaultMiddleware:
-    """Injects configured faults into ``/v1`` traffic."""
+    """Injects the configured faults into ``/v1`` requests."""
 
     def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
         self.app = app
         self.emulator = emulator
+        self.injector = get_injector(emulator)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        injector = self.injector
+        cfg = injector.config
+        status = injector.pick_failure(path)
+        if status is not None:
+            _note(scope, f"error_{status}")
+            headers = {"retry-after": f"{cfg.retry_after_seconds:g}"} if status == 429 else None
+            error = ApiError(status, _MESSAGES.get(status, f"Injected error {status}."), headers=headers)
+            request_id = scope.get("state", {}).get("request_id") or new_id("req")
+            await error.response(request_id)(scope, receive, send)
+            return
+        wrapped = send
+        if path.endswith("/events/stream") and cfg.drop_stream_after_events:
+            wrapped = self._drop_stream(scope, send, cfg.drop_stream_after_events)
+        elif injector.take_commit_then_drop(method, path):
+            wrapped = self._commit_then_drop(scope, send)
+        elif method == "GET" and _DOWNLOAD_PATH.match(path):
+            cut = injector.take_download_cut()
+            rate = cfg.slow_download_bytes_per_second
+            if cut is not None or rate is not None:
+                wrapped = self._shape_download(scope, send, cut, rate)
+        if wrapped is send:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, wrapped)
+        except Exception as exc:
+            if not _is_drop(exc):
+                raise
+            # Returning without finishing the response makes the server close the socket.
+
+    @staticmethod
+    def _drop_stream(scope: Scope, send: Send, limit: int) -> Send:
+        sent = 0
+
+        async def wrapper(message: Message) -> None:
+            nonlocal sent
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            out: list[bytes] = []
+            for frame in message.get("body", b"").split(FRAME_SEPARATOR):
+                if not frame:
+                    continue
+                out.append(frame + FRAME_SEPARATOR)
+                if is_ping(frame):
+                    continue
+                sent += 1
+                if sent >= limit:
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                    _note(scope, "drop_stream")
+                    raise _DropConnection
+            await send(message)
+
+        return wrapper
+
+    @staticmethod
+    def _commit_then_drop(scope: Scope, send: Send) -> Send:
+        async def wrapper(message: Message) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body: bytes = message.get("body", b"")
+            await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+            _note(scope, "commit_then_drop")
+            raise _DropConnection
+
+        return wrapper
+
+    @staticmethod
+    def _shape_download(scope: Scope, send: Send, cut: int | None, rate: int | None) -> Send:
+        sent = 0
+        if rate is not None:
+            _note(scope, "slow_download")
+
+        async def wrapper(message: Message) -> None:
+            nonlocal sent
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body: bytes = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if cut is not None and sent + len(body) >= cut and (more or sent + len(body) > cut):
+                body = body[: cut - sent]
+                await _paced(send, body, rate)
+                _note(scope, "cut_download")
+                raise _DropConnection
+            await _paced(send, body, rate, more_body=more)
+            sent += len(body)
+
+        return wrapper
+
+
+async def _paced(send: Send, body: bytes, rate: int | None, *, more_body: bool = True) -> None:
+    """Send ``body`` at ``rate`` bytes per second (in tenth-of-a-second slices)."""
+    if rate is None or not body:
+        await send({"type": "http.response.body", "body": body, "more_body": more_body})
+        return
+    step = max(1, rate // 10)
+    for start in range(0, len(body), step):
+        piece = body[start : start + step]
+        last = start + step >= len(body)
+        await send({"type": "http.response.body", "body": piece, "more_body": more_body or not last})
+        await asyncio.sleep(len(piece) / rate)
+
+
+def _is_drop(exc: BaseException) -> bool:
+    if isinstance(exc, _DropConnection):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_drop(e) for e in exc.exceptions)
+    cause: Any = exc.__cause__ or exc.__context__
+    return isinstance(cause, _DropConnection)
