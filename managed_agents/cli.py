@@ -85,5 +85,90 @@ def emulator(
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 
+QUICKSTART_PROMPT = (
+    "Read the sales figures you were given and write a short report: totals per region and "
+    "quarter, and the region that grew fastest."
+)
+
+
+@app.command()
+def quickstart(
+    live: Annotated[
+        bool,
+        typer.Option(help="Run against the real API with ANTHROPIC_API_KEY instead of the local emulator."),
+    ] = False,
+    output_dir: Annotated[Path, typer.Option(help="Where the session's output files are written.")] = Path(
+        "outputs"
+    ),
+    block_name: Annotated[
+        str, typer.Option(help="Name of the ManagedAgent block to save.")
+    ] = "quickstart-agent",
+    port: Annotated[int, typer.Option(help="Emulator port (a free one when taken).")] = 8765,
+) -> None:
+    """Deploy the example agent and run one session end to end, then say where to look.
+
+    Without ``--live`` this needs no API key: it starts the emulator on a loopback port, runs
+    ``deploy_agent`` with the example spec and ``run_agent_session`` on a bundled sample file with
+    a memory store, and downloads the outputs into ``./outputs``.
+    """
+    import os
+    import socket
+    from contextlib import ExitStack
+
+    # Without PREFECT_API_URL, Prefect starts a temporary local server; give it time on slow machines.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    with ExitStack() as stack:
+        if live:
+            if not os.environ.get("ANTHROPIC_API_KEY", "").strip():
+                typer.echo("--live needs ANTHROPIC_API_KEY in the environment.", err=True)
+                raise typer.Exit(2)
+            base_url: str | None = os.environ.get("ANTHROPIC_BASE_URL") or None
+            api_key: str | None = None
+        else:
+            from emulator import EmulatorServer
+
+            with socket.socket() as probe:
+                taken = probe.connect_ex(("127.0.0.1", port)) == 0
+            server = stack.enter_context(EmulatorServer(port=0 if taken else port))
+            base_url, api_key = server.url, "quickstart-emulator-key"
+            typer.echo(f"Emulator: {server.url} (no API key, no spend)")
+        _run_quickstart(base_url, api_key, output_dir, block_name)
+
+
+def _run_quickstart(base_url: str | None, api_key: str | None, output_dir: Path, block_name: str) -> None:
+    from pydantic import SecretStr
+
+    import flows
+    from blocks import AnthropicCredentials
+    from blocks.inputs import InputFile, MemoryStoreAttachment
+    from flows.session import run_agent_session
+    from flows.setup import deploy_agent
+
+    specs = Path(flows.__file__).parent / "specs"
+    credentials = AnthropicCredentials(api_key=SecretStr(api_key) if api_key else None, base_url=base_url)
+    agent = deploy_agent(specs / "example-agent.yaml", block_name, credentials=credentials)
+    typer.echo(f"Agent: {agent.agent_id} pinned at version {agent.version} (block {block_name!r})")
+    result = run_agent_session(
+        agent=block_name,
+        prompt=QUICKSTART_PROMPT,
+        files=[InputFile(path=str(specs / "sample-sales.csv"))],
+        memory_stores=[MemoryStoreAttachment(store="quickstart-notes", create_if_missing=True)],
+        output_dir=str(output_dir),
+    )
+    typer.echo(f"Session: {result.session_id} ({result.status}, stop reason {result.stop_reason})")
+    typer.echo(f"Agent said: {result.final_message}")
+    for out in result.output_files:
+        typer.echo(f"Output: {out.path} ({out.size_bytes} bytes, sha256 {out.sha256[:12]}...)")
+    cost = "n/a" if result.usage.cost_usd is None else f"${result.usage.cost_usd}"
+    typer.echo(
+        f"Usage: {result.usage.input_tokens} input / {result.usage.output_tokens} output tokens, cost {cost}"
+    )
+    typer.echo(f"Console: {result.console_url}")
+    typer.echo(
+        "See the runs, logs and artifacts (transcript, usage, outputs) in the Prefect UI:\n"
+        "  uv run prefect server start   # then open http://127.0.0.1:4200/runs"
+    )
+
+
 if __name__ == "__main__":
     app()
