@@ -29,6 +29,14 @@ class BlockNotFoundError(ConfigurationError):
     """A named Prefect block does not exist (create it with ``deploy_agent`` first)."""
 
 
+class InputFileError(ConfigurationError):
+    """A local input file cannot be uploaded: missing, a directory, or a bad ``mount_path``."""
+
+
+class MemoryStoreConfigError(ConfigurationError):
+    """Memory-store attachments break a rule (more than 8, instructions too long, bad reference)."""
+
+
 # --- remote state that blocks the operation ----------------------------------------------------
 
 
@@ -50,6 +58,22 @@ class EnvironmentArchivedError(RemoteObjectError):
 
 class AgentVersionNotFoundError(RemoteObjectError):
     """The requested agent version does not exist."""
+
+
+class EnvironmentTypeChangeError(RemoteObjectError):
+    """An existing environment's ``config.type`` differs from the spec's; the type cannot change."""
+
+
+class MemoryStoreNotFoundError(RemoteObjectError):
+    """No memory store has the given id or name (set ``create_if_missing`` to create it)."""
+
+
+class AmbiguousMemoryStoreError(RemoteObjectError):
+    """More than one memory store has the given name; attach it by id (``memstore_...``) instead."""
+
+
+class MemoryStoreArchivedError(RemoteObjectError):
+    """The memory store is archived; archived stores cannot be attached to new sessions."""
 
 
 class StaleAgentVersionError(RemoteObjectError):

@@ -1,0 +1,116 @@
+"""``ManagedAgent``: one deployed agent, pinned to a version, with the credentials to run it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.blocks.abstract import JobBlock
+from pydantic import Field
+
+from .credentials import AnthropicCredentials
+from .package_info import DOCUMENTATION_URL, LOGO_URL
+from .results import SessionResult
+
+if TYPE_CHECKING:
+    from .session_run import ManagedAgentSessionRun
+
+CONSOLE_SESSION_URL = "https://platform.claude.com/workspaces/default/sessions/{session_id}"
+
+
+class ManagedAgent(JobBlock[SessionResult]):
+    """A Claude Managed Agent pinned to one version, plus the environment its sessions run in.
+
+    ``deploy_agent`` creates or updates the agent from a spec and saves this block;
+    ``pin_agent_version`` moves the pin (rollback or promotion). Keep one block per stage
+    (for example ``report-writer-dev`` and ``report-writer-prod``) to pin stages independently.
+
+    Examples:
+        Start a session on the pinned version and wait for its result:
+        ```python
+        from blocks import ManagedAgent
+
+        agent = ManagedAgent.load("BLOCK_NAME")
+        run = agent.trigger("Summarise the files you were given.")
+        run.wait_for_completion()
+        result = run.fetch_result()
+        ```
+    """
+
+    _block_type_name = "Managed Agent"
+    _block_type_slug = "managed-agent"
+    _logo_url = LOGO_URL  # type: ignore[assignment]
+    _documentation_url = DOCUMENTATION_URL  # type: ignore[assignment]
+
+    credentials: AnthropicCredentials = Field(
+        default_factory=AnthropicCredentials,
+        description="Credentials used to reach the Managed Agents API.",
+    )
+    agent_id: str = Field(
+        default=...,
+        min_length=1,
+        title="Agent ID",
+        description="Id of the remote agent (agent_...).",
+    )
+    version: int = Field(
+        default=...,
+        ge=1,
+        description="Pinned agent version every session of this block runs; move it with pin_agent_version.",
+    )
+    environment_id: str = Field(
+        default=...,
+        min_length=1,
+        title="Environment ID",
+        description="Id of the environment sessions run in (env_...).",
+    )
+    agent_name: str = Field(default=..., min_length=1, description="Name of the remote agent.")
+    spec_fingerprint: str | None = Field(
+        default=None,
+        description="sha256 of the agent spec the pinned version was deployed from (set by deploy_agent).",
+    )
+    max_duration_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Default wall-clock limit of one session in seconds; no limit when empty.",
+    )
+    log_verbosity: Literal["summary", "tools", "full"] = Field(
+        default="summary",
+        description="How much of a session is logged to Prefect: summary, tools (every tool call) or full.",
+    )
+
+    def agent_reference(self) -> dict[str, Any]:
+        """Return the pinned ``agent`` parameter for ``sessions.create``."""
+        return {"type": "agent", "id": self.agent_id, "version": self.version}
+
+    def console_url(self, session_id: str) -> str:
+        """Return the Claude Console page of a session.
+
+        Args:
+            session_id: The session's id.
+        """
+        return CONSOLE_SESSION_URL.format(session_id=session_id)
+
+    async def atrigger(self, prompt: str, **options: Any) -> ManagedAgentSessionRun:
+        """Start a session on the pinned version and return its ``JobRun``.
+
+        Args:
+            prompt: The first user message.
+            **options: Passed to ``blocks.session_run.atrigger_session`` (title, metadata,
+                resources, policy, max_duration).
+        """
+        from .session_run import atrigger_session
+
+        return await atrigger_session(self, prompt, **options)
+
+    @async_dispatch(atrigger)
+    def trigger(self, prompt: str, **options: Any) -> ManagedAgentSessionRun:  # type: ignore[override]
+        """Start a session on the pinned version and return its ``JobRun`` (sync twin of :meth:`atrigger`).
+
+        Args:
+            prompt: The first user message.
+            **options: Passed to ``blocks.session_run.trigger_session``.
+        """
+        from .session_run import trigger_session
+
+        # _sync=True: the dispatch here already chose the sync path; never hand back a coroutine.
+        return cast("ManagedAgentSessionRun", trigger_session(self, prompt, _sync=True, **options))  # type: ignore[call-arg]

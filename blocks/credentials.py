@@ -1,0 +1,128 @@
+"""``AnthropicCredentials``: the API key and connection settings, and the SDK clients built from them."""
+
+from __future__ import annotations
+
+import anthropic
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field, SecretStr
+
+from .exceptions import ApiUnreachableError, MissingCredentialsError
+from .package_info import DOCUMENTATION_URL, INTEGRATION_HEADER, LOGO_URL
+from .settings import AnthropicSettings
+
+
+class AnthropicCredentials(CredentialsBlock):
+    """Credentials and connection settings for the Claude Managed Agents API.
+
+    Fields left empty fall back to the environment (``ANTHROPIC_API_KEY``,
+    ``ANTHROPIC_BASE_URL``) each time a client is built, so a block saved without a key follows
+    the environment of the process that uses it.
+
+    Examples:
+        Load stored credentials and list agents:
+        ```python
+        from blocks import AnthropicCredentials
+
+        credentials = AnthropicCredentials.load("BLOCK_NAME")
+        client = credentials.get_client()
+        for agent in client.beta.agents.list():
+            print(agent.id, agent.name)
+        ```
+    """
+
+    _block_type_name = "Anthropic Credentials"
+    _block_type_slug = "anthropic-credentials"
+    _logo_url = LOGO_URL  # type: ignore[assignment]
+    _documentation_url = DOCUMENTATION_URL  # type: ignore[assignment]
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        title="API key",
+        description="Anthropic API key; when empty, ANTHROPIC_API_KEY from the environment is used.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        title="Base URL",
+        description="API base URL (for example a local emulator); when empty, ANTHROPIC_BASE_URL "
+        "or the SDK default https://api.anthropic.com is used.",
+    )
+    timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Total timeout in seconds for one API request, as the SDK's timeout option.",
+    )
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        description="How many times the SDK retries a request that failed transiently; 0 also turns "
+        "off the setup tasks' own retries.",
+    )
+
+    def resolved_api_key(self) -> str:
+        """Return the API key to use: the block's, else ``ANTHROPIC_API_KEY``.
+
+        Raises:
+            MissingCredentialsError: Neither is set, or the key is empty.
+        """
+        secret = self.api_key if self.api_key is not None else AnthropicSettings().api_key
+        key = secret.get_secret_value().strip() if secret is not None else ""
+        if not key:
+            raise MissingCredentialsError(
+                "No Anthropic API key: set the ANTHROPIC_API_KEY environment variable or the "
+                "'api_key' field of the AnthropicCredentials block."
+            )
+        return key
+
+    def resolved_base_url(self) -> str | None:
+        """Return the base URL to use: the block's, else ``ANTHROPIC_BASE_URL``, else None (SDK default)."""
+        return self.base_url or AnthropicSettings().base_url or None
+
+    def display_base_url(self) -> str:
+        """Return the base URL for messages (the SDK default when none is configured)."""
+        return self.resolved_base_url() or "https://api.anthropic.com"
+
+    def get_client(self) -> anthropic.Anthropic:
+        """Return a new synchronous SDK client.
+
+        Raises:
+            MissingCredentialsError: No API key is configured.
+        """
+        return anthropic.Anthropic(
+            api_key=self.resolved_api_key(),
+            base_url=self.resolved_base_url(),
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            default_headers=INTEGRATION_HEADER,
+        )
+
+    def get_async_client(self) -> anthropic.AsyncAnthropic:
+        """Return a new asynchronous SDK client.
+
+        Raises:
+            MissingCredentialsError: No API key is configured.
+        """
+        return anthropic.AsyncAnthropic(
+            api_key=self.resolved_api_key(),
+            base_url=self.resolved_base_url(),
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            default_headers=INTEGRATION_HEADER,
+        )
+
+
+def api_unreachable_error(
+    exc: anthropic.APIConnectionError, *, base_url: str, retries: int
+) -> ApiUnreachableError:
+    """Return the typed error for a failed connection; the message names the URL, never the key.
+
+    Args:
+        exc: The SDK's connection (or timeout) error.
+        base_url: The URL that was tried.
+        retries: How many retries the SDK made.
+    """
+    kind = "timed out" if isinstance(exc, anthropic.APITimeoutError) else "failed"
+    return ApiUnreachableError(
+        f"Connection to the Managed Agents API at {base_url} {kind} (after {retries} SDK retries). "
+        "Check that the service (or emulator) is running and that the credentials block's "
+        "'base_url' or ANTHROPIC_BASE_URL points at it."
+    )

@@ -1,0 +1,565 @@
+"""Setup flows: ``deploy_agent`` (idempotent create-or-update from a spec) and ``pin_agent_version``."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar
+
+import anthropic
+from anthropic.types.beta import BetaEnvironment, BetaManagedAgentsAgent
+from prefect import flow, get_client
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.logging import get_run_logger
+from prefect.tasks import Task
+
+from blocks.agent import ManagedAgent
+from blocks.credentials import AnthropicCredentials
+from blocks.diff import FieldChange, diff_agent_configs, render_changes_markdown
+from blocks.drift import edited_outside, fingerprint_of
+from blocks.exceptions import (
+    AgentArchivedError,
+    AgentDriftError,
+    BlockNotFoundError,
+    ConfigurationError,
+    EnvironmentArchivedError,
+    EnvironmentTypeChangeError,
+)
+from blocks.spec import (
+    BLOCK_KEY,
+    FINGERPRINT_KEY,
+    RESERVED_METADATA_KEYS,
+    AgentDeploymentSpec,
+    EnvironmentSpec,
+)
+from tasks.agents import (
+    create_agent,
+    create_environment,
+    find_environments,
+    find_managed_agent,
+    list_agent_versions,
+    retrieve_agent,
+    retrieve_environment,
+    update_agent,
+    update_environment,
+)
+from tasks.events import emit_managed_agents_event
+
+P = ParamSpec("P")
+R = TypeVar("R")
+BLOCK_NAME = re.compile(r"^[a-z0-9-]+$")
+LOCK_TIMEOUT_SECONDS = 600.0
+
+Action = Literal["created", "updated", "unchanged", "pinned", "drift"]
+
+
+@dataclass
+class AgentOutcome:
+    """What ``deploy_agent`` did to the agent."""
+
+    action: Action
+    agent: BetaManagedAgentsAgent
+    old_version: int | None
+    changes: list[FieldChange] = field(default_factory=list)
+    drift: list[FieldChange] = field(default_factory=list)
+    drift_version: int | None = None
+    base_version: int | None = None
+    """The version ``changes`` are measured from (the one an update was based on)."""
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+def _as_spec(spec: AgentDeploymentSpec | str | Path) -> AgentDeploymentSpec:
+    if isinstance(spec, AgentDeploymentSpec):
+        # Re-validate: a spec object can be built with model_construct or mutated since.
+        return AgentDeploymentSpec.parse(spec.model_dump(exclude_unset=True), source="spec object")
+    return AgentDeploymentSpec.from_yaml(spec)
+
+
+def _check_block_name(block_name: str) -> None:
+    if not BLOCK_NAME.match(block_name):
+        raise ConfigurationError(
+            f"Block name {block_name!r} is not valid: use lowercase letters, digits and dashes "
+            "(for example 'report-writer-prod')."
+        )
+
+
+def _load_agent_block(block_name: str) -> ManagedAgent | None:
+    try:
+        block = ManagedAgent.load(block_name, _sync=True)  # type: ignore[call-arg]  # async_dispatch kwarg
+    except ValueError as exc:
+        if "Unable to find block document" in str(exc):
+            return None
+        raise
+    assert isinstance(block, ManagedAgent)  # _sync=True: never a coroutine
+    return block
+
+
+def _require_agent_block(block_name: str) -> ManagedAgent:
+    block = _load_agent_block(block_name)
+    if block is None:
+        raise BlockNotFoundError(
+            f"No ManagedAgent block named {block_name!r}. Run deploy_agent with block_name="
+            f"{block_name!r} first, or check the name with `prefect block ls`."
+        )
+    return block
+
+
+def _resolve_credentials(
+    credentials: AnthropicCredentials | str | None, existing: ManagedAgent | None
+) -> AnthropicCredentials:
+    if isinstance(credentials, AnthropicCredentials):
+        return credentials
+    if isinstance(credentials, str):
+        try:
+            loaded = AnthropicCredentials.load(credentials, _sync=True)  # type: ignore[call-arg]  # async_dispatch kwarg
+        except ValueError as exc:
+            if "Unable to find block document" in str(exc):
+                raise BlockNotFoundError(
+                    f"No AnthropicCredentials block named {credentials!r}. Create it in the Prefect UI "
+                    "or pass credentials=None to use ANTHROPIC_API_KEY."
+                ) from None
+            raise
+        assert isinstance(loaded, AnthropicCredentials)  # _sync=True: never a coroutine
+        return loaded
+    return existing.credentials if existing is not None else AnthropicCredentials()
+
+
+def _reads(task: Task[P, R], credentials: AnthropicCredentials) -> Task[P, R]:
+    """max_retries=0 on the credentials means "fail fast": no task-level retries either."""
+    return task.with_options(retries=0) if credentials.max_retries == 0 else task
+
+
+# --- concurrency ----------------------------------------------------------------------------------
+
+
+def deploy_lock_name(agent_name: str) -> str:
+    """Return the global concurrency limit that serialises deployments of one agent name.
+
+    Args:
+        agent_name: The agent's name.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", agent_name.lower()).strip("-") or "agent"
+    if len(slug) > 60:  # keep names short and still distinct
+        slug = f"{slug[:50]}-{hashlib.sha256(agent_name.encode()).hexdigest()[:8]}"
+    return f"managed-agents-deploy-{slug}"
+
+
+@contextmanager
+def deploy_lock(agent_name: str) -> Iterator[None]:
+    """Hold the agent name's deploy lock (a Prefect global concurrency limit of 1).
+
+    The limit is created when missing (with ``strict=False`` a missing limit would silently not
+    lock); a concurrent creation by another run is fine.
+
+    Args:
+        agent_name: The agent's name.
+    """
+    name = deploy_lock_name(agent_name)
+    with get_client(sync_client=True) as prefect:
+        try:
+            prefect.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another run created it first
+                prefect.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=LOCK_TIMEOUT_SECONDS):
+        yield
+
+
+# --- environment ----------------------------------------------------------------------------------
+
+
+def _environment_patch(env: BetaEnvironment, desired: dict[str, Any]) -> dict[str, Any]:
+    """Return the ``environments.update`` arguments that make ``env`` equal ``desired`` (empty: equal)."""
+    patch: dict[str, Any] = {}
+    if env.config.model_dump(mode="json", exclude_none=True) != desired["config"]:
+        patch["config"] = desired["config"]
+    if (env.description or None) != desired.get("description"):
+        patch["description"] = desired.get("description")
+    wanted = desired.get("metadata", {})
+    if dict(env.metadata) != wanted:
+        patch["metadata"] = {**dict.fromkeys(env.metadata, ""), **wanted}
+    return patch
+
+
+def ensure_environment(
+    client: anthropic.Anthropic,
+    spec: EnvironmentSpec,
+    existing: ManagedAgent | None,
+    credentials: AnthropicCredentials,
+) -> tuple[BetaEnvironment, str]:
+    """Find the spec's environment by name (creating or updating it); return it and what was done.
+
+    Args:
+        client: SDK client.
+        spec: The environment section of the spec.
+        existing: The block being redeployed, if any.
+        credentials: For the retry settings.
+
+    Raises:
+        EnvironmentArchivedError: The block's environment, or the only one with the name, is archived.
+        EnvironmentTypeChangeError: The existing environment has another ``config.type``.
+    """
+    logger = get_run_logger()
+    desired = spec.environment_params()
+    if existing is not None:
+        pinned = _reads(retrieve_environment, credentials)(client, existing.environment_id)
+        if pinned is not None and pinned.archived_at is not None:
+            raise EnvironmentArchivedError(
+                f"Environment {pinned.name!r} ({pinned.id}) of block is archived, and archiving is "
+                "permanent. Give environment.name in the spec a new name so deploy_agent creates a "
+                "fresh environment."
+            )
+    matches = _reads(find_environments, credentials)(client, spec.name)
+    active = [e for e in matches if e.archived_at is None]
+    if not active:
+        if matches:
+            raise EnvironmentArchivedError(
+                f"Environment {spec.name!r} ({matches[-1].id}) is archived, and archiving is permanent. "
+                "Give environment.name in the spec a new name so deploy_agent creates a fresh one."
+            )
+        env = create_environment(client, desired)
+        logger.info("Created environment %r (%s).", env.name, env.id)
+        return env, "created"
+    env = active[0]
+    if env.config.type != desired["config"]["type"]:
+        raise EnvironmentTypeChangeError(
+            f"Environment {env.name!r} ({env.id}) is a {env.config.type!r} environment and the spec asks "
+            f"for {desired['config']['type']!r}; the type cannot change. Give environment.name a new name."
+        )
+    patch = _environment_patch(env, desired)
+    if not patch:
+        return env, "unchanged"
+    env = update_environment(client, env.id, patch)
+    logger.info("Updated environment %r (%s): %s.", env.name, env.id, ", ".join(sorted(patch)))
+    return env, "updated"
+
+
+# --- agent ----------------------------------------------------------------------------------------
+
+
+def _snapshot(agent: BetaManagedAgentsAgent) -> dict[str, Any]:
+    return agent.model_dump(mode="json")
+
+
+def _update_params(
+    spec: AgentDeploymentSpec, fingerprint: str, block_name: str, current: BetaManagedAgentsAgent
+) -> dict[str, Any]:
+    params = spec.update_params()
+    stamps = {FINGERPRINT_KEY: fingerprint, BLOCK_KEY: block_name}
+    stale = {k: None for k in current.metadata if k not in spec.metadata and k not in RESERVED_METADATA_KEYS}
+    params["metadata"] = {**stale, **spec.metadata, **stamps}
+    return params
+
+
+def ensure_agent(
+    client: anthropic.Anthropic,
+    spec: AgentDeploymentSpec,
+    block_name: str,
+    existing: ManagedAgent | None,
+    credentials: AnthropicCredentials,
+    force: bool,
+) -> AgentOutcome:
+    """Create, update, re-pin or keep the agent; the caller holds the deploy lock.
+
+    Args:
+        client: SDK client.
+        spec: The desired spec.
+        block_name: The block being deployed.
+        existing: That block, if it exists.
+        credentials: For the retry settings.
+        force: Overwrite an agent that was changed outside ``deploy_agent``.
+
+    Raises:
+        AgentArchivedError: The block's agent is archived.
+        AgentDriftError: The agent changed outside ``deploy_agent`` and ``force`` is False.
+        StaleAgentVersionError: A concurrent edit won the optimistic lock.
+    """
+    fingerprint = spec.fingerprint()
+    if existing is not None:
+        current = _reads(retrieve_agent, credentials)(client, existing.agent_id)
+        pinned_version: int | None = existing.version
+    else:
+        found = _reads(find_managed_agent, credentials)(client, spec.name)
+        if found is None:
+            params = {**spec.agent_params()}
+            params["metadata"] = {**spec.metadata, FINGERPRINT_KEY: fingerprint, BLOCK_KEY: block_name}
+            created = create_agent(client, params)
+            return AgentOutcome("created", created, None, diff_agent_configs({}, _snapshot(created)))
+        current, pinned_version = found, None
+    if current.archived_at is not None:
+        raise AgentArchivedError(
+            f"Agent {current.name!r} ({current.id}) is archived, and archiving is permanent. Delete block "
+            f"{block_name!r} and rerun deploy_agent to create a new agent, or deploy to another block."
+        )
+    latest = current.version
+    # The pinned version is the baseline; nothing moved since the pin when it is the latest.
+    if pinned_version is not None and latest == pinned_version:
+        if fingerprint_of(_snapshot(current)) == fingerprint:
+            return AgentOutcome("unchanged", current, pinned_version)
+        return _update(client, spec, fingerprint, block_name, current, pinned_version)
+    versions = [_snapshot(v) for v in _reads(list_agent_versions, credentials)(client, current.id)]
+    outside = edited_outside(versions)
+    if not outside and fingerprint_of(versions[-1]) == fingerprint:
+        # Someone (another run, another stage's block) already deployed this very spec.
+        return AgentOutcome("pinned", current, pinned_version)
+    if pinned_version is None and not outside:
+        return _update(client, spec, fingerprint, block_name, current, None)
+    baseline = next((v for v in versions if v["version"] == pinned_version), None)
+    drift = diff_agent_configs(baseline or {}, versions[-1])
+    if not force:
+        return AgentOutcome("drift", current, pinned_version, drift=drift, drift_version=latest)
+    outcome = _update(client, spec, fingerprint, block_name, current, pinned_version)
+    outcome.drift, outcome.drift_version = drift, latest
+    return outcome
+
+
+def _update(
+    client: anthropic.Anthropic,
+    spec: AgentDeploymentSpec,
+    fingerprint: str,
+    block_name: str,
+    current: BetaManagedAgentsAgent,
+    pinned_version: int | None,
+) -> AgentOutcome:
+    params = _update_params(spec, fingerprint, block_name, current)
+    updated = update_agent(client, current.id, current.version, params)
+    changes = diff_agent_configs(_snapshot(current), _snapshot(updated))
+    return AgentOutcome("updated", updated, pinned_version, changes, base_version=current.version)
+
+
+# --- reporting ------------------------------------------------------------------------------------
+
+
+def _report(
+    block_name: str, outcome: AgentOutcome, env: BetaEnvironment, env_action: str, fingerprint: str
+) -> str:
+    agent = outcome.agent
+    old = f"v{outcome.old_version}" if outcome.old_version is not None else "(none)"
+    new = old if outcome.action == "drift" else f"v{agent.version}"
+    lines = [
+        f"# Deploy report: `{block_name}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Action | **{outcome.action}** |",
+        f"| Agent | `{agent.id}` ({agent.name}) |",
+        f"| Environment | `{env.id}` ({env.name}, {env_action}) |",
+        f"| Pin | {old} → {new} |",
+        f"| Spec fingerprint | `{fingerprint[:16]}…` |",
+        "",
+    ]
+    if outcome.drift_version is not None:
+        lines += [
+            f"## Drift: changed outside deploy_agent (pinned {old}, latest v{outcome.drift_version})",
+            "",
+            render_changes_markdown(outcome.drift),
+            "Overwritten because `force=True`."
+            if outcome.action != "drift"
+            else "Not overwritten. Review the change, then rerun with `force=True` to replace it with the spec.",
+            "",
+        ]
+    if outcome.action in ("created", "updated"):
+        base = "(new agent)" if outcome.base_version is None else f"v{outcome.base_version}"
+        lines += [f"## Changes {base} → v{agent.version}", "", render_changes_markdown(outcome.changes)]
+    return "\n".join(lines)
+
+
+def _artifact_key(prefix: str, block_name: str) -> str:
+    return f"{prefix}-{block_name}".lower()
+
+
+def _emit(kind: str, agent: BetaManagedAgentsAgent, version: int, payload: dict[str, Any]) -> None:
+    emit_managed_agents_event(
+        f"agent.{kind}",
+        agent.id,
+        name=agent.name,
+        payload=payload,
+        labels={"managed-agents.version": str(version)},
+    )
+
+
+# --- flows ----------------------------------------------------------------------------------------
+
+
+@flow(name="deploy-agent")
+def deploy_agent(
+    spec: AgentDeploymentSpec | str | Path,
+    block_name: str,
+    credentials: AnthropicCredentials | str | None = None,
+    force: bool = False,
+) -> ManagedAgent:
+    """Make sure the spec's environment and agent exist, then save the ``ManagedAgent`` block.
+
+    Idempotent: the same spec again makes no write call. A changed spec updates the agent with
+    ``version=<current>`` (a concurrent edit fails loudly) and moves the block's pin. An agent that
+    was changed outside this flow since the pin is reported (artifact and event) and left alone
+    unless ``force`` is set. Runs for the same agent name are serialised by a Prefect global
+    concurrency limit, so two at once never create two agents.
+
+    Args:
+        spec: The spec, or the path of a YAML spec file (keys mirror ``agents.create`` plus an
+            ``environment:`` section).
+        block_name: Name of the ``ManagedAgent`` block to save (lowercase letters, digits, dashes);
+            use one per stage, e.g. ``report-writer-dev`` and ``report-writer-prod``.
+        credentials: An ``AnthropicCredentials`` block, the name of a saved one, or None to use the
+            block's existing credentials (or ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL).
+        force: Overwrite an agent that was changed outside this flow since the block's pin.
+
+    Returns:
+        The saved block, pinned to the deployed version.
+
+    Raises:
+        SpecValidationError: The spec breaks an API rule (nothing is sent).
+        MissingCredentialsError: No API key is configured.
+        BlockNotFoundError: ``credentials`` names a block that does not exist.
+        AgentDriftError: The agent was changed outside this flow and ``force`` is False.
+        StaleAgentVersionError: Someone updated the agent during this run; rerun.
+        AgentArchivedError / EnvironmentArchivedError: The block's agent or environment is archived.
+        ApiUnreachableError: The API could not be reached at the configured base URL.
+    """
+    logger = get_run_logger()
+    desired = _as_spec(spec)
+    _check_block_name(block_name)
+    fingerprint = desired.fingerprint()
+    with deploy_lock(desired.name):
+        existing = _load_agent_block(block_name)
+        creds = _resolve_credentials(credentials, existing)
+        with creds.get_client() as client:
+            env, env_action = ensure_environment(client, desired.environment, existing, creds)
+            outcome = ensure_agent(client, desired, block_name, existing, creds, force)
+        agent = outcome.agent
+        if outcome.action != "drift":
+            values = {
+                "credentials": creds,
+                "agent_id": agent.id,
+                "version": agent.version,
+                "environment_id": env.id,
+                "agent_name": agent.name,
+                "spec_fingerprint": fingerprint,
+            }
+            if existing is None:
+                block = ManagedAgent(**values)
+                block.save(block_name)
+            else:
+                block = existing.model_copy(update=values)
+                if block.model_dump() != existing.model_dump():
+                    block.save(block_name, overwrite=True)
+    create_markdown_artifact(
+        markdown=_report(block_name, outcome, env, env_action, fingerprint),
+        key=_artifact_key("deploy", block_name),
+        description=f"deploy_agent {outcome.action}: {agent.name}",
+    )
+    payload: dict[str, Any] = {
+        "block": block_name,
+        "old_version": outcome.old_version,
+        "new_version": agent.version,
+        "environment_id": env.id,
+        "spec_fingerprint": fingerprint,
+        "changed_fields": [c.path for c in outcome.changes],
+    }
+    if outcome.drift_version is not None:
+        drift_payload = {
+            **payload,
+            "new_version": outcome.drift_version,
+            "changed_fields": [c.path for c in outcome.drift],
+            "overwritten": outcome.action != "drift",
+        }
+        _emit("drift", agent, outcome.drift_version, drift_payload)
+    if outcome.action == "drift":
+        raise AgentDriftError(
+            f"Agent {agent.name!r} ({agent.id}) was changed outside deploy_agent: block {block_name!r} "
+            f"pins v{outcome.old_version}, the agent is at v{outcome.drift_version}. The deploy report "
+            f"artifact '{_artifact_key('deploy', block_name)}' lists the changes; rerun with force=True "
+            "to replace them with the spec."
+        )
+    _emit(outcome.action, agent, agent.version, payload)
+    logger.info(
+        "Agent %r (%s) %s; block %r pins v%s (was %s).",
+        agent.name,
+        agent.id,
+        outcome.action,
+        block_name,
+        agent.version,
+        f"v{outcome.old_version}" if outcome.old_version is not None else "unset",
+    )
+    return block
+
+
+@flow(name="pin-agent-version")
+def pin_agent_version(block_name: str, version: int) -> ManagedAgent:
+    """Move a ``ManagedAgent`` block's pin to an existing version (rollback or promotion).
+
+    Args:
+        block_name: Name of the ``ManagedAgent`` block.
+        version: The agent version to pin (must exist).
+
+    Returns:
+        The saved block.
+
+    Raises:
+        BlockNotFoundError: No such block.
+        AgentVersionNotFoundError: The agent has no such version.
+        AgentArchivedError / EnvironmentArchivedError: The agent or environment is archived.
+    """
+    logger = get_run_logger()
+    _check_block_name(block_name)
+    if version < 1:
+        raise ConfigurationError(f"version must be 1 or more, got {version}.")
+    block = _require_agent_block(block_name)
+    creds = block.credentials
+    with creds.get_client() as client:
+        latest = _reads(retrieve_agent, creds)(client, block.agent_id)
+        if latest.archived_at is not None:
+            raise AgentArchivedError(
+                f"Agent {latest.name!r} ({latest.id}) is archived, so no session can use any of its "
+                f"versions. Delete block {block_name!r} and run deploy_agent to create a new agent."
+            )
+        env = _reads(retrieve_environment, creds)(client, block.environment_id)
+        if env is None or env.archived_at is not None:
+            raise EnvironmentArchivedError(
+                f"Environment {block.environment_id} of block {block_name!r} is archived or gone. "
+                "Rerun deploy_agent with a new environment name to give the block a usable one."
+            )
+        target = _reads(retrieve_agent, creds)(client, block.agent_id, version)
+        old_snapshot = _reads(retrieve_agent, creds)(client, block.agent_id, block.version)
+    old_version = block.version
+    changes = diff_agent_configs(_snapshot(old_snapshot), _snapshot(target))
+    if old_version != version:
+        block = block.model_copy(
+            update={"version": version, "spec_fingerprint": fingerprint_of(_snapshot(target))}
+        )
+        block.save(block_name, overwrite=True)
+    direction = "rollback" if version < old_version else "promotion" if version > old_version else "no move"
+    create_markdown_artifact(
+        markdown="\n".join(
+            [
+                f"# Pin report: `{block_name}`",
+                "",
+                f"Agent `{target.id}` ({target.name}): pin v{old_version} → v{version} ({direction}), "
+                f"latest is v{latest.version}.",
+                "",
+                f"## Changes v{old_version} → v{version}",
+                "",
+                render_changes_markdown(changes),
+            ]
+        ),
+        key=_artifact_key("pin", block_name),
+        description=f"pin_agent_version: v{old_version} → v{version}",
+    )
+    _emit(
+        "pinned",
+        target,
+        version,
+        {"block": block_name, "old_version": old_version, "new_version": version, "direction": direction},
+    )
+    logger.info("Block %r now pins agent %s at v%s (was v%s).", block_name, target.id, version, old_version)
+    return block

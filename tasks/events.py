@@ -1,0 +1,45 @@
+"""One helper to emit this integration's Prefect events (``managed-agents.<kind>``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.events import emit_event
+
+
+def emit_managed_agents_event(
+    kind: str,
+    resource_id: str,
+    *,
+    name: str | None = None,
+    payload: dict[str, Any] | None = None,
+    related: list[dict[str, str]] | None = None,
+    labels: dict[str, str] | None = None,
+) -> None:
+    """Emit ``managed-agents.<kind>`` about one remote object, for Automations to match.
+
+    The resource id is ``managed-agents.<object>.<resource_id>``, where ``<object>`` is the first
+    segment of ``kind`` (``agent.created`` about ``agent_1`` → ``managed-agents.agent.agent_1``).
+    Inside a run Prefect attaches the flow run, task run and deployment as related resources.
+    Never put an API key in ``payload`` or ``labels``.
+
+    Args:
+        kind: What happened, ``<object>.<event>``, e.g. ``agent.updated`` or ``session.completed``.
+        resource_id: Id of the remote object (``agent_...``, ``sesn_...``).
+        name: Human name shown for the resource (``prefect.resource.name``).
+        payload: Extra JSON-serialisable details.
+        related: Extra related resources (each a dict with ``prefect.resource.id`` and
+            ``prefect.resource.role``).
+        labels: Extra resource labels, e.g. ``{"managed-agents.version": "3"}``.
+    """
+    obj = kind.split(".", 1)[0]
+    resource = {"prefect.resource.id": f"managed-agents.{obj}.{resource_id}"}
+    if name:
+        resource["prefect.resource.name"] = name
+    resource.update(labels or {})
+    emit_event(
+        event=f"managed-agents.{kind}",
+        resource=resource,
+        payload=payload or {},
+        related=related,
+    )
