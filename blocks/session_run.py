@@ -1,0 +1,568 @@
+"""One agent session as a Prefect ``JobRun``, and the session steps every caller shares.
+
+``ManagedAgent.trigger()`` returns a :class:`ManagedAgentSessionRun`; the ``run_agent_session``
+flow's tasks call the same functions (:func:`acreate_session`, :func:`adrive_session`,
+:func:`ainterrupt_and_archive`, :func:`build_session_result`), so both paths stream, classify
+and clean up identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import anthropic
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.blocks.abstract import JobRun
+from prefect.utilities.asyncutils import run_coro_as_sync
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from .outcome import Outcome, SessionEnd, classify
+from .results import OutputFile, SessionResult, UsageSummary
+from .session_stream import (
+    ConfirmationPolicy,
+    SessionStream,
+    StreamObserver,
+    interrupt_session,
+    is_transient_api_error,
+    wait_until_not_running,
+)
+from .transcript import Transcript, content_text
+
+if TYPE_CHECKING:
+    from .agent import ManagedAgent
+
+SESSION_LABEL = "managed-agents.session-id"
+"""Flow-run label that carries the session id (cancel/crash hooks read it)."""
+
+CREATE_TOKEN_KEY = "prefect_create_token"
+"""Session metadata key holding a one-time token, to find a create whose answer was lost."""
+
+Verbosity = Literal["summary", "tools", "full"]
+
+_TOOL_EVENTS = frozenset(
+    {
+        "agent.tool_use",
+        "agent.mcp_tool_use",
+        "agent.custom_tool_use",
+        "agent.tool_result",
+        "agent.mcp_tool_result",
+    }
+)
+_MESSAGE_EVENTS = frozenset({"agent.message", "user.message", "agent.thinking", "user.tool_confirmation"})
+
+
+def user_message(prompt: str) -> dict[str, Any]:
+    """Build the ``user.message`` kickoff event for a text prompt."""
+    return {"type": "user.message", "content": [{"type": "text", "text": prompt}]}
+
+
+# --- create ----------------------------------------------------------------------------------
+
+
+def _creation_uncertain(exc: BaseException) -> bool:
+    """True when a failed create may still have been committed server-side."""
+    if isinstance(exc, anthropic.APIConnectionError):
+        return True
+    return isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 500
+
+
+async def _find_session_by_token(
+    client: anthropic.AsyncAnthropic, agent_id: str, token: str, since: datetime
+) -> Any | None:
+    page = await client.beta.sessions.list(agent_id=agent_id, created_at_gte=since, order="desc", limit=100)
+    scanned = 0
+    async for session in page:
+        if (session.metadata or {}).get(CREATE_TOKEN_KEY) == token:
+            return session
+        scanned += 1
+        if scanned >= 500:
+            break
+    return None
+
+
+async def acreate_session(
+    client: anthropic.AsyncAnthropic,
+    *,
+    agent_reference: dict[str, Any],
+    environment_id: str,
+    resources: list[dict[str, Any]] | None = None,
+    metadata: dict[str, str] | None = None,
+    title: str | None = None,
+) -> Any:
+    """Create a session exactly once, even when the API commits it and the answer is lost.
+
+    The SDK's own retry would repeat a committed ``POST /v1/sessions`` (two sessions, two bills),
+    so the create runs with ``max_retries=0``; after a connection error or 5xx the session is
+    looked up by a one-time metadata token before trying again.
+
+    Args:
+        client: The async SDK client.
+        agent_reference: ``{"type": "agent", "id", "version"}`` (the pinned version).
+        environment_id: The environment to run in.
+        resources: File and memory-store resource params.
+        metadata: Session metadata (at most 15 keys; one is used for the token).
+        title: Session title.
+
+    Returns:
+        The SDK's ``BetaManagedAgentsSession``.
+    """
+    token = uuid.uuid4().hex
+    full_metadata = {**(metadata or {}), CREATE_TOKEN_KEY: token}
+    since = datetime.now(UTC) - timedelta(minutes=10)
+    once = client.with_options(max_retries=0)
+    uncertain = False
+    kwargs: dict[str, Any] = {
+        "agent": agent_reference,
+        "environment_id": environment_id,
+        "metadata": full_metadata,
+        "resources": resources or [],
+    }
+    if title:
+        kwargs["title"] = title[:256]
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(8),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        retry=retry_if_exception(is_transient_api_error),
+        reraise=True,
+    ):
+        with attempt:
+            if uncertain:
+                found = await _find_session_by_token(client, str(agent_reference["id"]), token, since)
+                if found is not None:
+                    return found
+            try:
+                return await once.beta.sessions.create(**kwargs)
+            except anthropic.APIError as exc:
+                uncertain = uncertain or _creation_uncertain(exc)
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- observe ---------------------------------------------------------------------------------
+
+
+class LoggingObserver:
+    """Logs what a session does at a chosen verbosity.
+
+    ``summary``: status changes, errors, reconnects; ``tools``: plus tool calls and results;
+    ``full``: plus every message. Per-event work is a set lookup unless the event is logged.
+
+    Args:
+        logger: Where to log (a Prefect run logger inside runs).
+        verbosity: ``summary``, ``tools`` or ``full``.
+        session_id: Prefix for log lines.
+    """
+
+    def __init__(
+        self, logger: logging.Logger | logging.LoggerAdapter[Any], verbosity: Verbosity, session_id: str
+    ):
+        self.logger = logger
+        self.session_id = session_id
+        self._logged: frozenset[str] = frozenset({"session.error"})
+        if verbosity in ("tools", "full"):
+            self._logged |= _TOOL_EVENTS
+        if verbosity == "full":
+            self._logged |= _MESSAGE_EVENTS
+
+    def on_event(self, event: Any) -> None:
+        """Log the event when the verbosity includes it."""
+        kind = getattr(event, "type", "")
+        if kind not in self._logged:
+            return
+        if kind == "session.error":
+            error = getattr(event, "error", None)
+            retry = getattr(getattr(error, "retry_status", None), "type", "unknown")
+            self.logger.warning(
+                "session.error %s (%s): %s", getattr(error, "type", "?"), retry, getattr(error, "message", "")
+            )
+        elif kind in ("agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use"):
+            self.logger.info(
+                "tool call %s %s", getattr(event, "name", "?"), _short(getattr(event, "input", {}))
+            )
+        elif kind in ("agent.tool_result", "agent.mcp_tool_result"):
+            status = "error" if getattr(event, "is_error", False) else "ok"
+            self.logger.info(
+                "tool result %s: %s", status, _short(content_text(getattr(event, "content", None)))
+            )
+        elif kind == "agent.thinking":
+            self.logger.info("agent is thinking")
+        elif kind == "user.tool_confirmation":
+            self.logger.info("tool confirmation %s: %s", getattr(event, "tool_use_id", "?"), event.result)
+        else:
+            who = "agent" if kind.startswith("agent.") else "user"
+            self.logger.info("%s: %s", who, _short(content_text(getattr(event, "content", None)), 4000))
+
+    async def on_status(self, status: str, event: Any) -> None:
+        """Log a status change."""
+        reason = getattr(getattr(event, "stop_reason", None), "type", None)
+        suffix = f" ({reason})" if reason else ""
+        self.logger.info("session %s is %s%s", self.session_id, status, suffix)
+
+    async def on_reconnect(self, attempt: int, error: BaseException | None) -> None:
+        """Log a reconnect at debug level (they are routine)."""
+        self.logger.debug(
+            "stream reconnect %d (%s)", attempt, type(error).__name__ if error else "end of stream"
+        )
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- drive -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionRunReport:
+    """Everything known once a session's turn ended.
+
+    Attributes:
+        session_id: The session's id.
+        console_url: Where to inspect it.
+        end: How the stream loop ended.
+        outcome: The classified end state.
+        transcript: What the run saw.
+        session: The final ``BetaManagedAgentsSession`` (retrieved after the post-idle race).
+    """
+
+    session_id: str
+    console_url: str
+    end: SessionEnd
+    outcome: Outcome
+    transcript: Transcript
+    session: Any
+
+    @property
+    def status(self) -> str:
+        """Final status reported by the service."""
+        return str(getattr(self.session, "status", "unknown"))
+
+    @property
+    def usage(self) -> UsageSummary:
+        """Usage and cost: the session's own cumulative snapshot, else what the stream reported."""
+        usage = getattr(self.session, "usage", None)
+        if usage is not None and (
+            getattr(usage, "input_tokens", None) or getattr(usage, "output_tokens", None)
+        ):
+            return UsageSummary.from_session_usage(usage)
+        return self.transcript.usage
+
+
+async def adrive_session(
+    client: anthropic.AsyncAnthropic,
+    session_id: str,
+    *,
+    console_url: str,
+    kickoff: list[dict[str, Any]] | None = None,
+    resume: bool = False,
+    policy: ConfirmationPolicy | None = None,
+    max_duration: float | None = None,
+    observer: StreamObserver | None = None,
+    transcript: Transcript | None = None,
+) -> SessionRunReport:
+    """Stream a session to the end of its turn, wait out the post-idle race and classify the end.
+
+    Args:
+        client: The async SDK client.
+        session_id: The session.
+        console_url: The session's console URL (carried by typed exceptions).
+        kickoff: Events to send once the stream is open.
+        resume: Re-attach: send the kickoff only if the history has no user message yet.
+        policy: Confirmation policy for ``requires_action``.
+        max_duration: Wall-clock limit in seconds (interrupt, then a timeout outcome).
+        observer: Receives events and status changes.
+        transcript: Accumulator (a fresh one when None).
+
+    Returns:
+        The report; ``report.outcome.raise_for_failure()`` raises the typed exception.
+    """
+    transcript = transcript if transcript is not None else Transcript()
+    engine = SessionStream(
+        client,
+        session_id,
+        kickoff=kickoff,
+        resume=resume,
+        policy=policy,
+        max_duration=max_duration,
+        transcript=transcript,
+        observer=observer,
+    )
+    end = await engine.run()
+    session = await wait_until_not_running(client, session_id)
+    outcome = classify(
+        end, transcript.errors, session_id=session_id, console_url=console_url, max_duration=max_duration
+    )
+    return SessionRunReport(session_id, console_url, end, outcome, transcript, session)
+
+
+def build_session_result(
+    report: SessionRunReport,
+    *,
+    agent_id: str,
+    agent_version: int,
+    output_files: list[OutputFile] | None = None,
+) -> SessionResult:
+    """Assemble the typed result of a successful run."""
+    return SessionResult(
+        session_id=report.session_id,
+        agent_id=agent_id,
+        agent_version=agent_version,
+        status=report.status,
+        stop_reason=report.end.stop_reason,
+        final_message=report.transcript.final_message,
+        usage=report.usage,
+        output_files=output_files or [],
+        event_count=report.transcript.event_count,
+        errors=list(report.transcript.errors),
+        console_url=report.console_url,
+    )
+
+
+# --- clean up --------------------------------------------------------------------------------
+
+
+async def ainterrupt_and_archive(
+    client: anthropic.AsyncAnthropic,
+    session_id: str,
+    *,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    settle_seconds: float = 30.0,
+) -> str:
+    """Interrupt a session if it runs, wait until it is not running, then archive it.
+
+    Idempotent: an archived or missing session is left alone. Archive is refused while the
+    session runs (and briefly after its idle, the post-idle race), so it is retried.
+
+    Returns:
+        What happened: ``archived``, ``already-archived`` or ``missing``.
+    """
+    log = logger or logging.getLogger(__name__)
+    try:
+        session = await client.beta.sessions.retrieve(session_id)
+    except anthropic.NotFoundError:
+        log.info("session %s does not exist any more; nothing to clean up", session_id)
+        return "missing"
+    if getattr(session, "archived_at", None):
+        return "already-archived"
+    if session.status in ("running", "rescheduling"):
+        log.info("interrupting session %s", session_id)
+        try:
+            await interrupt_session(client, session_id)
+        except anthropic.APIStatusError as exc:
+            log.warning("interrupt of session %s refused (%s); archiving anyway", session_id, exc.status_code)
+        session = await wait_until_not_running(client, session_id, within=settle_seconds)
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(10),
+        wait=wait_exponential(multiplier=0.3, max=3),
+        retry=retry_if_exception(
+            lambda e: (
+                is_transient_api_error(e)
+                or isinstance(e, anthropic.BadRequestError | anthropic.ConflictError)
+            )
+        ),
+        reraise=True,
+    ):
+        with attempt:
+            try:
+                await client.beta.sessions.archive(session_id)
+            except (anthropic.BadRequestError, anthropic.ConflictError):
+                current = await client.beta.sessions.retrieve(session_id)
+                if getattr(current, "archived_at", None):
+                    return "already-archived"
+                raise
+    log.info("archived session %s", session_id)
+    return "archived"
+
+
+# --- JobRun ----------------------------------------------------------------------------------
+
+
+class ManagedAgentSessionRun(JobRun[SessionResult]):
+    """A started agent session: wait for it, fetch its result, or interrupt and archive it.
+
+    Returned by ``ManagedAgent.trigger()``. The stream opens in :meth:`await_for_completion`,
+    *before* the kickoff message is sent.
+
+    Example:
+        ```python
+        run = ManagedAgent.load("my-agent").trigger("Summarize the repo")
+        run.wait_for_completion()
+        result = run.fetch_result()
+        ```
+
+    Args:
+        agent: The ``ManagedAgent`` block the session was started from.
+        session_id: The session's id.
+        kickoff: Events to send once the stream is open.
+        resume: Re-attach to a session that may already have received its kickoff.
+        policy: Confirmation policy for ``requires_action``.
+        max_duration: Wall-clock limit in seconds; defaults to the block's ``max_duration_seconds``.
+    """
+
+    def __init__(
+        self,
+        agent: ManagedAgent,
+        session_id: str,
+        *,
+        kickoff: list[dict[str, Any]] | None = None,
+        resume: bool = False,
+        policy: ConfirmationPolicy | None = None,
+        max_duration: float | None = None,
+    ) -> None:
+        self.agent = agent
+        self.session_id = session_id
+        self.kickoff = kickoff
+        self.resume = resume
+        self.policy = policy
+        self.max_duration = max_duration if max_duration is not None else agent.max_duration_seconds
+        self.report: SessionRunReport | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def console_url(self) -> str:
+        """Where to inspect the session."""
+        return str(self.agent.console_url(self.session_id))
+
+    async def await_for_completion(self) -> None:
+        """Stream the session until its turn ends.
+
+        Raises:
+            SessionError: A typed subclass when the session did not complete (carries the id).
+        """
+        async with self._lock:
+            if self.report is None:
+                self.logger.info("Streaming session %s (%s)", self.session_id, self.console_url)
+                async with self.agent.credentials.get_async_client() as client:
+                    self.report = await adrive_session(
+                        client,
+                        self.session_id,
+                        console_url=self.console_url,
+                        kickoff=self.kickoff,
+                        resume=self.resume,
+                        policy=self.policy,
+                        max_duration=self.max_duration,
+                        observer=LoggingObserver(self.logger, self.agent.log_verbosity, self.session_id),
+                    )
+        for warning in self.report.outcome.warnings:
+            self.logger.warning(warning)
+        self.report.outcome.raise_for_failure()
+
+    @async_dispatch(await_for_completion)
+    def wait_for_completion(self) -> None:  # type: ignore[override]
+        """Stream the session until its turn ends (sync twin of :meth:`await_for_completion`)."""
+        run_coro_as_sync(self.await_for_completion())
+
+    async def afetch_result(self) -> SessionResult:
+        """Return the run's :class:`SessionResult`, waiting for completion first if needed.
+
+        Output files are collected by the ``run_agent_session`` flow; this result lists none.
+        """
+        await self.await_for_completion()
+        assert self.report is not None
+        return build_session_result(
+            self.report, agent_id=self.agent.agent_id, agent_version=self.agent.version
+        )
+
+    @async_dispatch(afetch_result)
+    def fetch_result(self) -> SessionResult:  # type: ignore[override]
+        """Return the run's :class:`SessionResult` (sync twin of :meth:`afetch_result`)."""
+        result = run_coro_as_sync(self.afetch_result())
+        assert result is not None
+        return result
+
+    async def ainterrupt(self) -> None:
+        """Ask the session to stop at its next safe point (``user.interrupt``)."""
+        async with self.agent.credentials.get_async_client() as client:
+            await interrupt_session(client, self.session_id)
+
+    @async_dispatch(ainterrupt)
+    def interrupt(self) -> None:
+        """Ask the session to stop at its next safe point (sync twin of :meth:`ainterrupt`)."""
+        run_coro_as_sync(self.ainterrupt())
+
+    async def aarchive(self) -> str:
+        """Interrupt the session if it runs, then archive it (idempotent)."""
+        async with self.agent.credentials.get_async_client() as client:
+            return await ainterrupt_and_archive(client, self.session_id, logger=self.logger)
+
+    @async_dispatch(aarchive)
+    def archive(self) -> str:
+        """Interrupt the session if it runs, then archive it (sync twin of :meth:`aarchive`)."""
+        return str(run_coro_as_sync(self.aarchive()))
+
+
+async def atrigger_session(
+    agent: ManagedAgent,
+    prompt: str,
+    *,
+    title: str | None = None,
+    metadata: dict[str, str] | None = None,
+    resources: list[dict[str, Any]] | None = None,
+    policy: ConfirmationPolicy | None = None,
+    max_duration: float | None = None,
+) -> ManagedAgentSessionRun:
+    """Start a session pinned to the block's agent version; return its ``JobRun``.
+
+    The prompt is sent by :meth:`ManagedAgentSessionRun.await_for_completion` once the event
+    stream is open, so no early event is missed.
+
+    Args:
+        agent: The ``ManagedAgent`` block.
+        prompt: The first user message.
+        title: Session title.
+        metadata: Extra session metadata (string values).
+        resources: File / memory-store resource params.
+        policy: Confirmation policy for ``requires_action``.
+        max_duration: Wall-clock limit in seconds (defaults to the block's).
+    """
+    block_name = getattr(agent, "_block_document_name", None)
+    meta = {"prefect_agent_version": str(agent.version), **(metadata or {})}
+    if block_name:
+        meta["prefect_block"] = str(block_name)
+    async with agent.credentials.get_async_client() as client:
+        session = await acreate_session(
+            client,
+            agent_reference=agent.agent_reference(),
+            environment_id=agent.environment_id,
+            resources=resources,
+            metadata=meta,
+            title=title,
+        )
+    run = ManagedAgentSessionRun(
+        agent, str(session.id), kickoff=[user_message(prompt)], policy=policy, max_duration=max_duration
+    )
+    run.logger.info("Started session %s: %s", session.id, run.console_url)
+    return run
+
+
+@async_dispatch(atrigger_session)
+def trigger_session(
+    agent: ManagedAgent,
+    prompt: str,
+    *,
+    title: str | None = None,
+    metadata: dict[str, str] | None = None,
+    resources: list[dict[str, Any]] | None = None,
+    policy: ConfirmationPolicy | None = None,
+    max_duration: float | None = None,
+) -> ManagedAgentSessionRun:
+    """Start a session pinned to the block's agent version (sync twin of :func:`atrigger_session`)."""
+    run = run_coro_as_sync(
+        atrigger_session(
+            agent,
+            prompt,
+            title=title,
+            metadata=metadata,
+            resources=resources,
+            policy=policy,
+            max_duration=max_duration,
+        )
+    )
+    assert run is not None
+    return run

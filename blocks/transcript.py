@@ -1,0 +1,238 @@
+"""What a session run saw, accumulated event by event, and its markdown rendering.
+
+``Transcript.add`` is on the stream engine's hot path: it does a dict dispatch on ``event.type``
+and keeps short strings only, never the event objects themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .results import SessionErrorRecord, UsageSummary
+
+MAX_ENTRY_CHARS = 2_000
+"""Longest text kept per transcript entry (longer text is cut with an ellipsis)."""
+
+MAX_ENTRIES = 1_000
+"""Most entries rendered; the rest are counted as omitted (artifacts stay small)."""
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    """One line of the transcript.
+
+    Attributes:
+        role: Who produced it: ``user``, ``agent``, ``tool``, ``tool-result``, ``error``, ``status``.
+        text: What to show (already cut to :data:`MAX_ENTRY_CHARS`).
+        event_id: The event's id.
+    """
+
+    role: str
+    text: str
+    event_id: str
+
+
+def _cut(text: str, limit: int = MAX_ENTRY_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def content_text(content: Any) -> str:
+    """Join the text blocks of an SDK content list (non-text blocks show as ``[type]``)."""
+    if not content:
+        return ""
+    parts: list[str] = []
+    for block in content:
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            parts.append(str(getattr(block, "text", "")))
+        else:
+            parts.append(f"[{kind}]")
+    return "".join(parts)
+
+
+def _compact_json(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@dataclass
+class Transcript:
+    """Accumulates messages, tool calls, errors and usage from distinct session events.
+
+    Feed it each *distinct* event once (the engine deduplicates); it never makes network calls.
+    """
+
+    event_ids: list[str] = field(default_factory=list)
+    entries: list[TranscriptEntry] = field(default_factory=list)
+    omitted_entries: int = 0
+    errors: list[SessionErrorRecord] = field(default_factory=list)
+    final_message: str = ""
+    model_requests: int = 0
+    model_usage: UsageSummary = field(default_factory=UsageSummary)
+    session_usage: UsageSummary | None = None
+    tool_names: dict[str, str] = field(default_factory=dict)
+    counts_by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def event_count(self) -> int:
+        """Number of distinct events seen."""
+        return len(self.event_ids)
+
+    @property
+    def usage(self) -> UsageSummary:
+        """Best usage known: the service's cumulative snapshot, else the sum of model requests."""
+        return self.session_usage if self.session_usage is not None else self.model_usage
+
+    def add(self, event: Any) -> None:
+        """Record one distinct event (SDK model from the stream or the history)."""
+        kind = str(getattr(event, "type", ""))
+        self.event_ids.append(str(getattr(event, "id", "") or ""))
+        self.counts_by_type[kind] = self.counts_by_type.get(kind, 0) + 1
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, event)
+
+    def _entry(self, role: str, text: str, event: Any) -> None:
+        if len(self.entries) >= MAX_ENTRIES:
+            self.omitted_entries += 1
+            return
+        self.entries.append(TranscriptEntry(role, _cut(text), str(getattr(event, "id", "") or "")))
+
+    # --- per-type handlers (looked up in _HANDLERS) --------------------------------------------
+
+    def _on_user_message(self, event: Any) -> None:
+        self._entry("user", content_text(getattr(event, "content", None)), event)
+
+    def _on_agent_message(self, event: Any) -> None:
+        text = content_text(getattr(event, "content", None))
+        self.final_message = text
+        self._entry("agent", text, event)
+
+    def _on_tool_use(self, event: Any) -> None:
+        name = str(getattr(event, "name", ""))
+        server = getattr(event, "mcp_server_name", None)
+        label = f"{server}.{name}" if server else name
+        self.tool_names[str(getattr(event, "id", ""))] = name
+        permission = getattr(event, "evaluated_permission", None)
+        suffix = f" [{permission}]" if permission else ""
+        self._entry("tool", f"{label}({_compact_json(getattr(event, 'input', {}))}){suffix}", event)
+
+    def _on_tool_result(self, event: Any) -> None:
+        use_id = getattr(event, "tool_use_id", None) or getattr(event, "mcp_tool_use_id", None) or ""
+        name = self.tool_names.get(str(use_id), "tool")
+        status = "error" if getattr(event, "is_error", False) else "ok"
+        text = content_text(getattr(event, "content", None))
+        self._entry("tool-result", f"{name} → {status}: {text}", event)
+
+    def _on_confirmation(self, event: Any) -> None:
+        use_id = str(getattr(event, "tool_use_id", ""))
+        result = getattr(event, "result", "")
+        self._entry("user", f"tool confirmation for {self.tool_names.get(use_id, use_id)}: {result}", event)
+
+    def _on_error(self, event: Any) -> None:
+        error = getattr(event, "error", None)
+        retry = getattr(getattr(error, "retry_status", None), "type", None) or "unknown"
+        record = SessionErrorRecord(
+            event_id=str(getattr(event, "id", "") or ""),
+            type=str(getattr(error, "type", "unknown_error")),
+            message=str(getattr(error, "message", "")),
+            retry_status=str(retry),
+        )
+        self.errors.append(record)
+        self._entry("error", f"{record.type} ({record.retry_status}): {record.message}", event)
+
+    def _on_model_request_end(self, event: Any) -> None:
+        usage = getattr(event, "model_usage", None)
+        if usage is None:
+            return
+        self.model_requests += 1
+        mu = self.model_usage
+        mu.input_tokens += int(getattr(usage, "input_tokens", 0) or 0)
+        mu.output_tokens += int(getattr(usage, "output_tokens", 0) or 0)
+        mu.cache_read_input_tokens += int(getattr(usage, "cache_read_input_tokens", 0) or 0)
+        mu.cache_creation_input_tokens += int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+
+    def _on_session_usage(self, event: Any) -> None:
+        self.session_usage = UsageSummary.from_session_usage(getattr(event, "usage", None))
+
+    def _on_idle(self, event: Any) -> None:
+        reason = getattr(getattr(event, "stop_reason", None), "type", None)
+        self._entry("status", f"idle ({reason})", event)
+
+    def _on_terminated(self, event: Any) -> None:
+        self._entry("status", str(getattr(event, "type", "terminated")), event)
+
+    # --- rendering -----------------------------------------------------------------------------
+
+    def to_markdown(
+        self,
+        *,
+        session_id: str,
+        console_url: str,
+        status: str | None = None,
+        stop_reason: str | None = None,
+        final: bool = True,
+    ) -> str:
+        """Render the transcript as markdown for a Prefect artifact.
+
+        Args:
+            session_id: The session's id (heading).
+            console_url: Link to the session's trace.
+            status: Final session status, when known.
+            stop_reason: Final stop reason, when known.
+            final: False while the run is still streaming (the heading says so).
+        """
+        state = "final" if final else "in progress"
+        lines = [
+            f"# Session transcript ({state})",
+            "",
+            f"- Session: [`{session_id}`]({console_url})",
+            f"- Status: {status or 'unknown'}; stop reason: {stop_reason or 'n/a'}",
+            f"- Events: {self.event_count}; model requests: {self.model_requests}",
+            "",
+            "## Messages and tool calls",
+            "",
+        ]
+        icons = {
+            "user": "**User**",
+            "agent": "**Agent**",
+            "tool": "**Tool call**",
+            "tool-result": "**Tool result**",
+            "error": "**Error**",
+            "status": "*Status*",
+        }
+        for entry in self.entries:
+            text = entry.text.replace("\n", "\n  ")
+            lines.append(f"- {icons.get(entry.role, entry.role)}: {text}")
+        if self.omitted_entries:
+            lines.append(f"- … {self.omitted_entries} more entries omitted")
+        if self.errors:
+            lines += ["", "## Errors", "", "| event | type | retry status | message |", "|---|---|---|---|"]
+            lines += [
+                f"| `{e.event_id}` | {e.type} | {e.retry_status} | {_cut(e.message, 300)} |"
+                for e in self.errors
+            ]
+        return "\n".join(lines) + "\n"
+
+
+_HANDLERS: dict[str, Callable[[Transcript, Any], None]] = {
+    "user.message": Transcript._on_user_message,
+    "agent.message": Transcript._on_agent_message,
+    "agent.tool_use": Transcript._on_tool_use,
+    "agent.mcp_tool_use": Transcript._on_tool_use,
+    "agent.custom_tool_use": Transcript._on_tool_use,
+    "agent.tool_result": Transcript._on_tool_result,
+    "agent.mcp_tool_result": Transcript._on_tool_result,
+    "user.tool_confirmation": Transcript._on_confirmation,
+    "session.error": Transcript._on_error,
+    "span.model_request_end": Transcript._on_model_request_end,
+    "session.usage": Transcript._on_session_usage,
+    "session.status_idle": Transcript._on_idle,
+    "session.status_terminated": Transcript._on_terminated,
+    "session.deleted": Transcript._on_terminated,
+}

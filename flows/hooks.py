@@ -1,0 +1,87 @@
+"""Flow-run state hooks: interrupt and archive the session when a run is cancelled or crashes.
+
+Hooks run in another process than the flow (the runner or the worker's hook subprocess), so they
+never use in-memory state: the session id comes from the flow-run label
+``managed-agents.session-id`` and the client from the flow run's ``agent`` parameter (a block
+name, a ``$ref`` to a block document, or a serialized saved block).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.logging.loggers import flow_run_logger
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from blocks.agent import ManagedAgent
+from blocks.session_run import SESSION_LABEL, ainterrupt_and_archive
+
+
+async def _load_agent(parameter: Any) -> ManagedAgent | None:
+    """Rebuild the agent block from a stored flow-run parameter (never from memory)."""
+    if isinstance(parameter, ManagedAgent):
+        name = getattr(parameter, "_block_document_name", None)
+        return await ManagedAgent.aload(name) if name else parameter
+    if isinstance(parameter, str):
+        return await ManagedAgent.aload(parameter)
+    if isinstance(parameter, dict):
+        if "$ref" in parameter:
+            return await ManagedAgent.aload_from_ref(parameter["$ref"])
+        name = parameter.get("_block_document_name")
+        if name:
+            return await ManagedAgent.aload(str(name))
+        document_id = parameter.get("_block_document_id")
+        if document_id:
+            return await ManagedAgent.aload_from_ref(str(document_id))
+    return None
+
+
+async def acleanup_session(flow: Any, flow_run: Any, state: Any) -> str | None:
+    """Interrupt, then archive, the session named by the flow run's label (async form).
+
+    Returns:
+        What happened (``archived``, ``already-archived``, ``missing``), or None when there was
+        nothing to do or it could not be done (logged, never raised).
+    """
+    logger = flow_run_logger(flow_run, flow)
+    session_id = (getattr(flow_run, "labels", None) or {}).get(SESSION_LABEL)
+    if not session_id:
+        logger.info("No managed-agents session label on this flow run; nothing to clean up")
+        return None
+    try:
+        agent = await _load_agent((flow_run.parameters or {}).get("agent"))
+        if agent is None:
+            logger.warning("Cannot rebuild the agent block to clean up session %s", session_id)
+            return None
+        async with agent.credentials.get_async_client() as client:
+            outcome = await ainterrupt_and_archive(client, str(session_id), logger=logger)
+    except Exception as exc:  # a hook must never raise; say what failed instead
+        logger.error("Could not interrupt and archive session %s: %s", session_id, type(exc).__name__)
+        return None
+    state_name = getattr(state, "name", "?")
+    logger.info("Session %s %s after the flow run became %s", session_id, outcome, state_name)
+    return outcome
+
+
+def cleanup_session(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (on_cancellation, on_crashed, on_failure): interrupt, then archive, the session.
+
+    Idempotent and safe to run more than once; reads the session id from the flow-run label.
+    Parameter names must be exactly ``flow``, ``flow_run``, ``state`` (Prefect passes keywords).
+    """
+    run_coro_as_sync(acleanup_session(flow, flow_run, state))
+
+
+def _is_timeout(state: Any) -> bool:
+    message = str(getattr(state, "message", "") or "")
+    return "timeout" in message.lower() or "TimeoutError" in message
+
+
+def cleanup_session_after_timeout(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow ``on_failure`` hook: clean up the session only when the run failed by a timeout.
+
+    Other failures (refusal, budget, ...) leave an idle session behind, which costs nothing and
+    stays inspectable; a timed-out run may leave a running one.
+    """
+    if _is_timeout(state):
+        cleanup_session(flow, flow_run, state)

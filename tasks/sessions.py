@@ -1,0 +1,292 @@
+"""Session tasks: start (retry-safe), stream to the end of the turn, interrupt and archive.
+
+``start_session`` is cached on the flow run and its inputs, so a flow retry re-attaches to the
+session it already started instead of paying for a second one. The cached step only creates;
+a verification step checks the cached session and, when it is terminated or archived, runs the
+create again with ``refresh_cache=True`` (which also replaces the cache record).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
+
+import prefect.runtime.deployment
+import prefect.runtime.flow_run
+import prefect.runtime.task_run
+from prefect import task
+from prefect.cache_policies import INPUTS, RUN_ID
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.logging import get_run_logger
+from pydantic import BaseModel, Field
+
+from blocks.session_run import (
+    SESSION_LABEL,
+    LoggingObserver,
+    SessionRunReport,
+    acreate_session,
+    adrive_session,
+    ainterrupt_and_archive,
+    user_message,
+)
+from blocks.session_stream import ConfirmationPolicy
+from blocks.transcript import Transcript
+from tasks.events import emit_managed_agents_event
+from tasks.reporting import progress_artifact, publish_session_link, publish_transcript, publish_usage_table
+from tasks.retry import TRANSIENT_RETRY_OPTIONS
+
+if TYPE_CHECKING:
+    from blocks.agent import ManagedAgent
+
+
+class StartedSession(BaseModel):
+    """A session this flow run owns."""
+
+    session_id: str = Field(description="The session's id.")
+    console_url: str = Field(description="Where to inspect the session.")
+    reattached: bool = Field(description="True when a flow retry found the session it had started.")
+
+
+def prompt_digest(prompt: str) -> str:
+    """Short SHA-256 of the prompt (part of the start cache key, never sent anywhere)."""
+    return hashlib.sha256(prompt.encode()).hexdigest()[:32]
+
+
+@task(
+    name="create-session",
+    cache_policy=RUN_ID + INPUTS,
+    persist_result=True,
+    result_serializer="json",
+)
+async def create_session(
+    agent: ManagedAgent,
+    resources: list[dict[str, Any]],
+    prompt_sha: str,
+    key: str = "",
+) -> str:
+    """Create the session pinned to ``agent.agent_reference()`` (cached per flow run and inputs).
+
+    Never retried blindly: :func:`blocks.session_run.acreate_session` guards against a
+    commit-then-drop creating a second session.
+
+    Args:
+        agent: The ``ManagedAgent`` block.
+        resources: File and memory-store resource params.
+        prompt_sha: Digest of the prompt, so another prompt in the same run gets its own session.
+        key: Extra cache-key part, so one flow run can start several sessions with equal inputs.
+
+    Returns:
+        The session id.
+    """
+    metadata = {
+        "prefect_flow_run_id": str(prefect.runtime.flow_run.id or ""),
+        "prefect_task_run_id": str(prefect.runtime.task_run.id or ""),
+        "prefect_deployment_id": str(prefect.runtime.deployment.id or ""),
+        "prefect_block": str(getattr(agent, "_block_document_name", None) or ""),
+        "prefect_agent_version": str(agent.version),
+    }
+    title = prefect.runtime.flow_run.name or None
+    async with agent.credentials.get_async_client() as client:
+        session = await acreate_session(
+            client,
+            agent_reference=agent.agent_reference(),
+            environment_id=agent.environment_id,
+            resources=resources,
+            metadata={k: v for k, v in metadata.items() if v},
+            title=title,
+        )
+    get_run_logger().info("Created session %s", session.id)
+    return str(session.id)
+
+
+async def _label_flow_run(session_id: str) -> None:
+    flow_run_id = prefect.runtime.flow_run.id
+    if not flow_run_id:
+        return
+    async with get_client() as prefect_client:
+        await prefect_client.update_flow_run_labels(UUID(str(flow_run_id)), {SESSION_LABEL: session_id})
+
+
+@task(name="start-session", **TRANSIENT_RETRY_OPTIONS)
+async def start_session(
+    agent: ManagedAgent,
+    prompt: str,
+    resources: list[dict[str, Any]] | None = None,
+    key: str = "",
+) -> StartedSession:
+    """Start (or, on a flow retry, find again) this flow run's session.
+
+    Labels the flow run ``managed-agents.session-id=<id>`` right away (cancel/crash hooks read
+    it), creates the link artifact and emits ``managed-agents.session.started``.
+
+    Args:
+        agent: The ``ManagedAgent`` block.
+        prompt: The first user message (sent later, once the stream is open).
+        resources: File and memory-store resource params.
+        key: Distinguishes sessions of one flow run that have the same agent, prompt and
+            resources (e.g. batch items); a flow retry with the same key re-attaches.
+    """
+    logger = get_run_logger()
+    resources = resources or []
+    digest = prompt_digest(prompt)
+    # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
+    state = await cast(
+        "Awaitable[State[str]]", create_session(agent, resources, digest, key, return_state=True)
+    )
+    session_id = str(await state.aresult())
+    reattached = state.name == "Cached"
+    async with agent.credentials.get_async_client() as client:
+        session = await client.beta.sessions.retrieve(session_id)
+        if reattached and (session.status == "terminated" or session.archived_at is not None):
+            logger.warning(
+                "Session %s from the previous attempt is %s; starting a new one",
+                session_id,
+                "archived" if session.archived_at else "terminated",
+            )
+            session_id = str(
+                await create_session.with_options(refresh_cache=True)(agent, resources, digest, key)
+            )
+            reattached = False
+    console_url = str(agent.console_url(session_id))
+    await _label_flow_run(session_id)
+    await publish_session_link(session_id, console_url)
+    logger.info("%s session %s: %s", "Re-attached to" if reattached else "Started", session_id, console_url)
+    emit_managed_agents_event(
+        "session.started",
+        session_id,
+        name=session_id,
+        payload={"console_url": console_url, "reattached": reattached, "agent_id": agent.agent_id},
+    )
+    return StartedSession(session_id=session_id, console_url=console_url, reattached=reattached)
+
+
+class PrefectObserver(LoggingObserver):
+    """Logs at the block's verbosity and emits a Prefect event on each session status change.
+
+    Args:
+        logger: The task run logger.
+        verbosity: ``summary``, ``tools`` or ``full``.
+        session_id: The session.
+        agent_id: Added to event payloads.
+    """
+
+    def __init__(self, logger: Any, verbosity: Any, session_id: str, agent_id: str) -> None:
+        super().__init__(logger, verbosity, session_id)
+        self.agent_id = agent_id
+        self.status = "starting"
+        self.transcript: Transcript | None = None
+
+    async def on_status(self, status: str, event: Any) -> None:
+        """Log the change and emit ``managed-agents.session.<status>``."""
+        await super().on_status(status, event)
+        self.status = status
+        payload: dict[str, Any] = {"event_id": str(getattr(event, "id", "") or ""), "agent_id": self.agent_id}
+        reason = getattr(getattr(event, "stop_reason", None), "type", None)
+        if reason:
+            payload["stop_reason"] = reason
+        emit_managed_agents_event(f"session.{status}", self.session_id, name=self.session_id, payload=payload)
+
+
+@task(name="stream-session", **TRANSIENT_RETRY_OPTIONS)
+async def stream_session(
+    agent: ManagedAgent,
+    session_id: str,
+    prompt: str,
+    policy: ConfirmationPolicy | None = None,
+    max_duration: float | None = None,
+) -> SessionRunReport:
+    """Stream the session to the end of its turn; send the prompt once the stream is open.
+
+    Safe to retry: it re-attaches, and sends the prompt only if the history has no user
+    message yet. Publishes the transcript and usage artifacts and the final
+    ``managed-agents.session.completed`` / ``.failed`` event, then raises the typed
+    exception when the session did not complete.
+
+    Args:
+        agent: The ``ManagedAgent`` block (verbosity, credentials, default ``max_duration``).
+        session_id: The session to stream.
+        prompt: The first user message.
+        policy: Confirmation policy for ``requires_action`` (default: fail).
+        max_duration: Wall-clock limit in seconds; the block's ``max_duration_seconds`` when None.
+
+    Raises:
+        SessionError: A typed subclass carrying the session id and console URL.
+    """
+    logger = get_run_logger()
+    limit = max_duration if max_duration is not None else agent.max_duration_seconds
+    console_url = str(agent.console_url(session_id))
+    observer = PrefectObserver(logger, agent.log_verbosity, session_id, agent.agent_id)
+    transcript = Transcript()
+    async with (
+        agent.credentials.get_async_client() as client,
+        progress_artifact(session_id, lambda: (transcript.event_count, observer.status), max_duration=limit),
+    ):
+        try:
+            report = await adrive_session(
+                client,
+                session_id,
+                console_url=console_url,
+                kickoff=[user_message(prompt)],
+                resume=True,
+                policy=policy,
+                max_duration=limit,
+                observer=observer,
+                transcript=transcript,
+            )
+        except Exception:
+            # Keep what was seen so far visible in the UI; a retry re-attaches and starts over.
+            await publish_transcript(
+                transcript,
+                session_id=session_id,
+                console_url=console_url,
+                status=None,
+                stop_reason=None,
+                final=False,
+            )
+            raise
+    outcome = report.outcome
+    await publish_transcript(
+        transcript,
+        session_id=session_id,
+        console_url=console_url,
+        status=report.status,
+        stop_reason=report.end.stop_reason,
+    )
+    await publish_usage_table(report)
+    for warning in outcome.warnings:
+        logger.warning(warning)
+    emit_managed_agents_event(
+        f"session.{outcome.event_kind}",
+        session_id,
+        name=session_id,
+        payload={
+            "agent_id": agent.agent_id,
+            "status": report.status,
+            "stop_reason": report.end.stop_reason,
+            "event_count": transcript.event_count,
+            "error": type(outcome.error).__name__ if outcome.error else None,
+        },
+    )
+    logger.info(
+        "Session %s ended: %s (%s), %d events",
+        session_id,
+        report.status,
+        report.end.stop_reason,
+        transcript.event_count,
+    )
+    outcome.raise_for_failure()
+    return report
+
+
+@task(name="interrupt-and-archive", **TRANSIENT_RETRY_OPTIONS)
+async def interrupt_and_archive(agent: ManagedAgent, session_id: str) -> str:
+    """Interrupt the session if it runs, wait until it is idle, then archive it (idempotent).
+
+    Returns:
+        ``archived``, ``already-archived`` or ``missing``.
+    """
+    async with agent.credentials.get_async_client() as client:
+        return await ainterrupt_and_archive(client, session_id, logger=get_run_logger())

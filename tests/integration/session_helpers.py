@@ -1,0 +1,88 @@
+"""Helpers shared by the session-engine integration tests: a real agent and environment."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anthropic
+
+
+@dataclass(frozen=True)
+class RemoteAgent:
+    """An agent and environment created on the emulator through the SDK."""
+
+    agent_id: str
+    version: int
+    environment_id: str
+
+    def reference(self) -> dict[str, Any]:
+        """The pinned ``agent`` parameter of ``sessions.create``."""
+        return {"type": "agent", "id": self.agent_id, "version": self.version}
+
+
+def create_remote_agent(client: anthropic.Anthropic, *, ask_tools: tuple[str, ...] = ()) -> RemoteAgent:
+    """Create an agent (optionally with always_ask tools) and an environment."""
+    configs = [{"name": name, "permission_policy": {"type": "always_ask"}} for name in ask_tools]
+    agent = client.beta.agents.create(
+        name=f"engine-test-{uuid.uuid4().hex[:8]}",
+        model="claude-opus-4-8",
+        system="You test the session engine.",
+        tools=[
+            {
+                "type": "agent_toolset_20260401",
+                "default_config": {"enabled": True, "permission_policy": {"type": "always_allow"}},
+                "configs": configs,  # type: ignore[typeddict-item]
+            }
+        ],
+    )
+    env = client.beta.environments.create(
+        name=f"engine-env-{uuid.uuid4().hex[:8]}",
+        config={"type": "cloud", "networking": {"type": "unrestricted"}},
+    )
+    return RemoteAgent(agent.id, agent.version, env.id)
+
+
+def scenario(**keys: Any) -> str:
+    """A test-mode prompt for the emulator's scripted agent (see emulator/SCENARIOS.md)."""
+    return "#emulator " + json.dumps(keys)
+
+
+def message(text: str) -> dict[str, Any]:
+    """A ``user.message`` event param."""
+    return {"type": "user.message", "content": [{"type": "text", "text": text}]}
+
+
+def history_ids(client: anthropic.Anthropic, session_id: str) -> list[str]:
+    """Every persisted event id of a session, in history order."""
+    return [e.id for e in client.beta.sessions.events.list(session_id, limit=1000)]
+
+
+def save_agent_block(
+    remote: RemoteAgent,
+    base_url: str,
+    api_key: str,
+    *,
+    verbosity: Literal["summary", "tools", "full"] = "full",
+) -> str:
+    """Save a ``ManagedAgent`` block for ``remote`` on the current Prefect server; return its name."""
+    from blocks.agent import ManagedAgent
+    from blocks.credentials import AnthropicCredentials
+
+    name = f"engine-test-{uuid.uuid4().hex[:10]}"
+    ManagedAgent(
+        credentials=AnthropicCredentials(api_key=api_key, base_url=base_url),
+        agent_id=remote.agent_id,
+        version=remote.version,
+        environment_id=remote.environment_id,
+        agent_name="engine-test",
+        log_verbosity=verbosity,
+    ).save(name, _sync=True)  # type: ignore[call-arg]
+    return name
+
+
+def session_creates(requests: list[dict[str, Any]]) -> int:
+    """How many ``POST /v1/sessions`` the emulator answered or committed."""
+    return sum(1 for r in requests if r["method"] == "POST" and r["path"] == "/v1/sessions")
