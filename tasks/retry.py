@@ -31,7 +31,9 @@ def is_transient_error(exc: BaseException) -> bool:
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect ``retry_condition_fn``: retry the task only when it failed transiently."""
     try:
-        state.result()
+        # _sync=True: inside an async task a plain result() would return an un-awaited coroutine
+        # and never raise, so no failure would ever look transient.
+        state.result(_sync=True)
     except BaseException as exc:  # classify only; the state already holds the error
         return is_transient_error(exc)
     return False
