@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -72,7 +72,43 @@ class ControlClient:
             return False
 
 
-class EmulatorServer:
+class _Served:
+    """What both ways of serving share: the address, the control client, ``with`` support."""
+
+    host = "127.0.0.1"
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Base URL to give the SDK (``base_url``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def control(self) -> ControlClient:
+        """Control API client for this emulator."""
+        return ControlClient(self.url)
+
+    def start(self) -> Self:
+        """Start serving; return self."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop serving."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmulatorServer(_Served):
     """Run the emulator in a background thread on a loopback port.
 
     Example:
@@ -97,17 +133,7 @@ class EmulatorServer:
         )
         self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        """Base URL to give the SDK (``base_url``)."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def control(self) -> ControlClient:
-        """Control API client for this server."""
-        return ControlClient(self.url)
-
-    def start(self, timeout: float = 20.0) -> EmulatorServer:
+    def start(self, timeout: float = 20.0) -> Self:
         """Start serving and wait until the port accepts requests."""
         self._thread = threading.Thread(target=self._server.run, name="emulator", daemon=True)
         self._thread.start()
@@ -125,19 +151,8 @@ class EmulatorServer:
             self._thread.join(timeout=15)
             self._thread = None
 
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class EmulatorProcess:
+class EmulatorProcess(_Served):
     """Run ``managed-agents emulator`` as a child process (for kill/restart tests).
 
     Args:
@@ -151,17 +166,7 @@ class EmulatorProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        """Base URL of the child emulator."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def control(self) -> ControlClient:
-        """Control API client for the child emulator."""
-        return ControlClient(self.url)
-
-    def start(self, timeout: float = 30.0) -> EmulatorProcess:
+    def start(self, timeout: float = 30.0) -> Self:
         """Start the child and wait for its health check."""
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -201,14 +206,3 @@ class EmulatorProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
