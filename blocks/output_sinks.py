@@ -1,0 +1,280 @@
+"""Where collected output files go: a local folder or a Prefect filesystem block.
+
+Every download is first streamed to a *staging* file and checked; only a complete, verified
+file is put in place. Each destination also keeps a small JSON record per downloaded file id
+(under ``.managed-agents-records/``) holding the name, size and SHA-256, so a later run can
+tell that an identical copy is already there and skip the download.
+
+* A local folder (``str``/``Path``, or a ``LocalFileSystem`` block, whose ``basepath`` is used):
+  the staging file lives in the destination itself and is moved into place with ``os.replace``
+  (atomic); memory stays bounded at any size.
+* A ``RemoteFileSystem`` block (fsspec): staged in a local temporary folder, then streamed with
+  ``put_file`` to a partial name and moved to the final one (atomic where the file system's
+  ``mv`` is, e.g. ``file://``; a copy then delete on object stores). Memory stays bounded.
+* Any other ``WritableFileSystem`` block: its API only takes and returns whole ``bytes``
+  (``write_path``/``read_path``), so each file is held in memory once while it is handed over
+  or checked. Use a local folder or a ``RemoteFileSystem`` for very large outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import anyio
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
+from pydantic import BaseModel, Field, ValidationError
+
+from .exceptions import OutputError
+from .output_paths import RESERVED_PREFIX, check_file_id, contained_path
+
+CHUNK_BYTES = 1 << 20
+"""Read and write in 1 MiB chunks."""
+
+RECORDS_DIR = f"{RESERVED_PREFIX}-records"
+"""Folder (inside the destination) holding one JSON record per downloaded file id."""
+
+TEMP_PREFIX = f"{RESERVED_PREFIX}-tmp-"
+"""Prefix of staging and partial files (never a sanitized output name, which cannot start so)."""
+
+
+class OutputRecord(BaseModel):
+    """What a destination remembers about a file it received."""
+
+    file_id: str = Field(description="Id of the file in the Files API.")
+    name: str = Field(description="Local name the file was written under.")
+    size_bytes: int = Field(description="Size in bytes.")
+    sha256: str = Field(description="Lowercase hex SHA-256 of the content.")
+
+
+def sha256_of_local_file(path: Path) -> tuple[str, int]:
+    """Return the SHA-256 and size of a local file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+class OutputSink(ABC):
+    """A destination for verified output files."""
+
+    staging_dir: Path
+    """Local folder where downloads are staged before :meth:`commit`."""
+
+    @abstractmethod
+    def describe(self, name: str) -> str:
+        """Return the path reported for an output named ``name``."""
+
+    @abstractmethod
+    async def holds_copy(self, record: OutputRecord) -> bool:
+        """True when the destination holds ``record.name`` with exactly that size and SHA-256."""
+
+    @abstractmethod
+    async def commit(self, staged: Path, name: str) -> str:
+        """Put the verified staging file in place as ``name``; return its reported path."""
+
+    @abstractmethod
+    async def read_record(self, file_id: str) -> OutputRecord | None:
+        """Return the record of ``file_id``, or None when there is none (or it is unreadable)."""
+
+    @abstractmethod
+    async def write_record(self, record: OutputRecord) -> None:
+        """Store the record of a file that was just committed."""
+
+    async def aclose(self) -> None:  # noqa: B027  (optional hook, nothing to release by default)
+        """Release local resources (staging folders)."""
+
+
+class LocalDirectorySink(OutputSink):
+    """A local folder: stage in the folder itself, then ``os.replace`` (atomic).
+
+    Args:
+        directory: The output folder; created when missing.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(os.path.realpath(directory))
+        self.staging_dir = self.directory
+        self.records = self.directory / RECORDS_DIR
+
+    def _target(self, name: str) -> Path:
+        return contained_path(self.directory, name)
+
+    def describe(self, name: str) -> str:
+        """Return the absolute local path of ``name``."""
+        return str(self._target(name))
+
+    async def holds_copy(self, record: OutputRecord) -> bool:
+        """Check a regular file (never a symlink) of the recorded size and SHA-256."""
+        target = self._target(record.name)
+        try:
+            info = target.lstat()
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(info.st_mode) or info.st_size != record.size_bytes:
+            return False
+        digest, _ = await anyio.to_thread.run_sync(sha256_of_local_file, target)
+        return digest == record.sha256
+
+    async def commit(self, staged: Path, name: str) -> str:
+        """Atomically rename the staging file (same folder) onto ``name``.
+
+        A symlink already at ``name`` is replaced, never followed.
+
+        Raises:
+            OutputError: A folder is in the way.
+        """
+        target = self._target(name)
+        if target.is_dir() and not target.is_symlink():
+            raise OutputError(f"Cannot write output {name!r}: {str(target)!r} is a folder.")
+        os.replace(staged, target)
+        return str(target)
+
+    async def read_record(self, file_id: str) -> OutputRecord | None:
+        """Read ``.managed-agents-records/<file_id>.json``."""
+        path = self.records / f"{check_file_id(file_id)}.json"
+        try:
+            raw = await anyio.Path(path).read_text()
+            return OutputRecord.model_validate_json(raw)
+        except (OSError, ValidationError):
+            return None
+
+    async def write_record(self, record: OutputRecord) -> None:
+        """Write the record atomically (temporary file, then rename)."""
+        self.records.mkdir(exist_ok=True)
+        path = self.records / f"{check_file_id(record.file_id)}.json"
+        fd, tmp = tempfile.mkstemp(dir=self.records, prefix=TEMP_PREFIX)
+        try:
+            async with await anyio.open_file(fd, "w") as fh:
+                await fh.write(record.model_dump_json())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+class FileSystemBlockSink(OutputSink):
+    """A Prefect ``WritableFileSystem`` block (see the module docstring for memory use).
+
+    Args:
+        block: The filesystem block; paths are relative to its base path.
+    """
+
+    def __init__(self, block: WritableFileSystem) -> None:
+        self.block = block
+        self.staging_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        self.fs: Any = block.filesystem if isinstance(block, RemoteFileSystem) else None
+        self.base = block.basepath.rstrip("/") if isinstance(block, RemoteFileSystem) else ""
+
+    def _relative(self, name: str) -> str:
+        # The same containment rules as a local folder, checked on a stand-in path.
+        contained_path(self.staging_dir, name)
+        return name
+
+    def _remote(self, relative: str) -> str:
+        return f"{self.base}/{relative}"
+
+    def describe(self, name: str) -> str:
+        """Return the block's full path of ``name`` (its URL for a RemoteFileSystem)."""
+        relative = self._relative(name)
+        return self._remote(relative) if self.fs is not None else relative
+
+    async def holds_copy(self, record: OutputRecord) -> bool:
+        """Check size and SHA-256 of the copy in the block (streamed for a RemoteFileSystem)."""
+        relative = self._relative(record.name)
+        if self.fs is not None:
+            return await anyio.to_thread.run_sync(self._remote_matches, self._remote(relative), record)
+        try:
+            content = await self.block.read_path(relative)
+        except (OSError, ValueError):
+            return False
+        return len(content) == record.size_bytes and hashlib.sha256(content).hexdigest() == record.sha256
+
+    def _remote_matches(self, path: str, record: OutputRecord) -> bool:
+        if not self.fs.exists(path) or self.fs.isdir(path):
+            return False
+        if int(self.fs.info(path).get("size", -1)) != record.size_bytes:
+            return False
+        digest = hashlib.sha256()
+        with self.fs.open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK_BYTES):
+                digest.update(chunk)
+        return digest.hexdigest() == record.sha256
+
+    async def commit(self, staged: Path, name: str) -> str:
+        """Hand the verified staging file to the block."""
+        relative = self._relative(name)
+        if self.fs is not None:
+            final = self._remote(relative)
+            partial = self._remote(f"{TEMP_PREFIX}{os.path.basename(staged)}")
+            await anyio.to_thread.run_sync(self._put_remote, staged, partial, final)
+            return final
+        content = await anyio.Path(staged).read_bytes()  # the block API takes whole bytes
+        await self.block.write_path(relative, content)
+        return relative
+
+    def _put_remote(self, staged: Path, partial: str, final: str) -> None:
+        self.fs.makedirs(self.base, exist_ok=True)
+        self.fs.put_file(str(staged), partial)
+        self.fs.mv(partial, final)
+
+    async def read_record(self, file_id: str) -> OutputRecord | None:
+        """Read the record from ``.managed-agents-records/<file_id>.json`` in the block."""
+        relative = f"{RECORDS_DIR}/{check_file_id(file_id)}.json"
+        try:
+            if self.fs is not None:
+                raw = await anyio.to_thread.run_sync(self.fs.cat_file, self._remote(relative))
+            else:
+                raw = await self.block.read_path(relative)
+            return OutputRecord.model_validate_json(raw)
+        except (OSError, ValueError):
+            return None
+
+    async def write_record(self, record: OutputRecord) -> None:
+        """Write the record into the block."""
+        relative = f"{RECORDS_DIR}/{check_file_id(record.file_id)}.json"
+        data = record.model_dump_json().encode()
+        if self.fs is not None:
+            await anyio.to_thread.run_sync(self._pipe_remote, self._remote(relative), data)
+        else:
+            await self.block.write_path(relative, data)
+
+    def _pipe_remote(self, path: str, data: bytes) -> None:
+        self.fs.makedirs(f"{self.base}/{RECORDS_DIR}", exist_ok=True)
+        self.fs.pipe_file(path, data)
+
+    async def aclose(self) -> None:
+        """Remove the local staging folder."""
+        await anyio.to_thread.run_sync(shutil.rmtree, self.staging_dir, True)
+
+
+def open_sink(destination: str | os.PathLike[str] | WritableFileSystem) -> OutputSink:
+    """Return the sink for a destination: a folder path or a Prefect filesystem block.
+
+    A ``LocalFileSystem`` block is treated as its ``basepath`` folder (streamed and atomic).
+
+    Raises:
+        OutputError: The destination is neither a path nor a ``WritableFileSystem``.
+    """
+    if isinstance(destination, LocalFileSystem):
+        return LocalDirectorySink(Path(destination.basepath or ".").expanduser())
+    if isinstance(destination, WritableFileSystem):
+        return FileSystemBlockSink(destination)
+    if isinstance(destination, str | os.PathLike):
+        return LocalDirectorySink(Path(destination).expanduser())
+    raise OutputError(
+        f"Output destination must be a folder path or a Prefect WritableFileSystem block, "
+        f"got {type(destination).__name__}."
+    )

@@ -1,0 +1,280 @@
+"""Collect a session's output files: list, download (streamed, verified, atomic), skip copies.
+
+Plain async functions on the SDK client (no Prefect run needed); ``tasks/outputs.py`` wraps
+them in a task. The steps:
+
+1. :func:`list_session_outputs`: ``files.list(scope_id=session_id)``, waiting with backoff
+   (bounded by ``listing_timeout``) for the service's indexing lag, without the session's
+   input copies (ids in ``exclude_file_ids`` and every ``file`` resource of the session).
+2. :func:`~blocks.output_paths.plan_output_names`: a safe, distinct local name per file.
+3. :func:`download_output`: skip when the destination already holds the same bytes (its record
+   says so and the size and SHA-256 still match); otherwise stream the body in 1 MiB chunks to a
+   staging file while hashing, check the size against the metadata, and commit it. A download
+   cut mid-body (or any transient error) is retried with backoff; a failed attempt never leaves
+   a partial file behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import anyio
+from anthropic.types.beta import BetaFileMetadata
+from prefect.filesystems import WritableFileSystem
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from .exceptions import OutputError, OutputIntegrityError
+from .output_paths import ServerFile, plan_output_names
+from .output_sinks import CHUNK_BYTES, TEMP_PREFIX, OutputRecord, OutputSink, open_sink
+from .results import OutputFile
+from .session_stream import is_transient_api_error
+
+MANAGED_AGENTS_BETA = "managed-agents-2026-04-01"
+DOWNLOAD_ATTEMPTS = 5
+"""Tries per file (the first plus four retries) when a download is cut or fails transiently."""
+MAX_PARALLEL_DOWNLOADS = 4
+"""Files downloaded at once; memory use is about this many chunks."""
+
+_log = logging.getLogger(__name__)
+
+
+class IncompleteDownloadError(OutputIntegrityError):
+    """The body ended before ``size_bytes`` bytes arrived (a cut download; retried)."""
+
+
+def is_retryable_download_error(exc: BaseException) -> bool:
+    """True for a cut body or a transient API/connection error."""
+    return isinstance(exc, IncompleteDownloadError) or is_transient_api_error(exc)
+
+
+async def session_input_copy_ids(client: anthropic.AsyncAnthropic, session_id: str) -> set[str]:
+    """Return the ids of the session-scoped copies of its mounted input files."""
+    ids: set[str] = set()
+    async for resource in client.beta.sessions.resources.list(session_id):
+        if resource.type == "file":
+            ids.add(resource.file_id)
+    return ids
+
+
+async def list_session_outputs(
+    client: anthropic.AsyncAnthropic,
+    session_id: str,
+    *,
+    exclude_file_ids: Sequence[str] = (),
+    listing_timeout: float = 10.0,
+    expected_count: int | None = None,
+) -> list[BetaFileMetadata]:
+    """List the session's output files, waiting (bounded) for the listing lag.
+
+    Lists again with backoff (0.25 s doubling to 2 s) while nothing (or fewer than
+    ``expected_count`` files) is listed, until ``listing_timeout`` seconds have passed.
+
+    Args:
+        client: The async SDK client.
+        session_id: The session (``sesn_...``).
+        exclude_file_ids: Ids never to collect (e.g. the uploaded inputs).
+        listing_timeout: Longest wait for the listing, in seconds.
+        expected_count: Wait until at least this many outputs are listed.
+
+    Returns:
+        The outputs' metadata (input copies dropped).
+
+    Raises:
+        OutputError: Fewer than ``expected_count`` files were listed in time.
+    """
+    excluded = set(exclude_file_ids) | await session_input_copy_ids(client, session_id)
+    deadline = time.monotonic() + listing_timeout
+    delay = 0.25
+    while True:
+        files = [
+            f
+            async for f in client.beta.files.list(scope_id=session_id, limit=100, betas=[MANAGED_AGENTS_BETA])
+            if f.id not in excluded
+        ]
+        enough = len(files) >= expected_count if expected_count is not None else bool(files)
+        remaining = deadline - time.monotonic()
+        if enough or remaining <= 0:
+            break
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 2.0)
+    if expected_count is not None and len(files) < expected_count:
+        raise OutputError(
+            f"Session {session_id} lists {len(files)} output file(s) after {listing_timeout:g} s; "
+            f"expected {expected_count}."
+        )
+    return files
+
+
+async def _stream_to_staging(
+    client: anthropic.AsyncAnthropic, meta: BetaFileMetadata, staging_dir: Path
+) -> tuple[Path, str]:
+    """One download attempt into a new staging file; return it and its SHA-256.
+
+    The staging file is deleted when the attempt fails for any reason.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=staging_dir, prefix=TEMP_PREFIX, suffix=".part")
+    staged = Path(tmp_name)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async with await anyio.open_file(fd, "wb") as fh:
+            async with client.beta.files.with_streaming_response.download(meta.id) as response:
+                async for chunk in response.iter_bytes(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > meta.size_bytes:
+                        raise OutputIntegrityError(
+                            f"Output {meta.filename!r} ({meta.id}) is longer than its metadata's "
+                            f"{meta.size_bytes} bytes."
+                        )
+                    digest.update(chunk)
+                    await fh.write(chunk)
+            await fh.flush()
+            await anyio.to_thread.run_sync(os.fsync, fh.wrapped.fileno())
+        if size < meta.size_bytes:
+            raise IncompleteDownloadError(
+                f"Output {meta.filename!r} ({meta.id}) ended after {size} of {meta.size_bytes} bytes."
+            )
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
+        raise
+    return staged, digest.hexdigest()
+
+
+async def download_output(
+    client: anthropic.AsyncAnthropic,
+    meta: BetaFileMetadata,
+    name: str,
+    sink: OutputSink,
+    *,
+    attempts: int = DOWNLOAD_ATTEMPTS,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+) -> OutputFile:
+    """Download one output into ``sink`` as ``name``, unless an identical copy is there.
+
+    Args:
+        client: The async SDK client.
+        meta: The file's metadata from the listing.
+        name: The safe local name (from :func:`~blocks.output_paths.plan_output_names`).
+        sink: The destination.
+        attempts: Tries when the download is cut or fails transiently.
+        logger: Where to log retries and skips.
+
+    Raises:
+        OutputIntegrityError: The size never matched the metadata.
+        anthropic.APIStatusError: A final API error (e.g. 404 ``file_expired``).
+    """
+    log = logger or _log
+    record = await sink.read_record(meta.id)
+    if (
+        record is not None
+        and record.name == name
+        and record.size_bytes == meta.size_bytes
+        and await sink.holds_copy(record)
+    ):
+        log.info(
+            "Output %s is already at %s (same size and sha256); skipped", meta.filename, sink.describe(name)
+        )
+        return OutputFile(
+            file_id=meta.id,
+            filename=meta.filename,
+            path=sink.describe(name),
+            size_bytes=record.size_bytes,
+            sha256=record.sha256,
+            skipped=True,
+        )
+
+    def _log_retry(state: Any) -> None:
+        log.warning(
+            "Download of %s (%s) failed (%s); retrying (attempt %d of %d)",
+            meta.filename,
+            meta.id,
+            state.outcome.exception() if state.outcome else "unknown",
+            state.attempt_number + 1,
+            attempts,
+        )
+
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(is_retryable_download_error),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        before_sleep=_log_retry,
+        reraise=True,
+    ):
+        with attempt:
+            staged, sha256 = await _stream_to_staging(client, meta, sink.staging_dir)
+    try:
+        path = await sink.commit(staged, name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
+    await sink.write_record(
+        OutputRecord(file_id=meta.id, name=name, size_bytes=meta.size_bytes, sha256=sha256)
+    )
+    return OutputFile(
+        file_id=meta.id, filename=meta.filename, path=path, size_bytes=meta.size_bytes, sha256=sha256
+    )
+
+
+async def acollect_session_outputs(
+    client: anthropic.AsyncAnthropic,
+    session_id: str,
+    destination: str | os.PathLike[str] | WritableFileSystem,
+    *,
+    exclude_file_ids: Sequence[str] = (),
+    listing_timeout: float = 10.0,
+    expected_count: int | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+) -> list[OutputFile]:
+    """List, download and verify every output file of a session into ``destination``.
+
+    Args:
+        client: The async SDK client.
+        session_id: The session (``sesn_...``).
+        destination: A local folder, or a Prefect ``WritableFileSystem`` block.
+        exclude_file_ids: Ids never to collect (e.g. the uploaded inputs).
+        listing_timeout: Longest wait for the listing lag, in seconds.
+        expected_count: Wait until at least this many outputs are listed.
+        logger: Where to log progress.
+
+    Returns:
+        One ``OutputFile`` per output, oldest first; ``skipped`` marks identical copies kept.
+    """
+    files = await list_session_outputs(
+        client,
+        session_id,
+        exclude_file_ids=exclude_file_ids,
+        listing_timeout=listing_timeout,
+        expected_count=expected_count,
+    )
+    names = plan_output_names(ServerFile(f.id, f.filename, f.created_at.isoformat()) for f in files)
+    ordered = sorted(files, key=lambda f: (f.created_at.isoformat(), f.id))
+    sink = open_sink(destination)
+    limit = asyncio.Semaphore(MAX_PARALLEL_DOWNLOADS)
+
+    async def one(meta: BetaFileMetadata) -> OutputFile | None:
+        if meta.downloadable is False:
+            (logger or _log).warning("Output %s (%s) is not downloadable; skipped", meta.filename, meta.id)
+            return None
+        async with limit:
+            return await download_output(client, meta, names[meta.id], sink, logger=logger)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            jobs = [group.create_task(one(meta)) for meta in ordered]
+    except BaseExceptionGroup as group_error:
+        # Surface the first real error (typed) rather than the group wrapper.
+        raise group_error.exceptions[0] from group_error
+    finally:
+        await sink.aclose()
+    return [out for job in jobs if (out := job.result()) is not None]

@@ -1,0 +1,115 @@
+"""Output tasks: collect a session's output files, and show them as a table artifact.
+
+The download logic (streamed, verified, atomic, contained, cut downloads retried) is in
+:mod:`blocks.outputs`; these tasks add Prefect logging, retries on transient failures and the
+artifact. A task retry (or a flow retry) downloads nothing twice: files already written with
+the same size and SHA-256 are reported with ``skipped=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import acreate_table_artifact
+from prefect.filesystems import WritableFileSystem
+from prefect.logging import get_run_logger
+
+from blocks.credentials import AnthropicCredentials
+from blocks.outputs import acollect_session_outputs
+from blocks.results import OutputFile
+from tasks.retry import TRANSIENT_RETRY_OPTIONS
+
+OUTPUT_TABLE_KEY = "managed-agents-output-files"
+"""Artifact key of the output table when no session id is given."""
+
+
+@task(name="collect-outputs", **TRANSIENT_RETRY_OPTIONS)
+async def collect_outputs(
+    credentials: AnthropicCredentials,
+    session_id: str,
+    destination: str | os.PathLike[str] | WritableFileSystem,
+    *,
+    exclude_file_ids: Sequence[str] = (),
+    listing_timeout: float = 10.0,
+    expected_count: int | None = None,
+) -> list[OutputFile]:
+    """Download every output file of a session into a folder or a filesystem block.
+
+    Lists ``files.list(scope_id=session_id)`` (waiting, bounded, for the listing lag), drops the
+    session's input copies, and streams each file to disk with bounded memory, checked against
+    its metadata and written atomically. Server-supplied names are sanitized and can never
+    leave ``destination`` (see :mod:`blocks.output_paths`).
+
+    Args:
+        credentials: The ``AnthropicCredentials`` block.
+        session_id: The session whose outputs to collect (``sesn_...``).
+        destination: A local folder, or a Prefect ``WritableFileSystem`` block.
+        exclude_file_ids: File ids never to collect (e.g. the uploaded input files).
+        listing_timeout: Longest wait, in seconds, for outputs to appear in the listing.
+        expected_count: Wait until at least this many outputs are listed (fail otherwise).
+
+    Returns:
+        One ``OutputFile`` (path, size, sha256, file id) per output, oldest first.
+    """
+    logger = get_run_logger()
+    async with credentials.get_async_client() as client:
+        outputs = await acollect_session_outputs(
+            client,
+            session_id,
+            destination,
+            exclude_file_ids=exclude_file_ids,
+            listing_timeout=listing_timeout,
+            expected_count=expected_count,
+            logger=logger,
+        )
+    fresh = sum(not o.skipped for o in outputs)
+    logger.info(
+        "Collected %d output file(s) of session %s (%d downloaded, %d already present)",
+        len(outputs),
+        session_id,
+        fresh,
+        len(outputs) - fresh,
+    )
+    return outputs
+
+
+def output_rows(files: Sequence[OutputFile]) -> list[dict[str, str]]:
+    """Rows of the output-files table: name, path, size, sha256, file id."""
+    return [
+        {
+            "name": f.filename,
+            "path": f.path,
+            "size (bytes)": str(f.size_bytes),
+            "sha256": f.sha256,
+            "file id": f.file_id,
+            "downloaded": "no (identical copy kept)" if f.skipped else "yes",
+        }
+        for f in files
+    ]
+
+
+@task(name="publish-output-table")
+async def publish_output_table(files: Sequence[OutputFile], session_id: str | None = None) -> UUID:
+    """Create a table artifact listing the output files.
+
+    Args:
+        files: The collected outputs.
+        session_id: When given, the artifact key is per session (``<session>-output-files``).
+
+    Returns:
+        The artifact's id.
+    """
+    key = OUTPUT_TABLE_KEY
+    if session_id:
+        key = f"{re.sub(r'[^a-z0-9-]+', '-', session_id.lower()).strip('-')}-output-files"[:200]
+    return await acreate_table_artifact(
+        table=output_rows(files),
+        key=key,
+        description=f"{len(files)} output file(s)"
+        + (f" of session {session_id}" if session_id else "")
+        + ".",
+    )

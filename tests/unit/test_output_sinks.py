@@ -1,0 +1,127 @@
+"""Output destinations on real files: atomic commit, symlinks never followed, records, blocks."""
+
+# ruff: noqa: ASYNC240  (tests check small real files with blocking calls on purpose)
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+
+from blocks.exceptions import OutputError, UnsafeOutputPathError
+from blocks.output_sinks import (
+    RECORDS_DIR,
+    FileSystemBlockSink,
+    LocalDirectorySink,
+    OutputRecord,
+    open_sink,
+)
+
+
+def _stage(sink_dir: Path, data: bytes) -> Path:
+    staged = sink_dir / ".managed-agents-tmp-test.part"
+    staged.write_bytes(data)
+    return staged
+
+
+def _record(name: str, data: bytes, file_id: str = "file_1") -> OutputRecord:
+    return OutputRecord(
+        file_id=file_id, name=name, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+async def test_local_commit_is_a_rename_and_records_round_trip(tmp_path: Path) -> None:
+    sink = LocalDirectorySink(tmp_path / "out" / "nested")
+    staged = _stage(sink.staging_dir, b"hello")
+    path = await sink.commit(staged, "a.txt")
+    assert Path(path) == (tmp_path / "out" / "nested" / "a.txt").resolve()
+    assert Path(path).read_bytes() == b"hello"
+    assert not staged.exists()
+    record = _record("a.txt", b"hello")
+    assert await sink.read_record("file_1") is None
+    await sink.write_record(record)
+    assert await sink.read_record("file_1") == record
+    assert await sink.holds_copy(record)
+    Path(path).write_bytes(b"hellO")  # same size, other bytes
+    assert not await sink.holds_copy(record)
+
+
+async def test_symlink_at_target_is_replaced_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"precious")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "a.txt").symlink_to(outside)
+    sink = LocalDirectorySink(dest)
+    record = _record("a.txt", b"precious")
+    assert not await sink.holds_copy(record)  # a symlink is never taken for a downloaded copy
+    await sink.commit(_stage(dest, b"new"), "a.txt")
+    assert outside.read_bytes() == b"precious"
+    assert not (dest / "a.txt").is_symlink()
+    assert (dest / "a.txt").read_bytes() == b"new"
+
+
+async def test_destination_that_is_a_symlink_is_resolved(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    sink = LocalDirectorySink(tmp_path / "link")
+    await sink.commit(_stage(sink.staging_dir, b"1"), "x.bin")
+    assert (real / "x.bin").read_bytes() == b"1"
+
+
+async def test_folder_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").mkdir()
+    sink = LocalDirectorySink(tmp_path)
+    with pytest.raises(OutputError, match="is a folder"):
+        await sink.commit(_stage(tmp_path, b"1"), "a.txt")
+
+
+async def test_corrupt_record_is_ignored(tmp_path: Path) -> None:
+    sink = LocalDirectorySink(tmp_path)
+    (tmp_path / RECORDS_DIR).mkdir()
+    (tmp_path / RECORDS_DIR / "file_1.json").write_text("{not json")
+    assert await sink.read_record("file_1") is None
+
+
+async def test_unsafe_names_and_ids_are_refused(tmp_path: Path) -> None:
+    sink = LocalDirectorySink(tmp_path / "out")
+    with pytest.raises(UnsafeOutputPathError):
+        await sink.commit(_stage(sink.staging_dir, b"1"), "../escape.txt")
+    with pytest.raises(UnsafeOutputPathError):
+        await sink.read_record("../../file")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_open_sink_picks_the_destination_kind(tmp_path: Path) -> None:
+    assert isinstance(open_sink(str(tmp_path)), LocalDirectorySink)
+    local_block = open_sink(LocalFileSystem(basepath=str(tmp_path / "lfs")))
+    assert isinstance(local_block, LocalDirectorySink)
+    assert local_block.directory == (tmp_path / "lfs").resolve()
+    assert isinstance(open_sink(RemoteFileSystem(basepath="memory://outputs/rfs")), FileSystemBlockSink)
+    with pytest.raises(OutputError, match="WritableFileSystem"):
+        open_sink(42)  # type: ignore[arg-type]
+
+
+async def test_remote_filesystem_block_streams_and_verifies(tmp_path: Path) -> None:
+    # fsspec's in-memory file system: a real RemoteFileSystem backend that needs no server.
+    base = f"memory://outputs/{tmp_path.name}"
+    block = RemoteFileSystem(basepath=base)
+    sink = open_sink(block)
+    assert isinstance(sink, FileSystemBlockSink)
+    fs = block.filesystem
+    data = b"0123456789" * 300_000  # 3 MB: several chunks when verified
+    path = await sink.commit(_stage(sink.staging_dir, data), "big.bin")
+    assert path == f"{base}/big.bin"
+    assert fs.cat_file(path) == data
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)] == ["big.bin"]
+    record = _record("big.bin", data, file_id="file_big")
+    await sink.write_record(record)
+    assert await sink.read_record("file_big") == record
+    assert await sink.holds_copy(record)
+    fs.pipe_file(path, data[:-1] + b"X")
+    assert not await sink.holds_copy(record)
+    staging = sink.staging_dir
+    await sink.aclose()
+    assert not staging.exists()
