@@ -37,7 +37,7 @@ from .exceptions import OutputError, OutputIntegrityError
 from .output_paths import ServerFile, plan_output_names
 from .output_sinks import CHUNK_BYTES, TEMP_PREFIX, OutputRecord, OutputSink, open_sink
 from .results import OutputFile
-from .session_stream import is_transient_api_error
+from .transient import is_transient_error
 
 MANAGED_AGENTS_BETA = "managed-agents-2026-04-01"
 DOWNLOAD_ATTEMPTS = 5
@@ -54,7 +54,7 @@ class IncompleteDownloadError(OutputIntegrityError):
 
 def is_retryable_download_error(exc: BaseException) -> bool:
     """True for a cut body or a transient API/connection error."""
-    return isinstance(exc, IncompleteDownloadError) or is_transient_api_error(exc)
+    return isinstance(exc, IncompleteDownloadError) or is_transient_error(exc)
 
 
 async def session_input_copy_ids(client: anthropic.AsyncAnthropic, session_id: str) -> set[str]:

@@ -28,10 +28,10 @@ from .session_stream import (
     SessionStream,
     StreamObserver,
     interrupt_session,
-    is_transient_api_error,
     wait_until_not_running,
 )
 from .transcript import Transcript, content_text
+from .transient import is_transient_error
 
 if TYPE_CHECKING:
     from .agent import ManagedAgent
@@ -127,7 +127,7 @@ async def acreate_session(
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(8),
         wait=wait_exponential(multiplier=0.5, max=8),
-        retry=retry_if_exception(is_transient_api_error),
+        retry=retry_if_exception(is_transient_error),
         reraise=True,
     ):
         with attempt:
@@ -362,8 +362,7 @@ async def ainterrupt_and_archive(
         wait=wait_exponential(multiplier=0.3, max=3),
         retry=retry_if_exception(
             lambda e: (
-                is_transient_api_error(e)
-                or isinstance(e, anthropic.BadRequestError | anthropic.ConflictError)
+                is_transient_error(e) or isinstance(e, anthropic.BadRequestError | anthropic.ConflictError)
             )
         ),
         reraise=True,

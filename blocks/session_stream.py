@@ -33,6 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from .exceptions import ManagedAgentsError
 from .outcome import SessionEnd
 from .transcript import Transcript
+from .transient import is_transient_error
 
 logger = logging.getLogger(__name__)
 
@@ -58,21 +59,12 @@ _STATUS_TYPES = frozenset(
 )
 
 
-def is_transient_api_error(exc: BaseException) -> bool:
-    """True for errors worth retrying: connection problems, 408, 409, 429 and every 5xx."""
-    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-        return True
-    if isinstance(exc, anthropic.APIStatusError):
-        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return False
-
-
 def is_fatal_stream_error(exc: BaseException) -> bool:
     """True for a 4xx that reconnecting cannot fix (bad key, missing session)."""
     return (
         isinstance(exc, anthropic.APIStatusError)
         and 400 <= exc.status_code < 500
-        and not (is_transient_api_error(exc))
+        and not is_transient_error(exc)
     )
 
 
@@ -473,7 +465,7 @@ class SessionStream:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(6),
             wait=wait_exponential(multiplier=0.5, max=8),
-            retry=retry_if_exception(is_transient_api_error),
+            retry=retry_if_exception(is_transient_error),
             reraise=True,
         ):
             with attempt:
@@ -494,7 +486,7 @@ class SessionStream:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(8),
             wait=wait_exponential(multiplier=0.5, max=8),
-            retry=retry_if_exception(is_transient_api_error),
+            retry=retry_if_exception(is_transient_error),
             reraise=True,
         ):
             with attempt:

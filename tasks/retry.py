@@ -9,23 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import anthropic
 from prefect.tasks import exponential_backoff
 
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+from blocks.transient import is_transient_error
 
-
-def is_transient_error(exc: BaseException) -> bool:
-    """Return True for errors that may succeed when tried again.
-
-    Transient: connection failures and timeouts, 408, 429, any 5xx, 529 overloaded.
-    Everything else (400, 401, 403, 404, 409 conflicts, our own typed errors) is final.
-    """
-    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
-        return True
-    if isinstance(exc, anthropic.APIStatusError):
-        return exc.status_code in TRANSIENT_STATUSES or exc.status_code >= 500
-    return isinstance(exc, ConnectionError | TimeoutError) and not hasattr(exc, "session_id")
+__all__ = ["TRANSIENT_RETRY_OPTIONS", "is_transient_error", "retry_on_transient"]
 
 
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
