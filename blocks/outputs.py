@@ -29,6 +29,7 @@ from typing import Any
 
 import anthropic
 import anyio
+import httpx2
 from anthropic.types.beta import BetaFileMetadata
 from prefect.filesystems import WritableFileSystem
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -129,15 +130,22 @@ async def _stream_to_staging(
     try:
         async with await anyio.open_file(fd, "wb") as fh:
             async with client.beta.files.with_streaming_response.download(meta.id) as response:
-                async for chunk in response.iter_bytes(CHUNK_BYTES):
-                    size += len(chunk)
-                    if size > meta.size_bytes:
-                        raise OutputIntegrityError(
-                            f"Output {meta.filename!r} ({meta.id}) is longer than its metadata's "
-                            f"{meta.size_bytes} bytes."
-                        )
-                    digest.update(chunk)
-                    await fh.write(chunk)
+                try:
+                    async for chunk in response.iter_bytes(CHUNK_BYTES):
+                        size += len(chunk)
+                        if size > meta.size_bytes:
+                            raise OutputIntegrityError(
+                                f"Output {meta.filename!r} ({meta.id}) is longer than its metadata's "
+                                f"{meta.size_bytes} bytes."
+                            )
+                        digest.update(chunk)
+                        await fh.write(chunk)
+                except httpx2.TransportError as exc:
+                    # The body was cut mid-transfer: the same typed (and retried) error as a short body.
+                    raise IncompleteDownloadError(
+                        f"Output {meta.filename!r} ({meta.id}) was cut after {size} of "
+                        f"{meta.size_bytes} bytes ({type(exc).__name__})."
+                    ) from exc
             await fh.flush()
             await anyio.to_thread.run_sync(os.fsync, fh.wrapped.fileno())
         if size < meta.size_bytes:
