@@ -9,6 +9,7 @@ from prefect.blocks.abstract import JobBlock
 from pydantic import Field
 
 from .credentials import AnthropicCredentials
+from .exceptions import BlockNotFoundError
 from .package_info import DOCUMENTATION_URL, LOGO_URL
 from .results import SessionResult
 
@@ -114,3 +115,65 @@ class ManagedAgent(JobBlock[SessionResult]):
 
         # _sync=True: the dispatch here already chose the sync path; never hand back a coroutine.
         return cast("ManagedAgentSessionRun", trigger_session(self, prompt, _sync=True, **options))  # type: ignore[call-arg]
+
+
+def _missing_block(name: str) -> BlockNotFoundError:
+    return BlockNotFoundError(
+        f"No ManagedAgent block named {name!r}. Run deploy_agent with block_name={name!r} first, "
+        "or check the name with `prefect block ls`."
+    )
+
+
+def _is_missing_document(exc: ValueError) -> bool:
+    # Prefect reports an unknown (or unusable) block name as a plain ValueError with this text.
+    return "Unable to find block document" in str(exc)
+
+
+async def aresolve_agent(agent: ManagedAgent | str) -> ManagedAgent:
+    """Return ``agent`` itself, or load the saved ``ManagedAgent`` block with that name.
+
+    Args:
+        agent: A block, or the name of a saved one.
+
+    Raises:
+        BlockNotFoundError: No block has that name.
+    """
+    if isinstance(agent, ManagedAgent):
+        return agent
+    try:
+        return await ManagedAgent.aload(agent)
+    except ValueError as exc:
+        if _is_missing_document(exc):
+            raise _missing_block(agent) from None
+        raise
+
+
+def load_agent_block(name: str) -> ManagedAgent | None:
+    """Load the saved ``ManagedAgent`` block ``name``; None when there is none (sync callers).
+
+    Args:
+        name: The block's name.
+    """
+    try:
+        block = ManagedAgent.load(name, _sync=True)  # type: ignore[call-arg]  # async_dispatch kwarg
+    except ValueError as exc:
+        if _is_missing_document(exc):
+            return None
+        raise
+    assert isinstance(block, ManagedAgent)  # _sync=True: never a coroutine
+    return block
+
+
+def require_agent_block(name: str) -> ManagedAgent:
+    """Load the saved ``ManagedAgent`` block ``name`` (sync callers).
+
+    Args:
+        name: The block's name.
+
+    Raises:
+        BlockNotFoundError: No block has that name.
+    """
+    block = load_agent_block(name)
+    if block is None:
+        raise _missing_block(name)
+    return block

@@ -20,7 +20,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.tasks import Task
 
-from blocks.agent import ManagedAgent
+from blocks.agent import ManagedAgent, load_agent_block, require_agent_block
 from blocks.credentials import AnthropicCredentials
 from blocks.diff import FieldChange, diff_agent_configs, render_changes_markdown
 from blocks.drift import edited_outside, fingerprint_of
@@ -90,27 +90,6 @@ def _check_block_name(block_name: str) -> None:
             f"Block name {block_name!r} is not valid: use lowercase letters, digits and dashes "
             "(for example 'report-writer-prod')."
         )
-
-
-def _load_agent_block(block_name: str) -> ManagedAgent | None:
-    try:
-        block = ManagedAgent.load(block_name, _sync=True)  # type: ignore[call-arg]  # async_dispatch kwarg
-    except ValueError as exc:
-        if "Unable to find block document" in str(exc):
-            return None
-        raise
-    assert isinstance(block, ManagedAgent)  # _sync=True: never a coroutine
-    return block
-
-
-def _require_agent_block(block_name: str) -> ManagedAgent:
-    block = _load_agent_block(block_name)
-    if block is None:
-        raise BlockNotFoundError(
-            f"No ManagedAgent block named {block_name!r}. Run deploy_agent with block_name="
-            f"{block_name!r} first, or check the name with `prefect block ls`."
-        )
-    return block
 
 
 def _resolve_credentials(
@@ -431,7 +410,7 @@ def deploy_agent(
     _check_block_name(block_name)
     fingerprint = desired.fingerprint()
     with deploy_lock(desired.name):
-        existing = _load_agent_block(block_name)
+        existing = load_agent_block(block_name)
         creds = _resolve_credentials(credentials, existing)
         with creds.get_client() as client:
             env, env_action = ensure_environment(client, desired.environment, existing, creds)
@@ -514,7 +493,7 @@ def pin_agent_version(block_name: str, version: int) -> ManagedAgent:
     _check_block_name(block_name)
     if version < 1:
         raise ConfigurationError(f"version must be 1 or more, got {version}.")
-    block = _require_agent_block(block_name)
+    block = require_agent_block(block_name)
     creds = block.credentials
     with creds.get_client() as client:
         latest = _reads(retrieve_agent, creds)(client, block.agent_id)
