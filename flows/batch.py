@@ -1,0 +1,463 @@
+"""``run_agent_batch``: one agent session per input item, under a shared concurrency limit and an
+optional spend ceiling.
+
+Each item runs as an ``arun_agent_session`` subflow, so it gets everything the single-session
+flow does (deduplicated uploads, retry-safe start, streaming, outputs, per-session artifacts, its
+own flow run and cancel/crash hooks) and shows in the UI as its own flow run named
+``<batch run>-<item key>``.
+
+Items run on ``max_concurrency`` lanes. Each lane holds one slot of the Prefect **global
+concurrency limit** ``concurrency_limit_name`` while it has items left, so every batch (and
+deployment) naming that limit shares one quota of concurrent sessions. The limit is created
+with ``limit=max_concurrency`` when missing, because a missing limit would silently not limit
+anything.
+
+With ``spend_limit_usd``, an item starts only while the cost of finished sessions plus the
+current cost of the sessions still running (read live from the API, through the session-id label
+of each running item's flow run) is below the ceiling; once reached, no further item starts and
+those items are reported as ``not_started``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import anthropic
+import httpx
+import prefect.runtime.flow_run
+from prefect import flow
+from prefect.artifacts import acreate_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.concurrency.asyncio import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.logging import get_run_logger
+from prefect.logging.loggers import flow_run_logger
+from prefect.states import Completed, Failed
+from prefect.utilities.asyncutils import run_coro_as_sync
+from pydantic import Field
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from blocks.agent import ManagedAgent, aresolve_agent
+from blocks.batch_items import (
+    BatchItem,
+    BatchItemResult,
+    BatchResult,
+    SpendLedger,
+    load_batch_items,
+    sum_usage,
+)
+from blocks.results import SessionResult, UsageSummary
+from blocks.session_run import SESSION_LABEL
+from blocks.session_stream import ConfirmationPolicy
+from flows.hooks import acleanup_session
+from flows.session import arun_agent_session
+
+DEFAULT_LIMIT_NAME = "managed-agents-sessions"
+"""Global concurrency limit shared by batches unless another name is given."""
+
+BATCH_TABLE_KEY = "managed-agents-batch"
+
+_PAGE = 200
+
+ITEM_ATTEMPTS = 3
+"""Attempts per item when the Prefect API fails before the item's session exists."""
+
+AgentParam = Annotated[
+    ManagedAgent | str,
+    Field(description="The ManagedAgent block, or the name of a saved one (created by deploy_agent)."),
+]
+ItemsParam = Annotated[
+    list[BatchItem | str] | str,
+    Field(
+        description="The items (prompt, files, memory stores, metadata, key; or just a prompt), "
+        "or a path to a .jsonl or .csv file of them."
+    ),
+]
+
+
+async def ensure_global_limit(name: str, limit: int) -> None:
+    """Create the global concurrency limit ``name`` with ``limit`` slots unless it exists.
+
+    An existing limit is left as it is: it is the quota several batches share.
+    """
+    async with get_client() as prefect_client:
+        try:
+            await prefect_client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another batch created it first
+                await prefect_client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=limit)
+                )
+
+
+async def read_child_runs(parent_id: UUID, names: list[str] | None = None) -> list[FlowRun]:
+    """Read the subflow runs of a flow run (optionally only those with the given names)."""
+    flow_filter = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+    if names is not None:
+        flow_filter.name = FlowRunFilterName(any_=names)
+    runs: list[FlowRun] = []
+    async with get_client() as prefect_client:
+        while True:
+            page = await prefect_client.read_flow_runs(
+                flow_run_filter=flow_filter, limit=_PAGE, offset=len(runs)
+            )
+            runs.extend(page)
+            if len(page) < _PAGE:
+                return runs
+
+
+async def _session_cost(client: anthropic.AsyncAnthropic, session_id: str) -> Decimal:
+    session = await client.beta.sessions.retrieve(session_id)
+    return UsageSummary.from_session_usage(getattr(session, "usage", None)).cost_usd or Decimal(0)
+
+
+class _BatchRun:
+    """State of one batch run: gates, the spend ledger and the items in flight."""
+
+    def __init__(
+        self,
+        agent: ManagedAgent | str,
+        block: ManagedAgent,
+        *,
+        max_concurrency: int,
+        limit_name: str,
+        ledger: SpendLedger,
+        output_root: Path,
+        session_options: dict[str, Any],
+    ) -> None:
+        self.agent = agent
+        self.block = block
+        self.limit_name = limit_name
+        self.ledger = ledger
+        self.output_root = output_root
+        self.session_options = session_options
+        self.lanes = max_concurrency
+        self.admission = asyncio.Lock()
+        self.in_flight: set[str] = set()
+        self.run_id = UUID(str(prefect.runtime.flow_run.id))
+        self.run_name = str(prefect.runtime.flow_run.name)
+
+    def child_name(self, item: BatchItem) -> str:
+        return f"{self.run_name}-{item.key}"
+
+    async def running_cost(self) -> Decimal:
+        """Current cost of the sessions of the items in flight (read from the API)."""
+        if not self.in_flight:
+            return Decimal(0)
+        runs = await read_child_runs(self.run_id, sorted(self.in_flight))
+        session_ids = [str(r.labels[SESSION_LABEL]) for r in runs if r.labels and r.labels.get(SESSION_LABEL)]
+        if not session_ids:
+            return Decimal(0)
+        async with self.block.credentials.get_async_client() as client:
+            costs = await asyncio.gather(*(_session_cost(client, sid) for sid in session_ids))
+        return sum(costs, Decimal(0))
+
+    async def admit(self, item: BatchItem) -> bool:
+        """Decide, atomically with marking the item in flight, whether it may start."""
+        async with self.admission:
+            if self.ledger.limit_usd is not None:
+                running = await self.running_cost() if not self.ledger.closed else Decimal(0)
+                if not self.ledger.may_start(running):
+                    return False
+            self.in_flight.add(self.child_name(item))
+            return True
+
+    async def run_all(self, items: list[BatchItem]) -> list[BatchItemResult]:
+        """Run the items on ``max_concurrency`` lanes; each lane holds one global-limit slot."""
+        results: list[BatchItemResult | None] = [None] * len(items)
+        pending = iter(range(len(items)))
+
+        async def lane() -> None:
+            first = next(pending, None)
+            if first is None:
+                return
+            # One slot per lane, held while the lane has items left: acquiring a slot per item
+            # costs a round trip through Prefect's slot service each time (about 1 s on a
+            # loaded SQLite server), which dominated a 200-item batch.
+            async with concurrency(self.limit_name, occupy=1, strict=True):
+                index: int | None = first
+                while index is not None:
+                    results[index] = await self.run_item(items[index])
+                    index = next(pending, None)
+
+        await asyncio.gather(*(lane() for _ in range(self.lanes)))
+        return [r for r in results if r is not None]
+
+    async def run_item(self, item: BatchItem) -> BatchItemResult:
+        """Run one item as an ``arun_agent_session`` subflow; never raises for the item's failure.
+
+        An attempt that failed because the Prefect API was unavailable (5xx, e.g. a busy SQLite
+        server) *before any session existed* is run again (a new item flow run); once a
+        session exists the failure is final, so a retry can never pay for a second session.
+        """
+        key = str(item.key)
+        item_dir = self.output_root / key
+        base = BatchItemResult(key=key, state="not_started", output_dir=str(item_dir), metadata=item.metadata)
+        if self.ledger.closed or not await self.admit(item):
+            return base
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(ITEM_ATTEMPTS),
+                wait=wait_exponential(multiplier=1, max=10),
+                retry=retry_if_exception_type(_PrefectUnavailable),
+                reraise=True,
+            ):
+                with attempt:
+                    outcome = await self._attempt(item, base, attempt.retry_state.attempt_number)
+        except _PrefectUnavailable as exc:
+            outcome = exc.outcome
+        finally:
+            self.in_flight.discard(self.child_name(item))
+        # No await between leaving the in-flight set and recording the cost: the session is
+        # counted exactly once by any concurrent admission check.
+        self.ledger.record_finished(outcome.cost_usd)
+        return outcome
+
+    async def _attempt(self, item: BatchItem, base: BatchItemResult, number: int) -> BatchItemResult:
+        base = base.model_copy(update={"attempts": number})
+        error: BaseException | None = None
+        started = datetime.now(UTC)
+        try:
+            state = await arun_agent_session.with_options(flow_run_name=self.child_name(item))(
+                agent=self.agent,
+                prompt=item.prompt,
+                files=list(item.files) or None,
+                memory_stores=list(item.memory_stores) or None,
+                output_dir=str(base.output_dir),
+                return_state=True,
+                **self.session_options,
+            )
+            outcome, error = await self._outcome(base, state)
+        except Exception as exc:  # the item could not even run (e.g. Prefect API down)
+            outcome = base.model_copy(
+                update={"state": "failed", "error_type": type(exc).__name__, "error": str(exc)}
+            )
+            error = exc
+        if outcome.state == "failed":
+            get_run_logger().warning("Item %s failed (attempt %d): %s", base.key, number, outcome.error_type)
+            if outcome.session_id is None and _prefect_unavailable(error):
+                # The outage may have hidden a session that was created (e.g. the label update
+                # failed): sessions are titled with the item run's name, so look before retrying.
+                found = await self._find_session(self.child_name(item), started)
+                if found is None:
+                    raise _PrefectUnavailable(outcome)
+                outcome = outcome.model_copy(update={"session_id": found})
+        return outcome
+
+    async def _find_session(self, title: str, since: datetime) -> str | None:
+        async with self.block.credentials.get_async_client() as client:
+            async for session in client.beta.sessions.list(
+                agent_id=self.block.agent_id, created_at_gte=since - timedelta(minutes=1), limit=100
+            ):
+                if session.title == title:
+                    return str(session.id)
+        return None
+
+    async def _outcome(
+        self, base: BatchItemResult, state: State[Any]
+    ) -> tuple[BatchItemResult, BaseException | None]:
+        child_id = state.state_details.flow_run_id
+        flow_run_id = str(child_id) if child_id else None
+        if state.is_completed():
+            result = await state.aresult()
+            assert isinstance(result, SessionResult)
+            return base.model_copy(
+                update={
+                    "state": "completed",
+                    "result": result,
+                    "session_id": result.session_id,
+                    "flow_run_id": flow_run_id,
+                    "cost_usd": result.usage.cost_usd,
+                }
+            ), None
+        error = await state.aresult(raise_on_failure=False)
+        session_id = getattr(error, "session_id", None)
+        if session_id is None and child_id is not None:
+            async with get_client() as prefect_client:
+                labels = (await prefect_client.read_flow_run(child_id)).labels or {}
+            session_id = labels.get(SESSION_LABEL)
+        cost = None
+        if session_id:
+            with suppress(anthropic.APIError):
+                async with self.block.credentials.get_async_client() as client:
+                    cost = await _session_cost(client, str(session_id))
+        return base.model_copy(
+            update={
+                "state": "failed",
+                "error_type": type(error).__name__ if isinstance(error, BaseException) else state.name,
+                "error": str(error) if isinstance(error, BaseException) else (state.message or state.name),
+                "session_id": str(session_id) if session_id else None,
+                "flow_run_id": flow_run_id,
+                "cost_usd": cost,
+            }
+        ), error if isinstance(error, BaseException) else None
+
+
+class _PrefectUnavailable(Exception):
+    """An item attempt failed on a Prefect API outage before any session existed."""
+
+    def __init__(self, outcome: BatchItemResult) -> None:
+        super().__init__(outcome.error)
+        self.outcome = outcome
+
+
+def _prefect_unavailable(error: BaseException | None) -> bool:
+    """True for a 5xx answer or a connection failure of the Prefect API (never the Anthropic SDK's)."""
+    if isinstance(error, httpx.HTTPStatusError):
+        return error.response.status_code >= 500
+    return isinstance(error, httpx.TransportError)
+
+
+def _reason(item: BatchItemResult) -> str:
+    if item.result is not None:
+        return item.result.stop_reason or ""
+    return f"{item.error_type}: {item.error}" if item.error_type else ""
+
+
+def batch_table(result: BatchResult) -> list[dict[str, Any]]:
+    """Rows of the batch table artifact: one per item, then a total row."""
+    rows: list[dict[str, Any]] = []
+    for item in result.items:
+        usage = item.result.usage if item.result else UsageSummary()
+        rows.append(
+            {
+                "item": item.key,
+                "state": item.state,
+                "session": item.session_id or "",
+                "stop_reason / error": _reason(item),
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cost_usd": str(item.cost_usd) if item.cost_usd is not None else "",
+                "outputs": len(item.result.output_files) if item.result else 0,
+                "output_dir": item.output_dir,
+            }
+        )
+    rows.append(
+        {
+            "item": "TOTAL",
+            "state": result.summary(),
+            "session": "",
+            "stop_reason / error": "",
+            "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens,
+            "cost_usd": str(result.total_cost_usd),
+            "outputs": sum(len(i.result.output_files) for i in result.completed if i.result),
+            "output_dir": "",
+        }
+    )
+    return rows
+
+
+async def acleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> list[str | None]:
+    """Interrupt and archive the sessions of a batch's item runs (async form of the hook).
+
+    Runs in the worker's or runner's hook process: the session ids come from the item runs'
+    ``managed-agents.session-id`` labels, and each item is cleaned up by the single-session
+    hook (which never raises).
+
+    Returns:
+        The outcome per labelled item run.
+    """
+    children = await read_child_runs(UUID(str(flow_run.id)))
+    labelled = [c for c in children if (c.labels or {}).get(SESSION_LABEL)]
+    flow_run_logger(flow_run, flow).info("Cleaning up %d item session(s) of this batch", len(labelled))
+    return list(await asyncio.gather(*(acleanup_session(flow, child, state) for child in labelled)))
+
+
+def cleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (on_cancellation, on_crashed): interrupt, then archive, every item's session."""
+    run_coro_as_sync(acleanup_batch_sessions(flow, flow_run, state))
+
+
+@flow(
+    name="run-agent-batch",
+    on_cancellation=[cleanup_batch_sessions],
+    on_crashed=[cleanup_batch_sessions],
+)
+async def run_agent_batch(
+    agent: AgentParam,
+    items: ItemsParam,
+    max_concurrency: Annotated[int, Field(ge=1, le=256)] = 4,
+    spend_limit_usd: Annotated[Decimal | None, Field(gt=0)] = None,
+    output_dir: str = "outputs",
+    concurrency_limit_name: str = DEFAULT_LIMIT_NAME,
+    confirmation_policy: ConfirmationPolicy | None = None,
+    max_duration_seconds: Annotated[float | None, Field(gt=0)] = None,
+    archive_when_done: bool = False,
+) -> State[BatchResult]:
+    """Run one agent session per item, a few at a time, and collect every item's result.
+
+    A failing item never stops the others: its error is recorded and the batch goes on. The
+    final state's message says how many items completed, failed and were not started; the
+    state is Failed only when every started item failed.
+
+    Args:
+        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
+        items: The items (prompt, files, memory stores, metadata, key), or a path to a .jsonl or
+            .csv file of them.
+        max_concurrency: Sessions this batch runs at once.
+        spend_limit_usd: Stop starting sessions once finished plus running sessions cost this
+            much (list price, USD). No limit when empty.
+        output_dir: Folder of the outputs; each item writes to its own subfolder named by its key.
+        concurrency_limit_name: Prefect global concurrency limit shared by batches (created with
+            max_concurrency slots when missing).
+        confirmation_policy: How every item's session answers tool confirmations.
+        max_duration_seconds: Wall-clock limit of each session.
+        archive_when_done: Archive each session after its outputs were collected.
+
+    Returns:
+        The batch result (each item's session result or error, totals) as the state's data.
+    """
+    logger = get_run_logger()
+    block = await aresolve_agent(agent)
+    loaded = load_batch_items(items)
+    await ensure_global_limit(concurrency_limit_name, max_concurrency)
+    limit = Decimal(str(spend_limit_usd)) if spend_limit_usd is not None else None
+    batch = _BatchRun(
+        agent,
+        block,
+        max_concurrency=max_concurrency,
+        limit_name=concurrency_limit_name,
+        ledger=SpendLedger(limit),
+        output_root=Path(output_dir),
+        session_options={
+            "confirmation_policy": confirmation_policy,
+            "max_duration_seconds": max_duration_seconds,
+            "archive_when_done": archive_when_done,
+        },
+    )
+    logger.info(
+        "Batch of %d item(s), %d at a time (global limit %r)%s",
+        len(loaded),
+        max_concurrency,
+        concurrency_limit_name,
+        f", spend limit {limit} USD" if limit is not None else "",
+    )
+    outcomes = await batch.run_all(loaded)
+    completed_usage = [o.result.usage for o in outcomes if o.result is not None]
+    result = BatchResult(
+        items=list(outcomes),
+        usage=sum_usage(completed_usage),
+        total_cost_usd=sum((o.cost_usd for o in outcomes if o.cost_usd is not None), Decimal(0)),
+        spend_limit_usd=limit,
+        spend_limit_reached=any(o.state == "not_started" for o in outcomes),
+    )
+    await acreate_table_artifact(
+        batch_table(result),
+        key=BATCH_TABLE_KEY,
+        description=f"Batch items, usage and cost: {result.summary()}",
+    )
+    summary = result.summary()
+    logger.info(summary)
+    if result.failed and not result.completed:
+        return Failed(message=summary, data=result)
+    return Completed(message=summary, data=result)

@@ -1,0 +1,224 @@
+"""End to end through real Prefect machinery: ``prefect server start``, a process work pool, the
+deployments of ``prefect.yaml``, a ``prefect worker start``, and runs created through the
+Prefect API with parameters (as the UI creates them).
+
+Run alone with ``uv run pytest -m e2e``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import anthropic
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.states import Cancelling
+
+from emulator import EmulatorServer
+from flows.batch import BATCH_TABLE_KEY
+from flows.sweep import FLOW_RUN_METADATA_KEY
+from tests.conftest import TEST_API_KEY
+from tests.e2e.conftest import PrefectServer, worker_log
+from tests.integration.session_helpers import scenario
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+SESSION_LABEL = "managed-agents.session-id"
+
+
+@pytest.fixture
+async def api(deployed: PrefectServer) -> AsyncIterator[PrefectClient]:
+    async with PrefectClient(deployed.api_url) as client:
+        yield client
+
+
+async def wait_for(
+    api: PrefectClient, run_id: UUID, server: PrefectServer, *, final: bool = True, within: float = 240
+) -> FlowRun:
+    """Poll the flow run until it is final (or, with final=False, until it runs)."""
+    deadline = time.monotonic() + within
+    while True:
+        run = await api.read_flow_run(run_id)
+        if run.state is not None and (run.state.is_final() if final else run.state.is_running()):
+            return run
+        assert time.monotonic() < deadline, f"run {run.name} stuck in {run.state}\n{worker_log(server)}"
+        await asyncio.sleep(1)
+
+
+async def run_deployment_via_api(
+    api: PrefectClient, server: PrefectServer, name: str, parameters: dict[str, Any]
+) -> FlowRun:
+    """What the UI's "Run" button does: create a flow run of the deployment, then wait."""
+    deployment = await api.read_deployment_by_name(name)
+    created = await api.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+    return await wait_for(api, created.id, server)
+
+
+async def artifacts_of(api: PrefectClient, run_id: UUID) -> dict[str, Any]:
+    found = await api.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    return {str(a.key or a.type): a for a in found}
+
+
+async def test_deploy_run_and_cancel_through_the_prefect_api(
+    deployed: PrefectServer, api: PrefectClient, e2e_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
+    deployments = {d.name: d for d in await api.read_deployments()}
+    assert set(deployments) >= {"setup", "on-demand", "nightly", "orphan-sweeper"}
+    nightly = deployments["nightly"]
+    (schedule,) = nightly.schedules
+    assert isinstance(schedule.schedule, CronSchedule)
+    assert schedule.schedule.cron == "30 2 * * *" and schedule.schedule.timezone == "Europe/Berlin"
+    assert schedule.parameters == {"spend_limit_usd": 5, "output_dir": "outputs/nightly"}
+    assert nightly.work_pool_name == "managed-agents"
+    assert nightly.pull_steps and "set_working_directory" in json.dumps(nightly.pull_steps)
+
+    # 1. The setup deployment creates the agent and saves the block.
+    block_name = f"e2e-writer-{uuid.uuid4().hex[:6]}"
+    setup = await run_deployment_via_api(
+        api,
+        deployed,
+        "deploy-agent/setup",
+        {"spec": "flows/specs/example-agent.yaml", "block_name": block_name},
+    )
+    assert setup.state is not None and setup.state.is_completed(), f"{setup.state}\n{worker_log(deployed)}"
+    block = await api.read_block_document_by_name(block_name, block_type_slug="managed-agent")
+    agent_id = block.data["agent_id"]
+    assert sdk.beta.agents.retrieve(agent_id).version == block.data["version"]
+
+    # 2. One session through the on-demand deployment.
+    out = tmp_path / "session"
+    session_run = await run_deployment_via_api(
+        api,
+        deployed,
+        "run-agent-session/on-demand",
+        {
+            "agent": block_name,
+            "prompt": scenario(outputs=[{"name": "answer.txt", "size": 42}]),
+            "output_dir": str(out),
+        },
+    )
+    assert session_run.state is not None and session_run.state.is_completed(), worker_log(deployed)
+    session_id = str(session_run.labels[SESSION_LABEL])
+    session = sdk.beta.sessions.retrieve(session_id)
+    assert session.metadata[FLOW_RUN_METADATA_KEY] == str(session_run.id)
+    assert session.metadata["prefect_deployment_id"] == str(deployments["on-demand"].id)
+    assert (out / "answer.txt").stat().st_size == 42
+    keys = set(await artifacts_of(api, session_run.id))
+    slug = session_id.lower().replace("_", "-")
+    assert {f"{slug}-link", f"{slug}-transcript", f"{slug}-usage"} <= keys, keys
+
+    # 3. A batch through the nightly deployment, with parameters overriding the defaults.
+    batch_out = tmp_path / "batch"
+    batch_run = await run_deployment_via_api(
+        api,
+        deployed,
+        "run-agent-batch/nightly",
+        {
+            "agent": block_name,
+            "items": [
+                {"key": f"k{i}", "prompt": scenario(outputs=[{"name": "o.txt", "size": 5 + i}])}
+                for i in range(3)
+            ],
+            "output_dir": str(batch_out),
+            "max_concurrency": 2,
+        },
+    )
+    assert batch_run.state is not None and batch_run.state.is_completed(), worker_log(deployed)
+    assert batch_run.state.message == "3 items: 3 completed, 0 failed"
+    assert [(batch_out / f"k{i}" / "o.txt").stat().st_size for i in range(3)] == [5, 6, 7]
+    table = (await artifacts_of(api, batch_run.id))[BATCH_TABLE_KEY]
+    assert [row["item"] for row in json.loads(str(table.data))] == ["k0", "k1", "k2", "TOTAL"]
+
+    # 4. Cancel a running session deployment through the API: the hook (in the worker's
+    #    process) interrupts, then archives, the session.
+    deployment = deployments["on-demand"]
+    created = await api.create_flow_run_from_deployment(
+        deployment.id,
+        parameters={
+            "agent": block_name,
+            "prompt": scenario(stream={"count": 3000, "delay": 0.05}),
+            "output_dir": str(tmp_path / "cancelled"),
+        },
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        run = await api.read_flow_run(created.id)
+        label = (run.labels or {}).get(SESSION_LABEL)
+        running_session = str(label) if label else ""
+        if running_session and sdk.beta.sessions.retrieve(running_session).status == "running":
+            break
+        assert time.monotonic() < deadline, f"session never started running\n{worker_log(deployed)}"
+        await asyncio.sleep(0.5)
+    await api.set_flow_run_state(created.id, Cancelling(message="cancelled by the e2e test"))
+    cancelled = await wait_for(api, created.id, deployed, within=120)
+    assert cancelled.state is not None and cancelled.state.is_cancelled(), worker_log(deployed)
+    deadline = time.monotonic() + 90
+    while sdk.beta.sessions.retrieve(running_session).archived_at is None:
+        assert time.monotonic() < deadline, f"session was not archived\n{worker_log(deployed)}"
+        await asyncio.sleep(1)
+    final = sdk.beta.sessions.retrieve(running_session)
+    assert final.status == "idle"
+    events = [e.type for e in sdk.beta.sessions.events.list(running_session, limit=1000)]
+    assert "user.interrupt" in events
+    sdk.close()
+
+
+async def test_cancelling_a_batch_archives_its_running_sessions(
+    deployed: PrefectServer, api: PrefectClient, e2e_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
+    block_name = f"e2e-batch-{uuid.uuid4().hex[:6]}"
+    setup = await run_deployment_via_api(
+        api,
+        deployed,
+        "deploy-agent/setup",
+        {"spec": "flows/specs/example-agent.yaml", "block_name": block_name},
+    )
+    assert setup.state is not None and setup.state.is_completed(), worker_log(deployed)
+    deployment = await api.read_deployment_by_name("run-agent-batch/nightly")
+    created = await api.create_flow_run_from_deployment(
+        deployment.id,
+        parameters={
+            "agent": block_name,
+            "items": [scenario(stream={"count": 3000, "delay": 0.05}) for _ in range(2)],
+            "output_dir": str(tmp_path),
+            "max_concurrency": 2,
+            "concurrency_limit_name": f"e2e-{uuid.uuid4().hex[:6]}",
+        },
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        children = await read_children(api, created.id)
+        sessions = [str(c.labels[SESSION_LABEL]) for c in children if (c.labels or {}).get(SESSION_LABEL)]
+        if len(sessions) == 2 and all(sdk.beta.sessions.retrieve(s).status == "running" for s in sessions):
+            break
+        assert time.monotonic() < deadline, f"item sessions never ran\n{worker_log(deployed)}"
+        await asyncio.sleep(0.5)
+
+    await api.set_flow_run_state(created.id, Cancelling(message="cancelled by the e2e test"))
+    cancelled = await wait_for(api, created.id, deployed, within=120)
+    assert cancelled.state is not None and cancelled.state.is_cancelled(), worker_log(deployed)
+    deadline = time.monotonic() + 90
+    while not all(sdk.beta.sessions.retrieve(s).archived_at for s in sessions):
+        assert time.monotonic() < deadline, f"item sessions were not archived\n{worker_log(deployed)}"
+        await asyncio.sleep(1)
+    for session_id in sessions:
+        assert "user.interrupt" in [e.type for e in sdk.beta.sessions.events.list(session_id, limit=1000)]
+    sdk.close()
+
+
+async def read_children(api: PrefectClient, parent: UUID) -> list[FlowRun]:
+    return await api.read_flow_runs(
+        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent]))
+    )

@@ -1,0 +1,312 @@
+"""run_agent_batch against the emulator and a real local Prefect server.
+
+Covers: a failing item does not fail the others; the spend limit stops new sessions at the
+ceiling (also counting sessions still running); the global concurrency limit is created and
+shared; and a 200-item batch in one flow run (outputs per item, usage totals equal the sum).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+
+import flows.batch
+from blocks.agent import ManagedAgent
+from blocks.batch_items import BatchItem, BatchResult
+from blocks.credentials import AnthropicCredentials
+from blocks.session_stream import ConfirmationPolicy
+from emulator import EmulatorServer
+from flows.batch import BATCH_TABLE_KEY, read_child_runs, run_agent_batch
+from flows.session import arun_agent_session
+from flows.sweep import FLOW_RUN_METADATA_KEY
+from tests.conftest import TEST_API_KEY
+from tests.integration.session_helpers import create_remote_agent, scenario
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def sdk(emulator: EmulatorServer) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as c:
+        yield c
+
+
+@pytest.fixture
+def agent(emulator: EmulatorServer, sdk: anthropic.Anthropic) -> ManagedAgent:
+    remote = create_remote_agent(sdk)
+    return ManagedAgent(
+        credentials=AnthropicCredentials(api_key=TEST_API_KEY, base_url=emulator.url),
+        agent_id=remote.agent_id,
+        version=remote.version,
+        environment_id=remote.environment_id,
+        agent_name="batch-test",
+    )
+
+
+def limit_name() -> str:
+    """A limit of its own per test, so tests never share slots."""
+    return f"batch-test-{uuid.uuid4().hex[:8]}"
+
+
+def created_sessions(emulator: EmulatorServer) -> int:
+    return sum(
+        1 for r in emulator.control.requests() if r["method"] == "POST" and r["path"] == "/v1/sessions"
+    )
+
+
+async def run_batch(**kwargs: Any) -> tuple[Any, BatchResult]:
+    state = await run_agent_batch(return_state=True, **kwargs)
+    result = await state.aresult(raise_on_failure=False)
+    assert isinstance(result, BatchResult)
+    return state, result
+
+
+async def test_one_failing_item_does_not_fail_the_others(
+    agent: ManagedAgent, emulator: EmulatorServer, sdk: anthropic.Anthropic, tmp_path: Path
+) -> None:
+    data = tmp_path / "in.txt"
+    data.write_text("alpha beta\ngamma\n")
+    out = tmp_path / "out"
+    items = [
+        BatchItem(key="first", prompt=scenario(outputs=[{"name": "a.txt", "size": 10}]), metadata={"n": "1"}),
+        BatchItem(key="broken", prompt=scenario(stop="retries_exhausted")),
+        BatchItem(key="third", prompt="Report on the file.", files=[str(data)]),
+    ]
+    name = limit_name()
+
+    state, result = await run_batch(
+        agent=agent, items=items, max_concurrency=3, output_dir=str(out), concurrency_limit_name=name
+    )
+
+    assert state.is_completed()
+    assert state.message == "3 items: 2 completed, 1 failed"
+    assert [i.state for i in result.items] == ["completed", "failed", "completed"]
+    broken = result.items[1]
+    assert broken.error_type == "SessionRetriesExhaustedError" and broken.session_id
+    assert broken.flow_run_id and broken.cost_usd is not None
+    assert sdk.beta.sessions.retrieve(broken.session_id).status == "idle"
+    first, third = result.items[0], result.items[2]
+    assert first.metadata == {"n": "1"} and first.result is not None and third.result is not None
+    assert (out / "first" / "a.txt").stat().st_size == 10
+    report = (out / "third" / "report.md").read_text()
+    assert "in.txt" in report
+    assert result.total_cost_usd == first.cost_usd + third.cost_usd + broken.cost_usd  # type: ignore[operator]
+
+    # Every item's session names its own item flow run, a child of the batch run.
+    batch_run_id = state.state_details.flow_run_id
+    children = {str(c.id): c for c in await read_child_runs(batch_run_id)}
+    for item in result.items:
+        assert item.flow_run_id in children
+        session = sdk.beta.sessions.retrieve(str(item.session_id))
+        assert session.metadata[FLOW_RUN_METADATA_KEY] == item.flow_run_id
+        assert children[str(item.flow_run_id)].name.endswith(f"-{item.key}")
+
+    async with get_client() as prefect:
+        limit = await prefect.read_global_concurrency_limit_by_name(name)
+        artifact = await prefect.read_latest_artifacts()  # newest per key
+        table = next(a for a in artifact if a.key == BATCH_TABLE_KEY)
+    assert limit.limit == 3 and limit.active_slots == 0
+    rows = json.loads(str(table.data))
+    assert [r["item"] for r in rows] == ["first", "broken", "third", "TOTAL"]
+    assert rows[1]["state"] == "failed" and rows[1]["stop_reason / error"].startswith(
+        "SessionRetriesExhaustedError: "
+    )
+    assert rows[0]["stop_reason / error"] == "end_turn" and rows[0]["outputs"] == 1
+
+
+async def test_spend_limit_stops_new_sessions_at_the_ceiling(
+    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # Each session costs 5 cents; one at a time, the third start sees 0.10 < 0.12 and the
+    # fourth sees 0.15 >= 0.12.
+    items = [BatchItem(prompt=scenario(cost=5, thinking=False, reply=f"r{i}")) for i in range(6)]
+    emulator.control.clear_requests()
+
+    state, result = await run_batch(
+        agent=agent,
+        items=items,
+        max_concurrency=1,
+        spend_limit_usd=Decimal("0.12"),
+        output_dir=str(tmp_path),
+        concurrency_limit_name=limit_name(),
+    )
+
+    assert [i.state for i in result.items] == ["completed"] * 3 + ["not_started"] * 3
+    assert [i.key for i in result.not_started] == ["item-0004", "item-0005", "item-0006"]
+    assert result.spend_limit_reached and result.total_cost_usd == Decimal("0.15")
+    assert result.usage.cost_usd == Decimal("0.15")
+    assert created_sessions(emulator) == 3
+    assert state.is_completed()
+    assert "3 not started (spend limit 0.12 USD reached)" in str(state.message)
+
+
+async def test_spend_limit_counts_the_cost_of_running_sessions(
+    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # "slow" pays 6 cents early (its first model request ends before it waits for a tool
+    # confirmation) and keeps running for several seconds; "quick" finishes first with 5 cents.
+    # When "quick" frees its slot, finished (0.05) + running (0.06) >= 0.10, so "late" must not
+    # start, although the finished sessions alone are below the ceiling.
+    items = [
+        BatchItem(
+            key="slow",
+            prompt=scenario(tools=[{"name": "bash", "permission": "always_ask"}], cost=6, delay=1.5),
+        ),
+        BatchItem(key="quick", prompt=scenario(cost=5, delay=2.0)),
+        BatchItem(key="late", prompt=scenario(cost=1)),
+    ]
+    emulator.control.clear_requests()
+
+    _, result = await run_batch(
+        agent=agent,
+        items=items,
+        max_concurrency=2,
+        spend_limit_usd=Decimal("0.10"),
+        output_dir=str(tmp_path),
+        concurrency_limit_name=limit_name(),
+        confirmation_policy=ConfirmationPolicy(allow_tools=["bash"]),
+    )
+
+    assert {i.key: i.state for i in result.items} == {
+        "slow": "completed",
+        "quick": "completed",
+        "late": "not_started",
+    }
+    assert {i.key: i.cost_usd for i in result.completed} == {
+        "slow": Decimal("0.12"),
+        "quick": Decimal("0.05"),
+    }
+    assert created_sessions(emulator) == 2
+
+
+async def test_batch_from_a_jsonl_file(agent: ManagedAgent, tmp_path: Path) -> None:
+    (tmp_path / "doc.txt").write_text("one two three\n")
+    path = tmp_path / "items.jsonl"
+    path.write_text(
+        json.dumps(
+            {"key": "doc", "prompt": "Describe the file.", "files": ["doc.txt"], "metadata": {"id": 7}}
+        )
+        + "\n"
+    )
+    _, result = await run_batch(
+        agent=agent, items=str(path), output_dir=str(tmp_path / "out"), concurrency_limit_name=limit_name()
+    )
+    assert [(i.key, i.state, i.metadata) for i in result.items] == [("doc", "completed", {"id": "7"})]
+    assert "doc.txt" in (tmp_path / "out" / "doc" / "report.md").read_text()
+
+
+@pytest.mark.timeout(900)
+async def test_two_hundred_items_in_one_flow_run(
+    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    count = 200
+    items = [
+        BatchItem(
+            prompt=scenario(
+                thinking=False, cost=1 + i % 3, outputs=[{"name": "result.bin", "size": 256 + i, "seed": i}]
+            ),
+            metadata={"index": str(i)},
+        )
+        for i in range(count)
+    ]
+    out = tmp_path / "out"
+    started = time.monotonic()
+
+    state, result = await run_batch(
+        agent=agent, items=items, max_concurrency=4, output_dir=str(out), concurrency_limit_name=limit_name()
+    )
+
+    wall = time.monotonic() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with capsys.disabled():
+        print(f"\n200-item batch: wall {wall:.1f} s, peak RSS of the test process {peak_mib:.0f} MiB")
+    assert state.is_completed(), state.message
+    assert len(result.completed) == count, [i.error for i in result.failed][:3]
+    sizes = {}
+    for item in result.items:
+        assert item.result is not None
+        (output,) = item.result.output_files
+        assert Path(output.path) == out / item.key / "result.bin"
+        sizes[item.key] = output.size_bytes
+    on_disk = {p.parent.name: p.stat().st_size for p in out.glob("*/result.bin")}
+    assert on_disk == sizes == {item.key: 256 + index for index, item in enumerate(result.items)}
+    usages = [i.result.usage for i in result.items if i.result]
+    assert result.usage.input_tokens == sum(u.input_tokens for u in usages) > 0
+    assert result.usage.output_tokens == sum(u.output_tokens for u in usages) > 0
+    assert result.usage.cost_usd == sum((u.cost_usd for u in usages if u.cost_usd), Decimal(0))
+    assert result.usage.cost_usd == Decimal(sum(1 + i % 3 for i in range(count))) / 100
+    assert len({i.session_id for i in result.items}) == count
+
+
+class _OutageThenReal:
+    """Stands in for ``arun_agent_session`` in ``flows.batch``: a Prefect API 503 around a real run.
+
+    A 503 from an overloaded Prefect server cannot be produced on demand (the test server is
+    real but not overloaded), so the failure is raised here; the session runs stay real.
+    """
+
+    def __init__(self, *, fail_before: int = 0, fail_after: int = 0) -> None:
+        self.fail_before = fail_before
+        self.fail_after = fail_after
+        self.calls = 0
+
+    @staticmethod
+    def outage() -> httpx.HTTPStatusError:
+        request = httpx.Request("POST", "http://127.0.0.1/api/task_runs/")
+        return httpx.HTTPStatusError("503", request=request, response=httpx.Response(503, request=request))
+
+    def with_options(self, **options: Any) -> Any:
+        real = arun_agent_session.with_options(**options)
+
+        async def call(**kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls <= self.fail_before:
+                raise self.outage()
+            state = await real(**kwargs)
+            if self.calls <= self.fail_after:
+                raise self.outage()
+            return state
+
+        return call
+
+
+async def test_prefect_outage_before_a_session_is_retried_after_one_is_not(
+    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _OutageThenReal(fail_before=1)
+    monkeypatch.setattr(flows.batch, "arun_agent_session", before)
+    emulator.control.clear_requests()
+    _, result = await run_batch(
+        agent=agent,
+        items=[scenario(reply="x")],
+        output_dir=str(tmp_path / "a"),
+        concurrency_limit_name=limit_name(),
+    )
+    (item,) = result.items
+    assert (item.state, item.attempts, before.calls) == ("completed", 2, 2)
+    assert created_sessions(emulator) == 1
+
+    after = _OutageThenReal(fail_after=1)
+    monkeypatch.setattr(flows.batch, "arun_agent_session", after)
+    emulator.control.clear_requests()
+    _, result = await run_batch(
+        agent=agent,
+        items=[scenario(reply="y")],
+        output_dir=str(tmp_path / "b"),
+        concurrency_limit_name=limit_name(),
+    )
+    (item,) = result.items
+    assert (item.state, item.attempts, after.calls) == ("failed", 1, 1)
+    assert item.error_type == "HTTPStatusError" and item.session_id is not None
+    assert created_sessions(emulator) == 1  # the session it found was not paid for twice
