@@ -1,0 +1,429 @@
+"""Benchmark our flows against a plain ``anthropic`` SDK script on the emulator.
+
+Usage::
+
+    uv run python -m tests.benchmarks.bench [--quick] [--json PATH] [--only single,events]
+
+Each scenario runs on both sides in the same run against the same emulator, several times,
+alternating which side goes first. Every measurement is a fresh worker process
+(:mod:`tests.benchmarks.worker`); the emulator and the Prefect server run in their own
+processes, so their CPU and memory are not counted against the client. On a 2-core machine the
+three processes still share the cores, which weighs on both sides alike.
+
+Prints a Markdown table of medians, ratios ours/raw and peak RSS, and writes every sample
+as JSON (default ``benchmark-results.json``). Exit status 0 even when a target is missed: the
+table says which are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+
+from emulator import EmulatorProcess
+
+from .report import Report, Row, bound_row, medians, pick, ratio_row
+from .scenarios import FULL, MANAGED_AGENTS_BETA, QUICK, Plan, Target, user_message, write_input_file
+from .servers import PrefectServerProcess, process_tree_cpu_seconds
+from .worker import RESULT_PREFIX
+
+API_KEY = "sk-ant-bench-0123456789"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ("single", "fanout", "events", "large", "economy")
+MINIMUM_SIMPLE_SESSION_REQUESTS = (
+    ("POST", "/v1/files"),
+    ("POST", "/v1/sessions"),
+    ("GET", "/v1/sessions/{id}/events/stream"),
+    ("POST", "/v1/sessions/{id}/events"),
+    ("GET", "/v1/files"),
+    ("GET", "/v1/files/{id}/content"),
+)
+"""Upload, create, open the stream, send, list outputs, download the output."""
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed."""
+
+
+@dataclass
+class Context:
+    """What every scenario runner needs."""
+
+    plan: Plan
+    target: Target
+    emulator: EmulatorProcess
+    env: dict[str, str]
+    scratch: Path
+    report: Report
+    log: Callable[[str], None]
+
+    server_pids: dict[str, int]
+
+    def worker(self, job: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
+        """Run one job in a fresh worker process; add the CPU seconds each server spent meanwhile."""
+        before = {name: process_tree_cpu_seconds(pid) for name, pid in self.server_pids.items()}
+        figures = run_worker(
+            {**job, "target": self.target.as_dict(), "scratch": str(self.scratch)}, self.env, timeout
+        )
+        for name, pid in self.server_pids.items():
+            figures[f"{name}_cpu_seconds"] = process_tree_cpu_seconds(pid) - before[name]
+        return figures
+
+
+def run_worker(job: dict[str, Any], env: dict[str, str], timeout: float = 3600) -> dict[str, Any]:
+    """Run ``python -m tests.benchmarks.worker JOB`` and parse its result line."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return dict(json.loads(line[len(RESULT_PREFIX) :]))
+    tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-25:])
+    raise WorkerError(f"worker {job.get('kind')}/{job.get('side')} failed (exit {proc.returncode}):\n{tail}")
+
+
+def _sides(rep: int) -> tuple[str, str]:
+    """Alternate which side goes first, so drift over the run hits both alike."""
+    return ("raw", "ours") if rep % 2 == 0 else ("ours", "raw")
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+def bench_single(ctx: Context) -> None:
+    """One scripted session with one input and one output file."""
+    params = ctx.plan.single
+    samples: dict[str, list[dict[str, Any]]] = {"raw": [], "ours": []}
+    for rep in range(params.repeats):
+        for side in _sides(rep):
+            figures = ctx.worker({"kind": "single", "side": side, "rep": rep, "params": asdict(params)})
+            ctx.log(
+                f"single {side} #{rep}: {figures['wall_seconds']:.2f}s, peak {figures['peak_rss_mib']:.0f} MiB"
+            )
+            samples[side].append(figures)
+    raw_wall, ours_wall = medians(samples["raw"], "wall_seconds"), medians(samples["ours"], "wall_seconds")
+    name = f"single ({params.session_seconds:g}s session, 1 in/1 out)"
+    ctx.report.add(
+        ratio_row(name, "wall time (s)", raw_wall, ours_wall, limit=1.10),
+        Row(name, "overhead (s, ours - raw)", None, ours_wall - raw_wall),
+        Row(
+            name,
+            "peak RSS (MiB)",
+            pick(samples["raw"], "peak_rss_mib"),
+            pick(samples["ours"], "peak_rss_mib"),
+        ),
+        *cpu_rows(name, samples),
+    )
+    ctx.report.samples["single"] = samples
+
+
+def cpu_rows(name: str, samples: dict[str, list[dict[str, Any]]]) -> list[Row]:
+    """Client and Prefect-server CPU seconds (medians): where the cores went on both sides."""
+    return [
+        Row(
+            name,
+            "client CPU (s)",
+            medians(samples["raw"], "cpu_seconds"),
+            medians(samples["ours"], "cpu_seconds"),
+        ),
+        Row(
+            name,
+            "Prefect server CPU (s)",
+            medians(samples["raw"], "prefect_server_cpu_seconds"),
+            medians(samples["ours"], "prefect_server_cpu_seconds"),
+            note="the server shares the machine's cores with the client",
+        ),
+    ]
+
+
+def bench_fanout(ctx: Context) -> None:
+    """Many sessions under a concurrency limit."""
+    params = ctx.plan.fanout
+    samples: dict[str, list[dict[str, Any]]] = {"raw": [], "ours": []}
+    for rep in range(params.repeats):
+        for side in _sides(rep):
+            figures = ctx.worker({"kind": "fanout", "side": side, "rep": rep, "params": asdict(params)})
+            ctx.log(
+                f"fanout {side} #{rep}: {figures['wall_seconds']:.1f}s, {figures['completed']}/"
+                f"{figures['sessions']} completed, peak {figures['peak_rss_mib']:.0f} MiB"
+            )
+            samples[side].append(figures)
+    name = f"fan-out ({params.sessions} x {params.session_seconds:g}s, concurrency {params.concurrency})"
+    incomplete = [s for s in samples["ours"] + samples["raw"] if s["completed"] != s["sessions"]]
+    ctx.report.add(
+        ratio_row(
+            name,
+            "wall time (s)",
+            medians(samples["raw"], "wall_seconds"),
+            medians(samples["ours"], "wall_seconds"),
+            limit=1.20,
+            note=f"{len(incomplete)} run(s) with sessions not completed" if incomplete else "",
+        ),
+        bound_row(
+            name,
+            "peak RSS (MiB)",
+            pick(samples["raw"], "peak_rss_mib"),
+            pick(samples["ours"], "peak_rss_mib"),
+            at_most=400,
+        ),
+        *cpu_rows(name, samples),
+    )
+    ctx.report.samples["fanout"] = samples
+
+
+def bench_events(ctx: Context) -> None:
+    """Event throughput of our streaming engine at each verbosity against a raw loop."""
+    params = ctx.plan.events
+    prompt = params.prompt()
+    samples: dict[str, list[dict[str, Any]]] = {"raw": [], **{v: [] for v in params.verbosities}}
+    for rep in range(params.repeats):
+        order = ["raw", *params.verbosities]
+        if rep % 2:
+            order.reverse()
+        for side in order:
+            job: dict[str, Any] = {
+                "kind": "events",
+                "side": "raw" if side == "raw" else "ours",
+                "prompt": prompt,
+            }
+            if side != "raw":
+                job["verbosity"] = side
+            figures = ctx.worker(job)
+            ctx.log(f"events {side} #{rep}: {figures['events']} events, {figures['events_per_second']:.0f}/s")
+            samples[side].append(figures)
+    name = f"event throughput ({params.events:,} events)"
+    raw_eps = medians(samples["raw"], "events_per_second")
+    for verbosity in params.verbosities:
+        eps = medians(samples[verbosity], "events_per_second")
+        if verbosity == "summary":
+            row = ratio_row(name, f"events/s, {verbosity}", raw_eps, eps, at_least=0.8)
+        else:
+            row = Row(name, f"events/s, {verbosity}", raw_eps, eps, note="reported, no target")
+        ctx.report.add(row)
+    ctx.report.samples["events"] = samples
+
+
+def _prepare_large_output(ctx: Context, size: int, prompt: str) -> tuple[str, str]:
+    """Run one session writing the large output (raw SDK); return its session and file ids."""
+    with anthropic.Anthropic(api_key=ctx.target.api_key, base_url=ctx.target.base_url) as client:
+        session = client.beta.sessions.create(
+            agent=ctx.target.agent_reference(),  # type: ignore[arg-type]
+            environment_id=ctx.target.environment_id,
+        )
+        with client.beta.sessions.events.stream(session.id) as stream:
+            client.beta.sessions.events.send(session.id, events=[user_message(prompt)])  # type: ignore[list-item]
+            for event in stream:
+                if event.type == "session.status_idle" or event.type == "session.status_terminated":
+                    break
+        files = list(client.beta.files.list(scope_id=session.id, betas=[MANAGED_AGENTS_BETA]))
+    if len(files) != 1 or files[0].size_bytes != size:
+        raise RuntimeError(
+            f"expected one output of {size} bytes, got {[(f.filename, f.size_bytes) for f in files]}"
+        )
+    return session.id, files[0].id
+
+
+def bench_large(ctx: Context) -> None:
+    """Download throughput and memory of one large output."""
+    params = ctx.plan.large
+    session_id, file_id = _prepare_large_output(ctx, params.size_bytes, params.prompt())
+    samples: dict[str, list[dict[str, Any]]] = {"raw": [], "ours": []}
+    for rep in range(params.repeats):
+        for side in _sides(rep):
+            figures = ctx.worker(
+                {
+                    "kind": "large",
+                    "side": side,
+                    "session_id": session_id,
+                    "file_id": file_id,
+                    "size_bytes": params.size_bytes,
+                }
+            )
+            ctx.log(
+                f"large {side} #{rep}: {figures['mib_per_second']:.0f} MiB/s, "
+                f"RSS growth {figures['rss_growth_mib']:.0f} MiB"
+            )
+            samples[side].append(figures)
+    name = f"large output ({params.size_bytes / 1024**2:,.0f} MiB)"
+    ctx.report.add(
+        ratio_row(
+            name,
+            "download MiB/s",
+            medians(samples["raw"], "mib_per_second"),
+            medians(samples["ours"], "mib_per_second"),
+            at_least=0.9,
+            note="ours also hashes (SHA-256), fsyncs and renames atomically; raw write_to_file buffers the body",
+        ),
+        bound_row(
+            name,
+            "peak RSS growth (MiB)",
+            pick(samples["raw"], "rss_growth_mib"),
+            pick(samples["ours"], "rss_growth_mib"),
+            at_most=64,
+        ),
+    )
+    ctx.report.samples["large"] = samples
+
+
+def _endpoint(record: dict[str, Any]) -> tuple[str, str]:
+    """``(method, path template)`` of a request-log record (ids replaced by ``{id}``)."""
+    parts = ["{id}" if "_" in p and p.split("_", 1)[0].isalpha() else p for p in record["path"].split("/")]
+    return record["method"], "/".join(parts)
+
+
+def _count(ctx: Context, run: Callable[[], Any]) -> tuple[list[dict[str, Any]], Any]:
+    ctx.emulator.control.clear_requests()
+    value = run()
+    return ctx.emulator.control.requests(), value
+
+
+def bench_economy(ctx: Context) -> None:
+    """Requests per simple session, a second run's uploads, a setup re-run's writes."""
+    params = ctx.plan.economy
+    input_path = write_input_file(ctx.scratch / "economy", params.input_bytes, uuid.uuid4().hex[:8])
+    job = {"kind": "economy", "prompt": params.prompt(), "input_path": str(input_path)}
+    raw_requests, _ = _count(ctx, lambda: ctx.worker({**job, "side": "raw"}))
+    ours_requests, _ = _count(ctx, lambda: ctx.worker({**job, "side": "ours"}))
+    second_requests, _ = _count(ctx, lambda: ctx.worker({**job, "side": "ours"}))
+    setup_requests, _ = _count(
+        ctx,
+        lambda: run_worker(
+            {
+                "kind": "setup",
+                "base_url": ctx.target.base_url,
+                "api_key": API_KEY,
+                "block_name": ctx.target.block_name,
+            },
+            ctx.env,
+        ),
+    )
+    breakdown: dict[str, int] = {}
+    for record in ours_requests:
+        key = " ".join(_endpoint(record))
+        breakdown[key] = breakdown.get(key, 0) + 1
+    uploads = sum(1 for r in second_requests if _endpoint(r) == ("POST", "/v1/files"))
+    writes = [r for r in setup_requests if r["method"] != "GET"]
+    name = "API economy (1 in/1 out session)"
+    minimum = len(MINIMUM_SIMPLE_SESSION_REQUESTS)
+    ctx.report.add(
+        Row(
+            name,
+            "requests per session",
+            float(len(raw_requests)),
+            float(len(ours_requests)),
+            target=f"minimum {minimum}",
+            note="ours: " + ", ".join(f"{k} x{v}" for k, v in sorted(breakdown.items())),
+        ),
+        bound_row(name, "uploads on a 2nd run, same inputs", None, float(uploads), at_most=0),
+        bound_row(name, "write requests on a setup re-run", None, float(len(writes)), at_most=0),
+    )
+    ctx.report.samples["economy"] = {
+        "raw": raw_requests,
+        "ours": ours_requests,
+        "second_run": second_requests,
+        "setup_rerun": setup_requests,
+        "ours_breakdown": breakdown,
+    }
+
+
+RUNNERS: dict[str, Callable[[Context], None]] = {
+    "single": bench_single,
+    "fanout": bench_fanout,
+    "events": bench_events,
+    "large": bench_large,
+    "economy": bench_economy,
+}
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def machine_description() -> str:
+    """``<cores>-core / <GiB> GiB <arch>`` of this machine."""
+    try:
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{mem_kib / 1024**2:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        memory = "? GiB"
+    return f"{os.cpu_count()}-core / {memory} {platform.machine()}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="Small sizes: a few minutes in total (CI).")
+    parser.add_argument(
+        "--json", type=Path, default=Path("benchmark-results.json"), help="Where to write the figures."
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"Comma-separated scenarios (default: all of {', '.join(SCENARIOS)}).",
+    )
+    parser.add_argument("--machine", default=None, help="Machine class to name in the report.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the table and write the JSON. Returns the exit status."""
+    args = parse_args(argv)
+    selected = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(selected) - set(SCENARIOS))
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    plan = QUICK if args.quick else FULL
+    report = Report(mode="quick" if args.quick else "full", machine=args.machine or machine_description())
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="pma-bench-") as scratch_name:
+        scratch = Path(scratch_name)
+        log("starting the emulator and a Prefect server (separate processes)")
+        with (
+            EmulatorProcess(["--api-key", API_KEY], log_path=scratch / "emulator.log") as emu,
+            PrefectServerProcess(log_path=scratch / "prefect.log") as prefect_server,
+        ):
+            env = {**os.environ, **prefect_server.env(), "PYTHONPATH": str(REPO_ROOT)}
+            for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+                env.pop(var, None)
+            setup = {"kind": "setup", "base_url": emu.url, "api_key": API_KEY, "block_name": "bench-agent"}
+            target = Target(**run_worker(setup, env))
+            log(f"agent {target.agent_id} v{target.agent_version} deployed as block {target.block_name!r}")
+            assert emu.proc is not None and prefect_server.proc is not None
+            pids = {"emulator": emu.proc.pid, "prefect_server": prefect_server.proc.pid}
+            ctx = Context(plan, target, emu, env, scratch, report, log, pids)
+            for name in selected:
+                log(f"scenario {name}")
+                RUNNERS[name](ctx)
+    print(f"\nBenchmark ({report.mode}) on {report.machine}, medians\n")
+    print(report.table())
+    report.write_json(args.json)
+    print(f"\nFigures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
