@@ -22,14 +22,17 @@ from .exceptions import (
     UnexpectedStopReasonError,
 )
 from .results import SessionErrorRecord
+from .tool_calls import PendingToolCall
 
-EndKind = Literal["idle", "terminated", "deleted", "timeout", "requires_action"]
+EndKind = Literal["idle", "terminated", "deleted", "timeout", "requires_action", "awaiting_approval"]
 """How the stream loop stopped.
 
 ``idle``: a turn-ending ``session.status_idle`` (its ``stop_reason`` says how);
 ``terminated`` / ``deleted``: the session is gone; ``timeout``: our own ``max_duration`` ran out
 and the session was interrupted; ``requires_action``: the session waits for answers the
-confirmation policy refused to give.
+confirmation policy refused to give; ``awaiting_approval``: the policy says ``ask``, so the
+session waits for a person's verdict (the flow pauses; any other caller treats it as
+``requires_action``).
 """
 
 EventKind = Literal["completed", "failed", "requires-action", "timed-out"]
@@ -47,6 +50,7 @@ class SessionEnd:
         event_id: Id of the event that ended the loop, when there was one.
         pending_event_ids: Unanswered tool-call event ids (``requires_action`` only).
         detail: Free text the engine adds (e.g. which tool the policy refused).
+        pending_calls: The calls that wait for a person's verdict (``awaiting_approval`` only).
     """
 
     kind: EndKind
@@ -55,6 +59,7 @@ class SessionEnd:
     event_id: str | None = None
     pending_event_ids: tuple[str, ...] = ()
     detail: str | None = None
+    pending_calls: tuple[PendingToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ def classify(
             SessionTerminatedError,
             f"The session was {end.kind} by the service; it cannot continue, start a new one",
         )
-    if end.kind == "requires_action":
+    if end.kind in ("requires_action", "awaiting_approval"):
         cls, message = _FAILED_STOP_REASONS["requires_action"]
         pending = ", ".join(end.pending_event_ids)
         suffix = f": {end.detail}" if end.detail else ""

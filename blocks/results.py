@@ -66,6 +66,18 @@ class SessionErrorRecord(BaseModel):
     retry_status: str = Field(description="retrying, exhausted or terminal.")
 
 
+class OutcomeEvaluation(BaseModel):
+    """One grading of a ``user.define_outcome`` outcome (an iteration, or the session's last word)."""
+
+    outcome_id: str = Field(description="The outcome's id (outc_...).")
+    iteration: int = Field(description="0-based work pass the grade is about.")
+    result: str = Field(
+        description="satisfied, needs_revision, max_iterations_reached, failed or interrupted."
+    )
+    explanation: str | None = Field(default=None, description="The grader's explanation.")
+    description: str | None = Field(default=None, description="What the outcome asked for.")
+
+
 class SessionResult(BaseModel):
     """What one agent session produced."""
 
@@ -82,3 +94,7 @@ class SessionResult(BaseModel):
         default_factory=list, description="session.error events seen, including retried ones."
     )
     console_url: str = Field(description="Where to inspect the session in the Anthropic Console.")
+    outcome_evaluations: list[OutcomeEvaluation] = Field(
+        default_factory=list,
+        description="Final grade of each outcome defined with user.define_outcome (the session's record).",
+    )

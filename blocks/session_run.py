@@ -22,14 +22,17 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .outcome import Outcome, SessionEnd, classify
+from .outcome_spec import session_evaluations
 from .results import OutputFile, SessionResult, UsageSummary
 from .session_stream import (
     ConfirmationPolicy,
+    CustomToolDispatcher,
     SessionStream,
     StreamObserver,
     interrupt_session,
     wait_until_not_running,
 )
+from .tool_calls import ToolAnswer
 from .transcript import Transcript, content_text
 from .transient import is_transient_error
 
@@ -140,6 +143,58 @@ async def acreate_session(
             except anthropic.APIError as exc:
                 uncertain = uncertain or _creation_uncertain(exc)
                 raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- follow-up turns ---------------------------------------------------------------------------
+
+_TURN_EVENT_TYPES = ["user.message", "user.define_outcome"]
+
+
+async def _turn_event_ids(client: anthropic.AsyncAnthropic, session_id: str) -> list[str]:
+    page = await client.beta.sessions.events.list(
+        session_id,
+        limit=1000,
+        order="asc",
+        types=_TURN_EVENT_TYPES,  # type: ignore[arg-type]
+    )
+    return [str(event.id) async for event in page]
+
+
+async def asend_turn_events(
+    client: anthropic.AsyncAnthropic, session_id: str, events: list[dict[str, Any]]
+) -> list[str]:
+    """Send the events that start a new turn exactly once; return their server ids.
+
+    The SDK's own retry would repeat a committed send (a second turn), so the send runs with
+    ``max_retries=0``; after a connection error the history is compared with what it held
+    before, and user events that appeared since are taken as ours instead of sending again.
+
+    Args:
+        client: The async SDK client.
+        session_id: The session (idle or running: events queue).
+        events: ``user.message`` / ``user.define_outcome`` event params.
+    """
+    before = set(await _turn_event_ids(client, session_id))
+    once = client.with_options(max_retries=0)
+    uncertain = False
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(8),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        retry=retry_if_exception(is_transient_error),
+        reraise=True,
+    ):
+        with attempt:
+            if uncertain:
+                appeared = [i for i in await _turn_event_ids(client, session_id) if i not in before]
+                if len(appeared) >= len(events):
+                    return appeared[: len(events)]
+            try:
+                sent = await once.beta.sessions.events.send(session_id, events=events)  # type: ignore[arg-type]
+            except anthropic.APIConnectionError:
+                uncertain = True
+                raise
+            return [str(e.id) for e in sent.data or []]
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -261,7 +316,10 @@ async def adrive_session(
     console_url: str,
     kickoff: list[dict[str, Any]] | None = None,
     resume: bool = False,
+    turn_event_ids: list[str] | None = None,
     policy: ConfirmationPolicy | None = None,
+    answers: dict[str, ToolAnswer] | None = None,
+    custom_tools: CustomToolDispatcher | None = None,
     max_duration: float | None = None,
     observer: StreamObserver | None = None,
     transcript: Transcript | None = None,
@@ -274,7 +332,10 @@ async def adrive_session(
         console_url: The session's console URL (carried by typed exceptions).
         kickoff: Events to send once the stream is open.
         resume: Re-attach: send the kickoff only if the history has no user message yet.
+        turn_event_ids: Ids of already-sent user events that start the turn (a follow-up).
         policy: Confirmation policy for ``requires_action``.
+        answers: A person's verdicts by tool-use event id (they win over the policy).
+        custom_tools: Runs ``agent.custom_tool_use`` calls.
         max_duration: Wall-clock limit in seconds (interrupt, then a timeout outcome).
         observer: Receives events and status changes.
         transcript: Accumulator (a fresh one when None).
@@ -288,7 +349,10 @@ async def adrive_session(
         session_id,
         kickoff=kickoff,
         resume=resume,
+        turn_event_ids=turn_event_ids,
         policy=policy,
+        answers=answers,
+        custom_tools=custom_tools,
         max_duration=max_duration,
         transcript=transcript,
         observer=observer,
@@ -321,6 +385,7 @@ def build_session_result(
         event_count=report.transcript.event_count,
         errors=list(report.transcript.errors),
         console_url=report.console_url,
+        outcome_evaluations=session_evaluations(report.session),
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -32,6 +32,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from .exceptions import ManagedAgentsError
 from .outcome import SessionEnd
+from .tool_calls import PendingToolCall, ToolAnswer
 from .transcript import Transcript
 from .transient import is_transient_error
 
@@ -68,31 +69,60 @@ def is_fatal_stream_error(exc: BaseException) -> bool:
     )
 
 
+Verdict = Literal["allow", "deny", "fail", "ask"]
+
+
 class ConfirmationPolicy(BaseModel):
     """How to answer tool calls that wait for a confirmation (``requires_action``).
 
-    Custom tool calls (``agent.custom_tool_use``) always fail the run for now: answering them needs
-    a handler, which a later version adds.
+    ``ask`` hands the decision to a person: the engine stops and returns the pending calls, and
+    the runtime flow pauses (or suspends) with a form in the Prefect UI. Custom tool calls
+    (``agent.custom_tool_use``) are answered by the registered Python functions, not by this
+    policy; without a handler for them the run fails.
     """
 
-    default: Literal["allow", "deny", "fail"] = Field(
+    default: Verdict = Field(
         default="fail",
-        description="Answer for tools not listed in allow_tools or deny_tools: allow, deny, or fail the run.",
+        description="Answer for tools not listed below: allow, deny, ask a person in the Prefect UI, or fail.",
     )
     allow_tools: list[str] = Field(default_factory=list, description="Tool names that are always allowed.")
     deny_tools: list[str] = Field(default_factory=list, description="Tool names that are always denied.")
+    ask_tools: list[str] = Field(
+        default_factory=list, description="Tool names a person approves or denies in the Prefect UI."
+    )
     deny_message: str | None = Field(
         default="Denied by the Prefect confirmation policy.",
         description="Message passed to the model with a denial.",
     )
+    approval_timeout_seconds: int = Field(
+        default=3600, gt=0, description="How long to wait for a person's answer before on_timeout applies."
+    )
+    on_timeout: Literal["deny", "fail"] = Field(
+        default="deny",
+        description="What happens when nobody answers in time: deny the calls, or fail the run.",
+    )
+    approval_mode: Literal["auto", "pause", "suspend"] = Field(
+        default="auto",
+        description="pause keeps the process waiting; suspend releases the worker (deployments only); "
+        "auto suspends deployment runs and pauses the others.",
+    )
 
-    def decide(self, tool_name: str) -> Literal["allow", "deny", "fail"]:
-        """Return the answer for one tool call by name (deny wins over allow)."""
+    def decide(self, tool_name: str) -> Verdict:
+        """Return the answer for one tool call by name (deny wins over allow, allow over ask)."""
         if tool_name in self.deny_tools:
             return "deny"
         if tool_name in self.allow_tools:
             return "allow"
+        if tool_name in self.ask_tools:
+            return "ask"
         return self.default
+
+
+class CustomToolDispatcher(Protocol):
+    """Runs ``agent.custom_tool_use`` calls and returns one ``user.custom_tool_result`` each."""
+
+    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[dict[str, Any]]:
+        """Run the calls (concurrently) and return their result event params, one per call."""
 
 
 class StreamObserver(Protocol):
@@ -130,6 +160,7 @@ class StreamStats:
     history_reads: int = 0
     duplicates_skipped: int = 0
     confirmations_sent: int = 0
+    custom_results_sent: int = 0
 
 
 @dataclass
@@ -138,7 +169,7 @@ class _Tracked:
 
     seen_keys: set[str] = field(default_factory=set)
     kickoff_ids: set[str] = field(default_factory=set)
-    tool_calls: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tool_calls: dict[str, PendingToolCall] = field(default_factory=dict)
     answered: set[str] = field(default_factory=set)
     requires_action_seen: set[str] = field(default_factory=set)
     last_status: str | None = None
@@ -162,7 +193,12 @@ class SessionStream:
         kickoff: Events to send once the stream is open (``user.message`` / ``user.define_outcome``).
             With ``resume=True`` they are sent only if the history shows no user message yet.
         resume: Re-attach to a session this run started before (a retry): the history decides.
+        turn_event_ids: Ids of user events already sent that start the turn to follow (a
+            follow-up message sent by the caller). The turn's end is the first idle after them;
+            nothing is sent.
         policy: Answers for tool confirmations.
+        answers: Verdicts a person gave, by tool-use event id; they win over the policy.
+        custom_tools: Runs ``agent.custom_tool_use`` calls; without it such calls end the run.
         max_duration: Wall-clock seconds after which the session is interrupted (``timeout`` end).
         transcript: Where distinct events are accumulated (a new one when None).
         observer: Receives events and status changes.
@@ -175,7 +211,10 @@ class SessionStream:
         *,
         kickoff: Iterable[dict[str, Any]] | None = None,
         resume: bool = False,
+        turn_event_ids: Iterable[str] | None = None,
         policy: ConfirmationPolicy | None = None,
+        answers: Mapping[str, ToolAnswer] | None = None,
+        custom_tools: CustomToolDispatcher | None = None,
         max_duration: float | None = None,
         transcript: Transcript | None = None,
         observer: StreamObserver | None = None,
@@ -185,6 +224,8 @@ class SessionStream:
         self.kickoff = list(kickoff or [])
         self.resume = resume
         self.policy = policy or ConfirmationPolicy()
+        self.answers = dict(answers or {})
+        self.custom_tools = custom_tools
         self.max_duration = max_duration
         self.transcript = transcript if transcript is not None else Transcript()
         self.observer: StreamObserver = observer or NullObserver()
@@ -192,6 +233,14 @@ class SessionStream:
         self._state = _Tracked()
         self._kickoff_sent = False
         self._end: SessionEnd | None = None
+        turn_ids = [str(i) for i in turn_event_ids or []]
+        if turn_ids:
+            if self.kickoff:
+                raise ValueError(
+                    "pass either kickoff events to send or turn_event_ids already sent, not both"
+                )
+            self._state.kickoff_ids.update(turn_ids)
+            self._kickoff_sent = True
 
     # --- public ------------------------------------------------------------------------------
 
@@ -390,7 +439,7 @@ class SessionStream:
     def _track(self, event: Any, kind: str) -> None:
         state = self._state
         if kind in _TOOL_USE_TYPES:
-            state.tool_calls[str(event.id)] = (kind, str(getattr(event, "name", "")))
+            state.tool_calls[str(event.id)] = PendingToolCall.from_event(event)
         elif kind == "user.tool_confirmation":
             state.answered.add(str(getattr(event, "tool_use_id", "")))
         elif kind in ("user.custom_tool_result", "user.tool_result"):
@@ -425,41 +474,59 @@ class SessionStream:
     # --- sending -----------------------------------------------------------------------------
 
     async def _answer_pending(self, event_ids: list[str]) -> None:
-        """Answer each unanswered tool call of a ``requires_action`` idle with the policy."""
+        """Answer each unanswered call of a ``requires_action`` idle.
+
+        Custom tools run through the dispatcher; confirmations come from a person's ``answers``,
+        else the policy. Everything that can be answered is sent; calls the policy wants a person
+        to judge end the loop as ``awaiting_approval`` (after the other answers went out).
+        """
         state = self._state
-        answers: list[dict[str, Any]] = []
-        for event_id in event_ids:
-            if event_id in state.answered:
+        unanswered = [i for i in event_ids if i not in state.answered]
+        calls = [state.tool_calls.get(i) or PendingToolCall(i, "agent.tool_use", "") for i in unanswered]
+        custom = [c for c in calls if c.kind == "agent.custom_tool_use"]
+        if custom and self.custom_tools is None:
+            self._end = SessionEnd(
+                kind="requires_action",
+                pending_event_ids=tuple(event_ids),
+                detail=f"custom tool {custom[0].name!r} needs a result and no handler is registered",
+            )
+            return
+        confirmations: list[dict[str, Any]] = []
+        to_ask: list[PendingToolCall] = []
+        for call in calls:
+            if call.kind == "agent.custom_tool_use":
                 continue
-            kind, name = state.tool_calls.get(event_id, ("agent.tool_use", ""))
-            if kind == "agent.custom_tool_use":
-                self._end = SessionEnd(
-                    kind="requires_action",
-                    pending_event_ids=tuple(event_ids),
-                    detail=f"custom tool {name!r} needs a result; custom tool handlers are not supported yet",
-                )
-                return
-            verdict = self.policy.decide(name)
+            answer = self.answers.get(call.event_id)
+            verdict = answer.result if answer is not None else self.policy.decide(call.name)
             if verdict == "fail":
                 self._end = SessionEnd(
                     kind="requires_action",
                     pending_event_ids=tuple(event_ids),
-                    detail=f"tool {name!r} needs a confirmation and the policy says fail",
+                    detail=f"tool {call.label!r} needs a confirmation and the policy says fail",
                 )
                 return
-            answer: dict[str, Any] = {
-                "type": "user.tool_confirmation",
-                "tool_use_id": event_id,
-                "result": verdict,
-            }
-            if verdict == "deny" and self.policy.deny_message:
-                answer["deny_message"] = self.policy.deny_message
-            answers.append(answer)
-        if not answers:
-            return
-        await self._send_with_retries(answers)
-        state.answered.update(a["tool_use_id"] for a in answers)
-        self.stats.confirmations_sent += len(answers)
+            if verdict == "ask":
+                to_ask.append(call)
+                continue
+            if answer is None:
+                answer = ToolAnswer(verdict, self.policy.deny_message if verdict == "deny" else None)
+            confirmations.append(answer.event(call.event_id))
+        if custom and self.custom_tools is not None:
+            results = await self.custom_tools(custom)
+            await self._send_with_retries(results)
+            state.answered.update(str(r["custom_tool_use_id"]) for r in results)
+            self.stats.custom_results_sent += len(results)
+        if confirmations:
+            await self._send_with_retries(confirmations)
+            state.answered.update(str(c["tool_use_id"]) for c in confirmations)
+            self.stats.confirmations_sent += len(confirmations)
+        if to_ask:
+            self._end = SessionEnd(
+                kind="awaiting_approval",
+                pending_event_ids=tuple(c.event_id for c in to_ask),
+                pending_calls=tuple(to_ask),
+                detail="waiting for a person to approve or deny: " + ", ".join(c.label for c in to_ask),
+            )
 
     async def _send_with_retries(self, events: list[dict[str, Any]]) -> Any:
         async for attempt in AsyncRetrying(

@@ -218,12 +218,32 @@ class AgentSpec(_SpecModel):
     model: str | ModelConfig
     system: str | None = Field(default=None, max_length=100_000)
     description: str | None = Field(default=None, max_length=2048)
-    tools: list[Tool] = Field(default_factory=list)
+    tools: list[Tool] = Field(
+        default_factory=list,
+        description="Toolsets and custom tools. A Python function or an import path "
+        "'package.module:function' in this list becomes a custom tool whose schema comes from "
+        "the function's type hints and docstring.",
+    )
     mcp_servers: list[McpServer] = Field(
         default_factory=list, max_length=MAX_MCP_SERVERS, validate_default=True
     )
     skills: list[Skill] = Field(default_factory=list, max_length=MAX_SKILLS)
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _functions_as_custom_tools(cls, tools: Any) -> Any:
+        """Python functions and import paths become custom tools (schema from hints and docstring)."""
+        if not isinstance(tools, list):
+            return tools
+        from .custom_tools import custom_tool_definition  # the SDK's tool helpers load lazily
+
+        return [
+            custom_tool_definition(t)
+            if isinstance(t, str) or (callable(t) and not isinstance(t, BaseModel))
+            else t
+            for t in tools
+        ]
 
     @field_validator("model")
     @classmethod

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .results import SessionErrorRecord, UsageSummary
+from .results import OutcomeEvaluation, SessionErrorRecord, UsageSummary
 
 MAX_ENTRY_CHARS = 2_000
 """Longest text kept per transcript entry (longer text is cut with an ellipsis)."""
@@ -77,6 +77,7 @@ class Transcript:
     session_usage: UsageSummary | None = None
     tool_names: dict[str, str] = field(default_factory=dict)
     counts_by_type: dict[str, int] = field(default_factory=dict)
+    outcome_grades: list[OutcomeEvaluation] = field(default_factory=list)
 
     @property
     def event_count(self) -> int:
@@ -157,6 +158,16 @@ class Transcript:
         mu.cache_read_input_tokens += int(getattr(usage, "cache_read_input_tokens", 0) or 0)
         mu.cache_creation_input_tokens += int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
 
+    def _on_outcome_evaluation_end(self, event: Any) -> None:
+        grade = OutcomeEvaluation(
+            outcome_id=str(getattr(event, "outcome_id", "")),
+            iteration=int(getattr(event, "iteration", 0) or 0),
+            result=str(getattr(event, "result", "")),
+            explanation=getattr(event, "explanation", None),
+        )
+        self.outcome_grades.append(grade)
+        self._entry("status", f"outcome iteration {grade.iteration}: {grade.result}", event)
+
     def _on_session_usage(self, event: Any) -> None:
         self.session_usage = UsageSummary.from_session_usage(getattr(event, "usage", None))
 
@@ -232,6 +243,7 @@ _HANDLERS: dict[str, Callable[[Transcript, Any], None]] = {
     "session.error": Transcript._on_error,
     "span.model_request_end": Transcript._on_model_request_end,
     "session.usage": Transcript._on_session_usage,
+    "span.outcome_evaluation_end": Transcript._on_outcome_evaluation_end,
     "session.status_idle": Transcript._on_idle,
     "session.status_terminated": Transcript._on_terminated,
     "session.deleted": Transcript._on_terminated,

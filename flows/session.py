@@ -10,7 +10,8 @@ signature, and string annotations of the ``Annotated`` aliases below would not r
 deployment loads this file from its entrypoint.
 """
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from prefect import flow
 from prefect.logging import get_run_logger
@@ -19,14 +20,19 @@ from pydantic import Field
 
 from blocks.agent import ManagedAgent
 from blocks.inputs import InputFile, MemoryStoreAttachment
+from blocks.outcome_spec import OutcomeSpec
 from blocks.results import SessionResult
-from blocks.session_run import build_session_result
+from blocks.session_run import SessionRunReport, build_session_result
 from blocks.session_stream import ConfirmationPolicy
+from flows.approvals import stream_turn
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
+from tasks.custom_tools import PrefectToolDispatcher
 from tasks.files import file_resources, upload_input_files
 from tasks.memory import resolve_memory_stores
+from tasks.memory_audit import memory_changes, publish_memory_changes, snapshot_memory_stores
 from tasks.outputs import collect_outputs, publish_output_table
-from tasks.sessions import interrupt_and_archive, start_session, stream_session
+from tasks.reporting import publish_outcome_table
+from tasks.sessions import interrupt_and_archive, start_session
 
 AgentParam = Annotated[
     ManagedAgent | str,
@@ -51,7 +57,25 @@ OutputDirParam = Annotated[
 ]
 PolicyParam = Annotated[
     ConfirmationPolicy | None,
-    Field(description="How to answer tool confirmations (allow/deny by tool name, or fail). Default: fail."),
+    Field(
+        description="How to answer tool confirmations (allow/deny by tool name, ask a person in the "
+        "Prefect UI, or fail). Default: fail."
+    ),
+]
+CustomToolsParam = Annotated[
+    list[Callable[..., Any] | str] | None,
+    Field(
+        description="Python functions run for the agent's custom tool calls, as import paths "
+        "'package.module:function' (or the functions themselves from Python)."
+    ),
+]
+ToolRetriesParam = Annotated[
+    int,
+    Field(ge=0, description="Task-run retries of a failing custom tool before its error goes to the agent."),
+]
+OutcomeParam = Annotated[
+    OutcomeSpec | None,
+    Field(description="Send this outcome (user.define_outcome with a rubric) instead of the prompt."),
 ]
 DurationParam = Annotated[
     float | None,
@@ -64,6 +88,29 @@ DurationParam = Annotated[
 ArchiveParam = Annotated[bool, Field(description="Archive the session after its outputs were collected.")]
 
 
+def tool_dispatcher(
+    custom_tools: list[Callable[..., Any] | str] | None, retries: int = 0
+) -> PrefectToolDispatcher | None:
+    """The dispatcher for the flow's custom tools (None when there are none)."""
+    return PrefectToolDispatcher(custom_tools, retries=retries) if custom_tools else None
+
+
+async def publish_outcomes(report: SessionRunReport, result: SessionResult) -> None:
+    """Publish the outcome table artifact when the turn graded an outcome."""
+    if report.transcript.outcome_grades or result.outcome_evaluations:
+        await publish_outcome_table(
+            result.session_id, report.transcript.outcome_grades, result.outcome_evaluations
+        )
+        for evaluation in result.outcome_evaluations:
+            if evaluation.result != "satisfied":
+                get_run_logger().warning(
+                    "Outcome %s ended %s: %s",
+                    evaluation.outcome_id,
+                    evaluation.result,
+                    evaluation.explanation,
+                )
+
+
 async def _run_agent_session(
     agent: ManagedAgent | str,
     prompt: str,
@@ -73,6 +120,9 @@ async def _run_agent_session(
     confirmation_policy: ConfirmationPolicy | None,
     max_duration_seconds: float | None,
     archive_when_done: bool,
+    custom_tools: list[Callable[..., Any] | str] | None = None,
+    custom_tool_retries: int = 0,
+    outcome: OutcomeSpec | None = None,
 ) -> SessionResult:
     logger = get_run_logger()
     block = agent if isinstance(agent, ManagedAgent) else await ManagedAgent.aload(agent)
@@ -80,13 +130,20 @@ async def _run_agent_session(
     attachments = [MemoryStoreAttachment.coerce(m) for m in memory_stores or []]
     memory_resources = await resolve_memory_stores(block.credentials, attachments) if attachments else []
     resources = [*file_resources(uploaded), *memory_resources]
-    started = await start_session(block, prompt, resources)
-    report = await stream_session(
+    store_ids = [str(r["memory_store_id"]) for r in memory_resources]
+    # Audit: the stores' newest versions now, so what the session writes can be listed after.
+    snapshot = await snapshot_memory_stores(block.credentials, store_ids) if store_ids else None
+    dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
+    kickoff = [outcome.event()] if outcome is not None else None
+    started = await start_session(block, prompt, resources, key=outcome.model_dump_json() if outcome else "")
+    report = await stream_turn(
         block,
         started.session_id,
         prompt,
         policy=confirmation_policy,
         max_duration=max_duration_seconds,
+        kickoff=kickoff,
+        custom_tools=dispatcher,
     )
     outputs = await collect_outputs(
         block.credentials,
@@ -95,11 +152,15 @@ async def _run_agent_session(
         exclude_file_ids=[u.file_id for u in uploaded],
     )
     await publish_output_table(outputs, session_id=started.session_id)
+    if snapshot is not None:
+        changes = await memory_changes(block.credentials, snapshot)
+        await publish_memory_changes(changes, session_id=started.session_id)
     if archive_when_done:
         await interrupt_and_archive(block, started.session_id)
     result = build_session_result(
         report, agent_id=block.agent_id, agent_version=block.version, output_files=outputs
     )
+    await publish_outcomes(report, result)
     logger.info(
         "Session %s completed: %d output file(s), %d events (%s)",
         result.session_id,
@@ -125,6 +186,9 @@ def run_agent_session(
     confirmation_policy: PolicyParam = None,
     max_duration_seconds: DurationParam = None,
     archive_when_done: ArchiveParam = False,
+    custom_tools: CustomToolsParam = None,
+    custom_tool_retries: ToolRetriesParam = 0,
+    outcome: OutcomeParam = None,
 ) -> SessionResult:
     """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
 
@@ -137,6 +201,11 @@ def run_agent_session(
         confirmation_policy: How to answer tool confirmations (default: fail the run).
         max_duration_seconds: Interrupt the session and fail after this many seconds.
         archive_when_done: Archive the session after its outputs were collected.
+        custom_tools: Python functions run for the agent's custom tool calls, as import paths
+            'package.module:function' (or the functions themselves from Python).
+        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
+            the agent.
+        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
 
     Returns:
         The session's typed result: ids, final status and stop reason, final message, usage and
@@ -152,6 +221,9 @@ def run_agent_session(
             confirmation_policy,
             max_duration_seconds,
             archive_when_done,
+            custom_tools,
+            custom_tool_retries,
+            outcome,
         )
     )
     assert result is not None
@@ -173,6 +245,9 @@ async def arun_agent_session(
     confirmation_policy: PolicyParam = None,
     max_duration_seconds: DurationParam = None,
     archive_when_done: ArchiveParam = False,
+    custom_tools: CustomToolsParam = None,
+    custom_tool_retries: ToolRetriesParam = 0,
+    outcome: OutcomeParam = None,
 ) -> SessionResult:
     """Run one Claude Managed Agents session (async twin of ``run_agent_session``).
 
@@ -185,6 +260,11 @@ async def arun_agent_session(
         confirmation_policy: How to answer tool confirmations (default: fail the run).
         max_duration_seconds: Interrupt the session and fail after this many seconds.
         archive_when_done: Archive the session after its outputs were collected.
+        custom_tools: Python functions run for the agent's custom tool calls, as import paths
+            'package.module:function' (or the functions themselves from Python).
+        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
+            the agent.
+        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
 
     Returns:
         The session's typed result.
@@ -198,4 +278,7 @@ async def arun_agent_session(
         confirmation_policy,
         max_duration_seconds,
         archive_when_done,
+        custom_tools,
+        custom_tool_retries,
+        outcome,
     )

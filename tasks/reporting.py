@@ -22,7 +22,7 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 
-from blocks.results import UsageSummary
+from blocks.results import OutcomeEvaluation, UsageSummary
 from blocks.session_run import SessionRunReport
 from blocks.transcript import Transcript
 
@@ -97,6 +97,42 @@ async def publish_usage_table(report: SessionRunReport) -> UUID:
         ),
         key=artifact_key(report.session_id, "usage"),
         description=f"Usage and list cost of session {report.session_id}.",
+    )
+
+
+def outcome_rows(grades: list[OutcomeEvaluation], final: list[OutcomeEvaluation]) -> list[dict[str, str]]:
+    """Rows of the outcome table: each graded iteration, then the session's final grade."""
+    rows = [
+        {
+            "outcome": g.outcome_id,
+            "iteration": str(g.iteration),
+            "result": g.result,
+            "explanation": g.explanation or "",
+            "kind": "iteration",
+        }
+        for g in grades
+    ]
+    rows += [
+        {
+            "outcome": f.outcome_id,
+            "iteration": str(f.iteration),
+            "result": f.result,
+            "explanation": f.explanation or "",
+            "kind": "final",
+        }
+        for f in final
+    ]
+    return rows
+
+
+async def publish_outcome_table(
+    session_id: str, grades: list[OutcomeEvaluation], final: list[OutcomeEvaluation]
+) -> UUID:
+    """Create the table artifact of an outcome's grades (per iteration, then final)."""
+    return await acreate_table_artifact(
+        table=outcome_rows(grades, final),
+        key=artifact_key(session_id, "outcome"),
+        description=f"Outcome evaluations of session {session_id}.",
     )
 
 

@@ -30,9 +30,11 @@ from blocks.session_run import (
     acreate_session,
     adrive_session,
     ainterrupt_and_archive,
+    asend_turn_events,
     user_message,
 )
-from blocks.session_stream import ConfirmationPolicy
+from blocks.session_stream import ConfirmationPolicy, CustomToolDispatcher
+from blocks.tool_calls import ToolAnswer
 from blocks.transcript import Transcript
 from tasks.events import emit_managed_agents_event
 from tasks.reporting import progress_artifact, publish_session_link, publish_transcript, publish_usage_table
@@ -102,7 +104,7 @@ async def create_session(
     return str(session.id)
 
 
-async def _label_flow_run(session_id: str) -> None:
+async def label_flow_run(session_id: str) -> None:
     flow_run_id = prefect.runtime.flow_run.id
     if not flow_run_id:
         return
@@ -151,7 +153,7 @@ async def start_session(
             )
             reattached = False
     console_url = str(agent.console_url(session_id))
-    await _label_flow_run(session_id)
+    await label_flow_run(session_id)
     await publish_session_link(session_id, console_url)
     logger.info("%s session %s: %s", "Re-attached to" if reattached else "Started", session_id, console_url)
     emit_managed_agents_event(
@@ -197,6 +199,11 @@ async def stream_session(
     prompt: str,
     policy: ConfirmationPolicy | None = None,
     max_duration: float | None = None,
+    *,
+    kickoff: list[dict[str, Any]] | None = None,
+    turn_event_ids: list[str] | None = None,
+    answers: dict[str, ToolAnswer] | None = None,
+    custom_tools: CustomToolDispatcher | None = None,
 ) -> SessionRunReport:
     """Stream the session to the end of its turn; send the prompt once the stream is open.
 
@@ -205,12 +212,21 @@ async def stream_session(
     ``managed-agents.session.completed`` / ``.failed`` event, then raises the typed
     exception when the session did not complete.
 
+    When the policy says ``ask`` for a pending tool call, the report comes back *without*
+    raising and ``report.end.kind == "awaiting_approval"`` (``report.end.pending_calls`` lists
+    the calls): the flow asks a person, then streams again with ``answers``.
+
     Args:
         agent: The ``ManagedAgent`` block (verbosity, credentials, default ``max_duration``).
         session_id: The session to stream.
-        prompt: The first user message.
+        prompt: The first user message (ignored when ``kickoff`` or ``turn_event_ids`` is given).
         policy: Confirmation policy for ``requires_action`` (default: fail).
         max_duration: Wall-clock limit in seconds; the block's ``max_duration_seconds`` when None.
+        kickoff: Events to send instead of the prompt (e.g. a ``user.define_outcome``).
+        turn_event_ids: The turn was started by these already-sent events (a follow-up):
+            nothing is sent and earlier turns' idles are ignored.
+        answers: A person's verdicts by tool-use event id.
+        custom_tools: Runs ``agent.custom_tool_use`` calls (e.g. a ``PrefectToolDispatcher``).
 
     Raises:
         SessionError: A typed subclass carrying the session id and console URL.
@@ -229,9 +245,12 @@ async def stream_session(
                 client,
                 session_id,
                 console_url=console_url,
-                kickoff=[user_message(prompt)],
-                resume=True,
+                kickoff=None if turn_event_ids else (kickoff or [user_message(prompt)]),
+                resume=not turn_event_ids,
+                turn_event_ids=turn_event_ids,
                 policy=policy,
+                answers=answers,
+                custom_tools=custom_tools,
                 max_duration=limit,
                 observer=observer,
                 transcript=transcript,
@@ -248,6 +267,17 @@ async def stream_session(
             )
             raise
     outcome = report.outcome
+    if report.end.kind == "awaiting_approval":
+        await publish_transcript(
+            transcript,
+            session_id=session_id,
+            console_url=console_url,
+            status=report.status,
+            stop_reason="requires_action",
+            final=False,
+        )
+        logger.info("Session %s waits for approval: %s", session_id, report.end.detail)
+        return report
     await publish_transcript(
         transcript,
         session_id=session_id,
@@ -279,6 +309,38 @@ async def stream_session(
     )
     outcome.raise_for_failure()
     return report
+
+
+@task(
+    name="send-follow-up",
+    cache_policy=RUN_ID + INPUTS,
+    persist_result=True,
+    result_serializer="json",
+)
+async def send_follow_up(
+    agent: ManagedAgent,
+    session_id: str,
+    events: list[dict[str, Any]],
+    key: str = "",
+) -> list[str]:
+    """Send a follow-up turn's events to an existing session, once per flow run (cached).
+
+    A flow retry finds the cached ids instead of starting a second turn; a lost answer to the
+    send itself is resolved from the history (:func:`blocks.session_run.asend_turn_events`).
+
+    Args:
+        agent: The ``ManagedAgent`` block (credentials).
+        session_id: The session to continue.
+        events: ``user.message`` / ``user.define_outcome`` event params.
+        key: Distinguishes equal follow-ups sent by one flow run.
+
+    Returns:
+        The server ids of the sent events (the stream engine's turn markers).
+    """
+    async with agent.credentials.get_async_client() as client:
+        ids = await asend_turn_events(client, session_id, events)
+    get_run_logger().info("Sent follow-up %s to session %s", ", ".join(ids), session_id)
+    return ids
 
 
 @task(name="interrupt-and-archive", **TRANSIENT_RETRY_OPTIONS)

@@ -1,0 +1,182 @@
+"""The follow-up flow: send another turn to an existing session and stream it to its end.
+
+Same guarantees as the first turn: the follow-up is sent once per flow run (cached, and a lost
+answer to the send is resolved from the history), the stream consolidates with the history
+(no gap, no duplicate), only an idle *after* this turn's message ends it (the previous turn's
+idle is in the history too), confirmations and custom tools are handled the same way, and a
+cancelled or crashed run interrupts and archives the session.
+
+No ``from __future__ import annotations``: Prefect builds the parameter model from the signature.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from prefect import flow
+from prefect.logging import get_run_logger
+from prefect.utilities.asyncutils import run_coro_as_sync
+from pydantic import Field
+
+from blocks.agent import ManagedAgent
+from blocks.outcome_spec import OutcomeSpec
+from blocks.results import SessionResult
+from blocks.session_run import build_session_result, user_message
+from blocks.session_stream import ConfirmationPolicy
+from flows.approvals import stream_turn
+from flows.hooks import cleanup_session, cleanup_session_after_timeout
+from flows.session import (
+    AgentParam,
+    CustomToolsParam,
+    DurationParam,
+    OutcomeParam,
+    OutputDirParam,
+    PolicyParam,
+    ToolRetriesParam,
+    publish_outcomes,
+    tool_dispatcher,
+)
+from tasks.outputs import collect_outputs, publish_output_table
+from tasks.sessions import label_flow_run, send_follow_up
+
+SessionIdParam = Annotated[str, Field(description="The session to continue (sesn_...).")]
+FollowUpParam = Annotated[str, Field(description="The follow-up message: the next user turn.")]
+
+
+async def _continue_agent_session(
+    agent: ManagedAgent | str,
+    session_id: str,
+    prompt: str,
+    output_dir: str | None,
+    confirmation_policy: ConfirmationPolicy | None,
+    max_duration_seconds: float | None,
+    custom_tools: list[Callable[..., Any] | str] | None,
+    custom_tool_retries: int,
+    outcome: OutcomeSpec | None,
+) -> SessionResult:
+    logger = get_run_logger()
+    block = agent if isinstance(agent, ManagedAgent) else await ManagedAgent.aload(agent)
+    await label_flow_run(session_id)
+    events = [outcome.event()] if outcome is not None else [user_message(prompt)]
+    turn_ids = await send_follow_up(block, session_id, events)
+    report = await stream_turn(
+        block,
+        session_id,
+        prompt,
+        policy=confirmation_policy,
+        max_duration=max_duration_seconds,
+        turn_event_ids=turn_ids,
+        custom_tools=tool_dispatcher(custom_tools, custom_tool_retries),
+    )
+    outputs = []
+    if output_dir:
+        outputs = await collect_outputs(block.credentials, session_id, output_dir)
+        await publish_output_table(outputs, session_id=session_id)
+    result = build_session_result(
+        report, agent_id=block.agent_id, agent_version=block.version, output_files=outputs
+    )
+    await publish_outcomes(report, result)
+    logger.info(
+        "Follow-up turn of session %s ended: %s (%s)", session_id, result.stop_reason, result.console_url
+    )
+    return result
+
+
+@flow(
+    name="continue-agent-session",
+    on_cancellation=[cleanup_session],
+    on_crashed=[cleanup_session],
+    on_failure=[cleanup_session_after_timeout],
+)
+def continue_agent_session(
+    agent: AgentParam,
+    session_id: SessionIdParam,
+    prompt: FollowUpParam,
+    output_dir: OutputDirParam | None = None,
+    confirmation_policy: PolicyParam = None,
+    max_duration_seconds: DurationParam = None,
+    custom_tools: CustomToolsParam = None,
+    custom_tool_retries: ToolRetriesParam = 0,
+    outcome: OutcomeParam = None,
+) -> SessionResult:
+    """Send a follow-up message to an existing session and stream that turn to its end.
+
+    Args:
+        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
+        session_id: The session to continue (sesn_...).
+        prompt: The follow-up message: the next user turn.
+        output_dir: Local folder for the session's output files (not collected when empty).
+        confirmation_policy: How to answer tool confirmations (default: fail the run).
+        max_duration_seconds: Interrupt the session and fail after this many seconds.
+        custom_tools: Python functions run for the agent's custom tool calls, as import paths
+            'package.module:function' (or the functions themselves from Python).
+        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
+            the agent.
+        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
+
+    Returns:
+        The turn's typed result (final message and stop reason of this turn; the session's
+        cumulative usage).
+    """
+    result = run_coro_as_sync(
+        _continue_agent_session(
+            agent,
+            session_id,
+            prompt,
+            output_dir,
+            confirmation_policy,
+            max_duration_seconds,
+            custom_tools,
+            custom_tool_retries,
+            outcome,
+        )
+    )
+    assert result is not None
+    return result
+
+
+@flow(
+    name="acontinue-agent-session",
+    on_cancellation=[cleanup_session],
+    on_crashed=[cleanup_session],
+    on_failure=[cleanup_session_after_timeout],
+)
+async def acontinue_agent_session(
+    agent: AgentParam,
+    session_id: SessionIdParam,
+    prompt: FollowUpParam,
+    output_dir: OutputDirParam | None = None,
+    confirmation_policy: PolicyParam = None,
+    max_duration_seconds: DurationParam = None,
+    custom_tools: CustomToolsParam = None,
+    custom_tool_retries: ToolRetriesParam = 0,
+    outcome: OutcomeParam = None,
+) -> SessionResult:
+    """Send a follow-up message to an existing session (async twin of ``continue_agent_session``).
+
+    Args:
+        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
+        session_id: The session to continue (sesn_...).
+        prompt: The follow-up message: the next user turn.
+        output_dir: Local folder for the session's output files (not collected when empty).
+        confirmation_policy: How to answer tool confirmations (default: fail the run).
+        max_duration_seconds: Interrupt the session and fail after this many seconds.
+        custom_tools: Python functions run for the agent's custom tool calls, as import paths
+            'package.module:function' (or the functions themselves from Python).
+        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
+            the agent.
+        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
+
+    Returns:
+        The turn's typed result.
+    """
+    return await _continue_agent_session(
+        agent,
+        session_id,
+        prompt,
+        output_dir,
+        confirmation_policy,
+        max_duration_seconds,
+        custom_tools,
+        custom_tool_retries,
+        outcome,
+    )

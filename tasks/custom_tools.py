@@ -1,0 +1,96 @@
+"""Run the agent's custom tool calls as Prefect task runs (visible in the UI, retryable).
+
+:class:`PrefectToolDispatcher` plugs into the session stream engine: for every
+``agent.custom_tool_use`` the session waits on, it runs the registered Python function as a
+``custom-tool`` task run (all pending calls at once), and answers with a
+``user.custom_tool_result`` (``is_error`` with the error text when the function raised, after
+its retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, cast
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.logging import get_run_logger
+from prefect.transactions import CommitMode, atransaction
+
+from blocks.custom_tools import (
+    RunnableTool,
+    ToolSource,
+    error_content,
+    result_event,
+    run_tool,
+    tool_registry,
+    unknown_tool_event,
+)
+from blocks.tool_calls import PendingToolCall
+
+
+@task(name="custom-tool", cache_policy=NO_CACHE)
+async def run_custom_tool(tool: RunnableTool, call: PendingToolCall) -> list[dict[str, Any]] | None:
+    """Run one custom tool call; return the result content (an exception fails the task run).
+
+    Args:
+        tool: The SDK runnable tool wrapping the user's function.
+        call: The ``agent.custom_tool_use`` call (event id, name, input).
+    """
+    get_run_logger().info("Running custom tool %s(%s) for %s", call.name, call.input_json, call.event_id)
+    return await run_tool(tool, call)
+
+
+class PrefectToolDispatcher:
+    """Answers custom tool calls by running the registered functions as Prefect task runs.
+
+    Example:
+        ```python
+        def lookup_ticket(id: str) -> str:
+            '''Look up a support ticket by id.'''
+            return tickets[id].status
+
+        dispatcher = PrefectToolDispatcher([lookup_ticket], retries=2)
+        ```
+
+    Args:
+        tools: Functions, import paths ``"package.module:function"`` or SDK runnable tools.
+        retries: Task-run retries of each call before its error is sent to the agent.
+        retry_delay_seconds: Delay between those retries.
+    """
+
+    def __init__(self, tools: Iterable[ToolSource], *, retries: int = 0, retry_delay_seconds: float = 1.0):
+        self.tools = tool_registry(tools)
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+
+    async def _answer(self, call: PendingToolCall) -> dict[str, Any]:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            get_run_logger().warning(
+                "No function registered for custom tool %r (%s)", call.name, call.event_id
+            )
+            return unknown_tool_event(call, list(self.tools))
+        runner = run_custom_tool.with_options(
+            name=f"custom-tool-{call.name}",
+            task_run_name=f"{call.name} [{call.event_id}]",
+            retries=self.retries,
+            retry_delay_seconds=self.retry_delay_seconds,
+        )
+        # Each call commits on its own: a tool run cannot be undone, and in the parent task's
+        # transaction one failing call would mark its siblings "RolledBack".
+        async with atransaction(commit_mode=CommitMode.EAGER):
+            # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
+            state = await cast("Awaitable[State[Any]]", runner(tool, call, return_state=True))
+        try:
+            content = await state.aresult()
+        except Exception as exc:  # the tool's own error goes to the agent, not up the stack
+            get_run_logger().warning("Custom tool %s failed: %s", call.name, type(exc).__name__)
+            return result_event(call, error_content(exc), is_error=True)
+        return result_event(call, content, is_error=False)
+
+    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[dict[str, Any]]:
+        """Run every call concurrently; return one ``user.custom_tool_result`` param per call."""
+        return list(await asyncio.gather(*(self._answer(call) for call in calls)))

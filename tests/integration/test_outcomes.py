@@ -1,0 +1,92 @@
+"""Outcomes (user.define_outcome with a rubric) reported in the result and as an artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anthropic
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from blocks.outcome_spec import OutcomeSpec
+from emulator import EmulatorServer
+from flows.session import run_agent_session
+from tests.conftest import TEST_API_KEY
+from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def agent_name(emulator: EmulatorServer, client: anthropic.Anthropic, prefect_harness: None) -> str:
+    return save_agent_block(create_remote_agent(client), emulator.url, TEST_API_KEY)
+
+
+def test_outcome_is_sent_instead_of_the_prompt_and_its_grades_are_reported(
+    agent_name: str, client: anthropic.Anthropic, tmp_outputs: Path
+) -> None:
+    outcome = OutcomeSpec(
+        description=scenario(outcome={"iterations": 2, "result": "satisfied"}),
+        rubric="- has a title\n- cites every input",
+        max_iterations=5,
+    )
+    state = run_agent_session(
+        agent_name, "Write the report.", output_dir=str(tmp_outputs), outcome=outcome, return_state=True
+    )
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result.stop_reason == "end_turn"
+
+    # What the session itself recorded is what the result reports.
+    session = client.beta.sessions.retrieve(result.session_id)
+    assert len(session.outcome_evaluations) == 1
+    remote = session.outcome_evaluations[0]
+    assert [(e.outcome_id, e.result, e.iteration, e.explanation) for e in result.outcome_evaluations] == [
+        (remote.outcome_id, "satisfied", remote.iteration, remote.explanation)
+    ]
+    # One user.define_outcome and no user.message were sent.
+    sent = list(
+        client.beta.sessions.events.list(result.session_id, types=["user.define_outcome", "user.message"])
+    )
+    assert [e.type for e in sent] == ["user.define_outcome"]
+    assert sent[0].rubric.content == "- has a title\n- cites every input"  # type: ignore[union-attr]
+    assert sent[0].max_iterations == 5  # type: ignore[union-attr]
+
+    with get_client(sync_client=True) as prefect_client:
+        artifacts = prefect_client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    table = next(a for a in artifacts if a.key and a.key.endswith("-outcome"))
+    rows = table.data if isinstance(table.data, list) else __import__("json").loads(str(table.data))
+    assert [(r["kind"], r["iteration"], r["result"]) for r in rows] == [
+        ("iteration", "0", "needs_revision"),
+        ("iteration", "1", "satisfied"),
+        ("final", str(remote.iteration), "satisfied"),
+    ]
+    assert all(r["outcome"] == remote.outcome_id for r in rows)
+
+
+def test_an_outcome_that_runs_out_of_iterations_is_reported_not_hidden(
+    agent_name: str, tmp_outputs: Path
+) -> None:
+    outcome = OutcomeSpec(
+        description=scenario(outcome={"iterations": 5, "result": "satisfied"}),
+        rubric="- done",
+        max_iterations=2,
+    )
+    result = run_agent_session(agent_name, "Try.", output_dir=str(tmp_outputs), outcome=outcome)
+    assert [e.result for e in result.outcome_evaluations] == ["max_iterations_reached"]
+
+
+def test_outcome_spec_needs_exactly_one_rubric() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        OutcomeSpec(description="x")
+    with pytest.raises(ValueError, match="exactly one"):
+        OutcomeSpec(description="x", rubric="r", rubric_file_id="file_1")
+    assert OutcomeSpec(description="x", rubric_file_id="file_1").event()["rubric"] == {
+        "type": "file",
+        "file_id": "file_1",
+    }
