@@ -39,7 +39,8 @@ from .exceptions import (
     UnsafeOutputPathError,
 )
 from .inputs import InputFile, MemoryStoreAttachment, UploadedFile
-from .results import OutputFile, SessionErrorRecord, SessionResult, UsageSummary
+from .outcome_spec import OutcomeSpec
+from .results import OutcomeEvaluation, OutputFile, SessionErrorRecord, SessionResult, UsageSummary
 from .session_run import ManagedAgentSessionRun
 from .session_stream import ConfirmationPolicy
 from .settings import AnthropicSettings
@@ -100,6 +101,8 @@ __all__ = [
     "MemoryStoreNotFoundError",
     "MissingCredentialsError",
     "ModelConfig",
+    "OutcomeEvaluation",
+    "OutcomeSpec",
     "OutputError",
     "OutputFile",
     "OutputIntegrityError",

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 RECONNECT_BACKOFF_START = 0.5
 RECONNECT_BACKOFF_CAP = 10.0
 HISTORY_PAGE_SIZE = 1000
+MAX_FAILED_CONNECTIONS = 5
+"""Connections in a row that may fail (error, error frame) without an event before giving up
+(about 8 s of backoff); any delivered event resets the count."""
 IDLE_CHECK_READS = 4
 IDLE_CHECK_PAUSE = 0.1
 """An idle first seen on the stream is checked against up to this many history reads."""
@@ -276,6 +279,7 @@ class SessionStream:
 
     async def _loop(self) -> SessionEnd:
         backoff = RECONNECT_BACKOFF_START
+        failures = 0  # connections in a row that ended in an error before delivering any event
         while True:
             error: BaseException | None = None
             delivered = False
@@ -289,17 +293,30 @@ class SessionStream:
                     if self.resume and not self._kickoff_sent and not self._state.saw_user_kickoff:
                         await self._send_kickoff()
                     if self._end is None:
-                        async for event in stream:
-                            delivered = True
-                            await self._on_stream_event(event)
-                            if self._end is not None:
-                                break
+                        try:
+                            async for event in stream:
+                                delivered = True
+                                failures = 0
+                                await self._on_stream_event(event)
+                                if self._end is not None:
+                                    break
+                        except ValueError as exc:  # json.JSONDecodeError: a data line that is not JSON
+                            raise SessionStreamError(
+                                f"Session {self.session_id}: the API sent an event that is not valid JSON ({exc})."
+                            ) from exc
                 if self._end is not None:
                     return self._end
             except (anthropic.APIError, httpx2.HTTPError) as exc:
                 if is_fatal_stream_error(exc):
                     raise
                 error = exc
+                failures += 1
+                if failures >= MAX_FAILED_CONNECTIONS:
+                    raise SessionStreamError(
+                        f"Session {self.session_id}: the event stream failed {failures} times in a row "
+                        f"without delivering an event (last: {type(exc).__name__}: {exc}). The session "
+                        "keeps its state; rerun to re-attach."
+                    ) from exc
             self.stats.reconnects += 1
             # A connection that delivered events was healthy: reconnect at once. Back off
             # (0.5 s doubling to 10 s) only while connections keep failing without progress.
@@ -378,9 +395,14 @@ class SessionStream:
         return found
 
     async def _on_stream_event(self, event: Any) -> None:
-        kind = str(getattr(event, "type", ""))
+        kind = str(getattr(event, "type", "") or "")
         if kind in ("event_start", "event_delta", "ping"):
             return
+        if not kind:
+            raise SessionStreamError(
+                f"Session {self.session_id}: the API sent an event without a type "
+                f"(id {getattr(event, 'id', None)!r}); cannot tell what happened."
+            )
         new = self._note(event, kind, from_history=False)
         if kind in ("session.status_terminated", "session.deleted"):
             await self._finish_terminated(event, kind)  # terminal even when already seen

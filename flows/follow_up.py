@@ -17,7 +17,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
-from blocks.agent import ManagedAgent
+from blocks.agent import ManagedAgent, aresolve_agent
 from blocks.outcome_spec import OutcomeSpec
 from blocks.results import SessionResult
 from blocks.session_run import build_session_result, user_message
@@ -54,7 +54,7 @@ async def _continue_agent_session(
     outcome: OutcomeSpec | None,
 ) -> SessionResult:
     logger = get_run_logger()
-    block = agent if isinstance(agent, ManagedAgent) else await ManagedAgent.aload(agent)
+    block = await aresolve_agent(agent)
     await label_flow_run(session_id)
     events = [outcome.event()] if outcome is not None else [user_message(prompt)]
     turn_ids = await send_follow_up(block, session_id, events)

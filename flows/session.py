@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
-from blocks.agent import ManagedAgent
+from blocks.agent import ManagedAgent, aresolve_agent
 from blocks.inputs import InputFile, MemoryStoreAttachment
 from blocks.outcome_spec import OutcomeSpec
 from blocks.results import SessionResult
@@ -125,7 +125,7 @@ async def _run_agent_session(
     outcome: OutcomeSpec | None = None,
 ) -> SessionResult:
     logger = get_run_logger()
-    block = agent if isinstance(agent, ManagedAgent) else await ManagedAgent.aload(agent)
+    block = await aresolve_agent(agent)
     uploaded = await upload_input_files(block.credentials, list(files or []))
     attachments = [MemoryStoreAttachment.coerce(m) for m in memory_stores or []]
     memory_resources = await resolve_memory_stores(block.credentials, attachments) if attachments else []

@@ -21,6 +21,7 @@ from prefect.cache_policies import INPUTS, RUN_ID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
+from prefect.transactions import CommitMode, transaction
 from pydantic import BaseModel, Field
 
 from blocks.session_run import (
@@ -134,23 +135,29 @@ async def start_session(
     logger = get_run_logger()
     resources = resources or []
     digest = prompt_digest(prompt)
-    # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
-    state = await cast(
-        "Awaitable[State[str]]", create_session(agent, resources, digest, key, return_state=True)
-    )
+    # EAGER: the created session's cache record is written as soon as create_session succeeds,
+    # not when this (outer) task does; otherwise a failure later in this task and its retry
+    # would create a second session.
+    with transaction(commit_mode=CommitMode.EAGER):
+        # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
+        state = await cast(
+            "Awaitable[State[str]]", create_session(agent, resources, digest, key, return_state=True)
+        )
     session_id = str(await state.aresult())
     reattached = state.name == "Cached"
-    async with agent.credentials.get_async_client() as client:
-        session = await client.beta.sessions.retrieve(session_id)
-        if reattached and (session.status == "terminated" or session.archived_at is not None):
+    if reattached:
+        async with agent.credentials.get_async_client() as client:
+            session = await client.beta.sessions.retrieve(session_id)
+        if session.status == "terminated" or session.archived_at is not None:
             logger.warning(
                 "Session %s from the previous attempt is %s; starting a new one",
                 session_id,
                 "archived" if session.archived_at else "terminated",
             )
-            session_id = str(
-                await create_session.with_options(refresh_cache=True)(agent, resources, digest, key)
-            )
+            with transaction(commit_mode=CommitMode.EAGER):
+                session_id = str(
+                    await create_session.with_options(refresh_cache=True)(agent, resources, digest, key)
+                )
             reattached = False
     console_url = str(agent.console_url(session_id))
     await label_flow_run(session_id)

@@ -1,0 +1,1 @@
+"""Reliability campaign: fault-injection checks that report their figures (``-m reliability``)."""
