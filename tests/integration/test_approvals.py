@@ -55,7 +55,7 @@ class FlowThread(threading.Thread):
         )
 
 
-def _wait_for_paused_run(run_name: str, timeout: float = 60) -> FlowRun:
+def _wait_for_paused_run(run_name: str, timeout: float = 180) -> FlowRun:
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as prefect_client:
         while time.monotonic() < deadline:
@@ -124,7 +124,7 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
 
     answer = {**call, "decision": decision, "deny_message": deny_message}
     resume_flow_run(run.id, run_input={"decisions": [answer]})
-    runner.join(timeout=90)
+    runner.join(timeout=180)
     assert runner.state is not None and runner.state.is_completed(), runner.state
     result = runner.state.result()
     assert note in result.final_message and result.final_message.startswith("checked")
