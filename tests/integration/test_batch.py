@@ -207,6 +207,7 @@ async def test_batch_from_a_jsonl_file(agent: ManagedAgent, tmp_path: Path) -> N
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.slow
 async def test_two_hundred_items_in_one_flow_run(
     agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

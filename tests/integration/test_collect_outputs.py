@@ -266,8 +266,13 @@ async def test_output_table_artifact(tmp_outputs: Path) -> None:
         )
     ]
     artifact_id = await publish_output_table(files, session_id="sesn_TEST_1")
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
+
     async with get_client() as prefect_client:
-        artifact = await prefect_client.read_artifacts()
+        # Filter by id: an unfiltered read returns only the first page of a busy server's artifacts.
+        artifact = await prefect_client.read_artifacts(
+            artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact_id]))
+        )
     [ours] = [a for a in artifact if a.id == artifact_id]
     assert ours.key == "sesn-test-1-output-files"
     assert ours.type == "table"
