@@ -57,32 +57,30 @@ class UserToolConfirmationParams(_Body):
     deny_message: str | None = None
 
 
-class UserCustomToolResultParams(_Body):
+class _ToolResultBody(_Body):
+    """What both tool-result events carry: result content blocks and an error flag."""
+
+    content: list[dict[str, Any]] | None = None
+    is_error: bool | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _blocks(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        return None if value is None else _check_blocks(value, _RESULT_BLOCKS)
+
+
+class UserCustomToolResultParams(_ToolResultBody):
     """``user.custom_tool_result``."""
 
     type: Literal["user.custom_tool_result"]
     custom_tool_use_id: str
-    content: list[dict[str, Any]] | None = None
-    is_error: bool | None = None
-
-    @field_validator("content")
-    @classmethod
-    def _blocks(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        return None if value is None else _check_blocks(value, _RESULT_BLOCKS)
 
 
-class UserToolResultParams(_Body):
+class UserToolResultParams(_ToolResultBody):
     """``user.tool_result`` (self-hosted environments)."""
 
     type: Literal["user.tool_result"]
     tool_use_id: str
-    content: list[dict[str, Any]] | None = None
-    is_error: bool | None = None
-
-    @field_validator("content")
-    @classmethod
-    def _blocks(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        return None if value is None else _check_blocks(value, _RESULT_BLOCKS)
 
 
 class TextRubric(_Body):
