@@ -8,17 +8,22 @@ thread of the test process; the worker's flow-run processes reach it over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun
 
 from emulator import EmulatorServer
 from emulator.server import free_port
@@ -160,3 +165,31 @@ def worker_log(server: PrefectServer) -> str:
     """The worker's output so far (for failure messages)."""
     path = server.home / "worker.log"
     return path.read_text()[-6000:] if path.exists() else ""
+
+
+@pytest.fixture
+async def api(deployed: PrefectServer) -> AsyncIterator[PrefectClient]:
+    async with PrefectClient(deployed.api_url) as client:
+        yield client
+
+
+async def wait_for(
+    api: PrefectClient, run_id: UUID, server: PrefectServer, *, final: bool = True, within: float = 240
+) -> FlowRun:
+    """Poll the flow run until it is final (or, with final=False, until it runs)."""
+    deadline = time.monotonic() + within
+    while True:
+        run = await api.read_flow_run(run_id)
+        if run.state is not None and (run.state.is_final() if final else run.state.is_running()):
+            return run
+        assert time.monotonic() < deadline, f"run {run.name} stuck in {run.state}\n{worker_log(server)}"
+        await asyncio.sleep(1)
+
+
+async def run_deployment_via_api(
+    api: PrefectClient, server: PrefectServer, name: str, parameters: dict[str, Any]
+) -> FlowRun:
+    """What the UI's "Run" button does: create a flow run of the deployment, then wait."""
+    deployment = await api.read_deployment_by_name(name)
+    created = await api.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+    return await wait_for(api, created.id, server)

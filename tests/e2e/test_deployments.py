@@ -11,7 +11,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,40 +27,12 @@ from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY
 from flows.sweep import FLOW_RUN_METADATA_KEY
 from tests.conftest import TEST_API_KEY
-from tests.e2e.conftest import PrefectServer, worker_log
+from tests.e2e.conftest import PrefectServer, run_deployment_via_api, wait_for, worker_log
 from tests.integration.session_helpers import scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 SESSION_LABEL = "managed-agents.session-id"
-
-
-@pytest.fixture
-async def api(deployed: PrefectServer) -> AsyncIterator[PrefectClient]:
-    async with PrefectClient(deployed.api_url) as client:
-        yield client
-
-
-async def wait_for(
-    api: PrefectClient, run_id: UUID, server: PrefectServer, *, final: bool = True, within: float = 240
-) -> FlowRun:
-    """Poll the flow run until it is final (or, with final=False, until it runs)."""
-    deadline = time.monotonic() + within
-    while True:
-        run = await api.read_flow_run(run_id)
-        if run.state is not None and (run.state.is_final() if final else run.state.is_running()):
-            return run
-        assert time.monotonic() < deadline, f"run {run.name} stuck in {run.state}\n{worker_log(server)}"
-        await asyncio.sleep(1)
-
-
-async def run_deployment_via_api(
-    api: PrefectClient, server: PrefectServer, name: str, parameters: dict[str, Any]
-) -> FlowRun:
-    """What the UI's "Run" button does: create a flow run of the deployment, then wait."""
-    deployment = await api.read_deployment_by_name(name)
-    created = await api.create_flow_run_from_deployment(deployment.id, parameters=parameters)
-    return await wait_for(api, created.id, server)
 
 
 async def artifacts_of(api: PrefectClient, run_id: UUID) -> dict[str, Any]:

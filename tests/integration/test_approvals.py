@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -68,16 +70,26 @@ def _wait_for_paused_run(run_name: str, timeout: float = 180) -> FlowRun:
     raise AssertionError(f"flow run {run_name} never paused")
 
 
-def _form(run: FlowRun) -> dict[str, Any]:
-    """What the UI shows: the run's input schema (with the pending calls as defaults) and description."""
+def _form(run: FlowRun, timeout: float = 30) -> dict[str, Any]:
+    """What the UI shows: the run's input schema (with the pending calls as defaults) and description.
+
+    Prefect sets the Paused state first and saves the form just after, so a reader that sees the
+    state early waits for the form, as the UI does by polling.
+    """
     assert run.state is not None
     keyset = run.state.state_details.run_input_keyset
     assert keyset is not None
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as prefect_client:
-        schema = prefect_client.read_flow_run_input(run.id, keyset["schema"])
-        description = prefect_client.read_flow_run_input(run.id, keyset["description"])
-    import json
-
+        while True:
+            try:
+                schema = prefect_client.read_flow_run_input(run.id, keyset["schema"])
+                description = prefect_client.read_flow_run_input(run.id, keyset["description"])
+                break
+            except httpx.HTTPStatusError as error:
+                if error.response.status_code != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     return {"schema": json.loads(schema), "description": json.loads(description)}
 
 
