@@ -128,6 +128,10 @@ class SessionRequiresActionError(SessionError):
     """The session waits for tool confirmations or custom tool results the policy cannot give."""
 
 
+class SessionNotAttachableError(SessionError):
+    """A run was asked to re-attach to a session that is archived, terminated or of another agent."""
+
+
 class UnexpectedStopReasonError(SessionError):
     """The session stopped for a reason this integration does not know."""
 

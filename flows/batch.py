@@ -69,7 +69,7 @@ BATCH_TABLE_KEY = "managed-agents-batch"
 _PAGE = 200
 
 ITEM_ATTEMPTS = 3
-"""Attempts per item when the Prefect API fails before the item's session exists."""
+"""Attempts per item when the Prefect API fails (later attempts re-attach to the item's session)."""
 
 AgentParam = Annotated[
     ManagedAgent | str,
@@ -195,15 +195,17 @@ class _BatchRun:
     async def run_item(self, item: BatchItem) -> BatchItemResult:
         """Run one item as an ``arun_agent_session`` subflow; never raises for the item's failure.
 
-        An attempt that failed because the Prefect API was unavailable (5xx, e.g. a busy SQLite
-        server) *before any session existed* is run again (a new item flow run); once a
-        session exists the failure is final, so a retry can never pay for a second session.
+        An attempt that failed because the Prefect API was unavailable (5xx or unreachable, e.g.
+        a busy SQLite server) is run again as a new item flow run. When the failed attempt had
+        already started a session, the new run re-attaches to it (``session_id``) instead of
+        starting another, so a retry never pays for a second session and loses no work.
         """
         key = str(item.key)
         item_dir = self.output_root / key
         base = BatchItemResult(key=key, state="not_started", output_dir=str(item_dir), metadata=item.metadata)
         if self.ledger.closed or not await self.admit(item):
             return base
+        reattach: str | None = None
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(ITEM_ATTEMPTS),
@@ -212,9 +214,15 @@ class _BatchRun:
                 reraise=True,
             ):
                 with attempt:
-                    outcome = await self._attempt(item, base, attempt.retry_state.attempt_number)
+                    try:
+                        outcome = await self._attempt(
+                            item, base, attempt.retry_state.attempt_number, reattach
+                        )
+                    except _PrefectUnavailable as exc:
+                        reattach = exc.outcome.session_id or reattach
+                        raise
         except _PrefectUnavailable as exc:
-            outcome = exc.outcome
+            outcome = exc.outcome.model_copy(update={"session_id": exc.outcome.session_id or reattach})
         finally:
             self.in_flight.discard(self.child_name(item))
         # No await between leaving the in-flight set and recording the cost: the session is
@@ -222,8 +230,12 @@ class _BatchRun:
         self.ledger.record_finished(outcome.cost_usd)
         return outcome
 
-    async def _attempt(self, item: BatchItem, base: BatchItemResult, number: int) -> BatchItemResult:
+    async def _attempt(
+        self, item: BatchItem, base: BatchItemResult, number: int, session_id: str | None
+    ) -> BatchItemResult:
         base = base.model_copy(update={"attempts": number})
+        if session_id is not None and not await self._attachable(session_id):
+            session_id = None
         error: BaseException | None = None
         started = datetime.now(UTC)
         try:
@@ -233,6 +245,7 @@ class _BatchRun:
                 files=list(item.files) or None,
                 memory_stores=list(item.memory_stores) or None,
                 output_dir=str(base.output_dir),
+                session_id=session_id,
                 return_state=True,
                 **self.session_options,
             )
@@ -244,14 +257,27 @@ class _BatchRun:
             error = exc
         if outcome.state == "failed":
             get_run_logger().warning("Item %s failed (attempt %d): %s", base.key, number, outcome.error_type)
-            if outcome.session_id is None and _prefect_unavailable(error):
-                # The outage may have hidden a session that was created (e.g. the label update
-                # failed): sessions are titled with the item run's name, so look before retrying.
-                found = await self._find_session(self.child_name(item), started)
-                if found is None:
-                    raise _PrefectUnavailable(outcome)
-                outcome = outcome.model_copy(update={"session_id": found})
+            if _prefect_unavailable(error):
+                if outcome.session_id is None and session_id is None:
+                    # The outage may have hidden a session that was created (e.g. the label
+                    # update failed): sessions are titled with the item run's name, so look.
+                    found = await self._find_session(self.child_name(item), started)
+                    outcome = outcome.model_copy(update={"session_id": found})
+                raise _PrefectUnavailable(outcome)
         return outcome
+
+    async def _attachable(self, session_id: str) -> bool:
+        """False when the earlier attempt's session was archived or terminated (e.g. by a crash hook)."""
+        async with self.block.credentials.get_async_client() as client:
+            session = await client.beta.sessions.retrieve(session_id)
+        if session.archived_at is None and session.status != "terminated":
+            return True
+        get_run_logger().warning(
+            "Session %s of the failed attempt is %s; the retry starts a new one",
+            session_id,
+            "archived" if session.archived_at is not None else "terminated",
+        )
+        return False
 
     async def _find_session(self, title: str, since: datetime) -> str | None:
         async with self.block.credentials.get_async_client() as client:

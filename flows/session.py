@@ -19,7 +19,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
-from blocks.inputs import InputFile, MemoryStoreAttachment
+from blocks.inputs import InputFile, MemoryStoreAttachment, UploadedFile
 from blocks.outcome_spec import OutcomeSpec
 from blocks.results import SessionResult
 from blocks.session_run import SessionRunReport, build_session_result
@@ -32,7 +32,7 @@ from tasks.memory import resolve_memory_stores
 from tasks.memory_audit import memory_changes, publish_memory_changes, snapshot_memory_stores
 from tasks.outputs import collect_outputs, publish_output_table
 from tasks.reporting import publish_outcome_table
-from tasks.sessions import interrupt_and_archive, start_session
+from tasks.sessions import attach_session, interrupt_and_archive, start_session
 
 AgentParam = Annotated[
     ManagedAgent | str,
@@ -86,6 +86,13 @@ DurationParam = Annotated[
     ),
 ]
 ArchiveParam = Annotated[bool, Field(description="Archive the session after its outputs were collected.")]
+SessionIdParam = Annotated[
+    str | None,
+    Field(
+        description="Re-attach to this session (started by an earlier run that died) instead of "
+        "starting one; files and memory_stores are then already attached and ignored."
+    ),
+]
 
 
 def tool_dispatcher(
@@ -123,19 +130,28 @@ async def _run_agent_session(
     custom_tools: list[Callable[..., Any] | str] | None = None,
     custom_tool_retries: int = 0,
     outcome: OutcomeSpec | None = None,
+    session_id: str | None = None,
 ) -> SessionResult:
     logger = get_run_logger()
     block = await aresolve_agent(agent)
-    uploaded = await upload_input_files(block.credentials, list(files or []))
-    attachments = [MemoryStoreAttachment.coerce(m) for m in memory_stores or []]
-    memory_resources = await resolve_memory_stores(block.credentials, attachments) if attachments else []
-    resources = [*file_resources(uploaded), *memory_resources]
-    store_ids = [str(r["memory_store_id"]) for r in memory_resources]
-    # Audit: the stores' newest versions now, so what the session writes can be listed after.
-    snapshot = await snapshot_memory_stores(block.credentials, store_ids) if store_ids else None
+    uploaded: list[UploadedFile] = []
+    snapshot: dict[str, str | None] | None = None
+    if session_id is None:
+        uploaded = await upload_input_files(block.credentials, list(files or []))
+        attachments = [MemoryStoreAttachment.coerce(m) for m in memory_stores or []]
+        memory_resources = await resolve_memory_stores(block.credentials, attachments) if attachments else []
+        resources = [*file_resources(uploaded), *memory_resources]
+        store_ids = [str(r["memory_store_id"]) for r in memory_resources]
+        # Audit: the stores' newest versions now, so what the session writes can be listed after.
+        snapshot = await snapshot_memory_stores(block.credentials, store_ids) if store_ids else None
+        key = outcome.model_dump_json() if outcome else ""
+        started = await start_session(block, prompt, resources, key=key)
+    else:
+        if files or memory_stores:
+            logger.info("Re-attaching to %s: files and memory_stores are already attached", session_id)
+        started = await attach_session(block, session_id)
     dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
     kickoff = [outcome.event()] if outcome is not None else None
-    started = await start_session(block, prompt, resources, key=outcome.model_dump_json() if outcome else "")
     report = await stream_turn(
         block,
         started.session_id,
@@ -189,6 +205,7 @@ def run_agent_session(
     custom_tools: CustomToolsParam = None,
     custom_tool_retries: ToolRetriesParam = 0,
     outcome: OutcomeParam = None,
+    session_id: SessionIdParam = None,
 ) -> SessionResult:
     """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
 
@@ -206,6 +223,9 @@ def run_agent_session(
         custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
             the agent.
         outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
+        session_id: Re-attach to this session (started by an earlier run that died) instead of
+            starting one: nothing is uploaded, created or sent twice; the turn is streamed to
+            its end and the outputs are collected.
 
     Returns:
         The session's typed result: ids, final status and stop reason, final message, usage and
@@ -224,6 +244,7 @@ def run_agent_session(
             custom_tools,
             custom_tool_retries,
             outcome,
+            session_id,
         )
     )
     assert result is not None
@@ -248,6 +269,7 @@ async def arun_agent_session(
     custom_tools: CustomToolsParam = None,
     custom_tool_retries: ToolRetriesParam = 0,
     outcome: OutcomeParam = None,
+    session_id: SessionIdParam = None,
 ) -> SessionResult:
     """Run one Claude Managed Agents session (async twin of ``run_agent_session``).
 
@@ -265,6 +287,9 @@ async def arun_agent_session(
         custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
             the agent.
         outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
+        session_id: Re-attach to this session (started by an earlier run that died) instead of
+            starting one: nothing is uploaded, created or sent twice; the turn is streamed to
+            its end and the outputs are collected.
 
     Returns:
         The session's typed result.
@@ -281,4 +306,5 @@ async def arun_agent_session(
         custom_tools,
         custom_tool_retries,
         outcome,
+        session_id,
     )

@@ -24,6 +24,7 @@ from prefect.logging import get_run_logger
 from prefect.transactions import CommitMode, transaction
 from pydantic import BaseModel, Field
 
+from blocks.exceptions import SessionNotAttachableError
 from blocks.session_run import (
     SESSION_LABEL,
     LoggingObserver,
@@ -159,10 +160,17 @@ async def start_session(
                     await create_session.with_options(refresh_cache=True)(agent, resources, digest, key)
                 )
             reattached = False
+    return await _announce(agent, session_id, reattached=reattached)
+
+
+async def _announce(agent: ManagedAgent, session_id: str, *, reattached: bool) -> StartedSession:
+    """Label the flow run with the session, publish its link and emit ``session.started``."""
     console_url = str(agent.console_url(session_id))
     await label_flow_run(session_id)
     await publish_session_link(session_id, console_url)
-    logger.info("%s session %s: %s", "Re-attached to" if reattached else "Started", session_id, console_url)
+    get_run_logger().info(
+        "%s session %s: %s", "Re-attached to" if reattached else "Started", session_id, console_url
+    )
     emit_managed_agents_event(
         "session.started",
         session_id,
@@ -170,6 +178,37 @@ async def start_session(
         payload={"console_url": console_url, "reattached": reattached, "agent_id": agent.agent_id},
     )
     return StartedSession(session_id=session_id, console_url=console_url, reattached=reattached)
+
+
+@task(name="attach-session", **TRANSIENT_RETRY_OPTIONS)
+async def attach_session(agent: ManagedAgent, session_id: str) -> StartedSession:
+    """Re-attach this flow run to a session an earlier run started (nothing is created).
+
+    Used when the run that started the session died for reasons of its own (a Prefect API
+    outage, a lost worker): the new run streams the same turn to its end and collects the outputs.
+
+    Args:
+        agent: The ``ManagedAgent`` block the session was started from.
+        session_id: The session to take over.
+
+    Raises:
+        SessionNotAttachableError: The session is archived, terminated, or belongs to another agent.
+    """
+    async with agent.credentials.get_async_client() as client:
+        session = await client.beta.sessions.retrieve(session_id)
+    console_url = str(agent.console_url(session_id))
+    problem = None
+    if session.archived_at is not None or session.status == "terminated":
+        problem = "is archived" if session.archived_at is not None else "is terminated"
+    elif session.agent.id != agent.agent_id:
+        problem = f"belongs to agent {session.agent.id}, not to this block's agent {agent.agent_id}"
+    if problem:
+        raise SessionNotAttachableError(
+            f"Cannot re-attach: the session {problem}; run without session_id to start a new one",
+            session_id=session_id,
+            console_url=console_url,
+        )
+    return await _announce(agent, session_id, reattached=True)
 
 
 class PrefectObserver(LoggingObserver):

@@ -207,7 +207,7 @@ async def test_batch_from_a_jsonl_file(agent: ManagedAgent, tmp_path: Path) -> N
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.slow
+@pytest.mark.batch200
 async def test_two_hundred_items_in_one_flow_run(
     agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -257,10 +257,13 @@ class _OutageThenReal:
     real but not overloaded), so the failure is raised here; the session runs stay real.
     """
 
-    def __init__(self, *, fail_before: int = 0, fail_after: int = 0) -> None:
+    def __init__(
+        self, *, fail_before: int = 0, fail_after: int = 0, archive: anthropic.Anthropic | None = None
+    ):
         self.fail_before = fail_before
         self.fail_after = fail_after
-        self.calls = 0
+        self.archive = archive  # archive the session before the outage (as a crash hook would)
+        self.calls: list[dict[str, Any]] = []
 
     @staticmethod
     def outage() -> httpx.HTTPStatusError:
@@ -271,43 +274,64 @@ class _OutageThenReal:
         real = arun_agent_session.with_options(**options)
 
         async def call(**kwargs: Any) -> Any:
-            self.calls += 1
-            if self.calls <= self.fail_before:
+            self.calls.append(kwargs)
+            if len(self.calls) <= self.fail_before:
                 raise self.outage()
             state = await real(**kwargs)
-            if self.calls <= self.fail_after:
+            if len(self.calls) <= self.fail_after:
+                if self.archive is not None:
+                    self.archive.beta.sessions.archive((await state.aresult()).session_id)
                 raise self.outage()
             return state
 
         return call
 
 
-async def test_prefect_outage_before_a_session_is_retried_after_one_is_not(
-    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def run_one(tmp_path: Path, agent: ManagedAgent, stand_in: _OutageThenReal, reply: str) -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flows.batch, "arun_agent_session", stand_in)
+        _, result = await run_batch(
+            agent=agent,
+            items=[scenario(reply=reply, outputs=[{"name": "o.txt", "size": 7}])],
+            output_dir=str(tmp_path / reply),
+            concurrency_limit_name=limit_name(),
+        )
+    (item,) = result.items
+    return item
+
+
+async def test_prefect_outage_before_a_session_is_retried_with_a_new_one(
+    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     before = _OutageThenReal(fail_before=1)
-    monkeypatch.setattr(flows.batch, "arun_agent_session", before)
     emulator.control.clear_requests()
-    _, result = await run_batch(
-        agent=agent,
-        items=[scenario(reply="x")],
-        output_dir=str(tmp_path / "a"),
-        concurrency_limit_name=limit_name(),
-    )
-    (item,) = result.items
-    assert (item.state, item.attempts, before.calls) == ("completed", 2, 2)
+    item = await run_one(tmp_path, agent, before, "a")
+    assert (item.state, item.attempts, len(before.calls)) == ("completed", 2, 2)
+    assert [c["session_id"] for c in before.calls] == [None, None]
     assert created_sessions(emulator) == 1
 
+
+async def test_prefect_outage_after_the_session_started_re_attaches_to_it(
+    agent: ManagedAgent, emulator: EmulatorServer, sdk: anthropic.Anthropic, tmp_path: Path
+) -> None:
     after = _OutageThenReal(fail_after=1)
-    monkeypatch.setattr(flows.batch, "arun_agent_session", after)
     emulator.control.clear_requests()
-    _, result = await run_batch(
-        agent=agent,
-        items=[scenario(reply="y")],
-        output_dir=str(tmp_path / "b"),
-        concurrency_limit_name=limit_name(),
-    )
-    (item,) = result.items
-    assert (item.state, item.attempts, after.calls) == ("failed", 1, 1)
-    assert item.error_type == "HTTPStatusError" and item.session_id is not None
-    assert created_sessions(emulator) == 1  # the session it found was not paid for twice
+    item = await run_one(tmp_path, agent, after, "b")
+    assert (item.state, item.attempts, len(after.calls)) == ("completed", 2, 2)
+    assert created_sessions(emulator) == 1  # the second attempt took over the first one's session
+    assert after.calls[1]["session_id"] == item.session_id
+    assert item.result is not None and item.result.final_message.startswith("b")
+    assert (tmp_path / "b" / item.key / "o.txt").stat().st_size == 7
+    sent = list(sdk.beta.sessions.events.list(item.session_id, types=["user.message"]))
+    assert len(sent) == 1  # the prompt was not sent again
+
+
+async def test_prefect_outage_after_a_crash_hook_archived_the_session_starts_a_new_one(
+    agent: ManagedAgent, emulator: EmulatorServer, sdk: anthropic.Anthropic, tmp_path: Path
+) -> None:
+    archived = _OutageThenReal(fail_after=1, archive=sdk)
+    emulator.control.clear_requests()
+    item = await run_one(tmp_path, agent, archived, "c")
+    assert (item.state, item.attempts) == ("completed", 2)
+    assert archived.calls[1]["session_id"] is None  # an archived session cannot be taken over
+    assert created_sessions(emulator) == 2
