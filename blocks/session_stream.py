@@ -10,7 +10,9 @@ but only if it comes *after* our kickoff was processed (the start race: a sessio
 stale idle before its first ``running``). The history decides that: it is the service's own
 order, so an idle counts only when the history lists it after the processed echo of our kickoff
 (or after a ``session.status_running`` that follows our kickoff). An idle first seen on the
-stream is checked against the history; a stale, stream-only idle never appears there.
+stream is checked against the history; a stale, stream-only idle never appears there. Once our
+kickoff is known to be processed (its processed echo on the stream, or the history), that check
+is one newest-first page, so ending a turn costs the same for 20 events or 20,000.
 ``session.status_terminated`` / ``session.deleted`` end the loop always, even when already seen.
 
 No Prefect here: callers pass an observer for logs, progress and Prefect events.
@@ -47,6 +49,8 @@ MAX_FAILED_CONNECTIONS = 5
 IDLE_CHECK_READS = 4
 IDLE_CHECK_PAUSE = 0.1
 """An idle first seen on the stream is checked against up to this many history reads."""
+TAIL_READ_SIZE = 100
+"""Newest events read (descending) to confirm that a stream idle is persisted."""
 INTERRUPT_GRACE_SECONDS = 15.0
 """How long to wait for the session to go idle after our own ``user.interrupt``."""
 
@@ -161,6 +165,7 @@ class StreamStats:
     connections: int = 0
     reconnects: int = 0
     history_reads: int = 0
+    tail_reads: int = 0
     duplicates_skipped: int = 0
     confirmations_sent: int = 0
     custom_results_sent: int = 0
@@ -177,6 +182,8 @@ class _Tracked:
     requires_action_seen: set[str] = field(default_factory=set)
     last_status: str | None = None
     saw_user_kickoff: bool = False
+    armed: bool = False
+    """Our kickoff is known to be processed (history or stream order): later idles end the turn."""
 
 
 class SessionStream:
@@ -365,9 +372,11 @@ class SessionStream:
                     kickoff_at = index if kickoff_at is None else kickoff_at
                     if armed_at is None and getattr(event, "processed_at", None) is not None:
                         armed_at = index
+                        self._state.armed = True
             elif kind == "session.status_running":
                 if armed_at is None and kickoff_at is not None:
                     armed_at = index
+                    self._state.armed = True
                 if new:
                     await self._status("running", event)
             elif kind == "session.status_rescheduled":
@@ -386,13 +395,17 @@ class SessionStream:
                 return found
         if pending:
             # Answers may come later in the same history, so decide once the read is complete.
-            unanswered = [i for i in pending if i not in self._state.answered]
-            if unanswered:
-                if pending_event.id not in self._state.requires_action_seen:
-                    self._state.requires_action_seen.add(pending_event.id)
-                    await self._status("requires-action", pending_event)
-                await self._answer_pending(unanswered)
+            await self._requires_action(pending, pending_event)
         return found
+
+    async def _requires_action(self, pending: list[str], event: Any) -> None:
+        """Report a ``requires_action`` idle once and answer its calls that are still open."""
+        unanswered = [i for i in pending if i not in self._state.answered]
+        if unanswered:
+            if event.id not in self._state.requires_action_seen:
+                self._state.requires_action_seen.add(event.id)
+                await self._status("requires-action", event)
+            await self._answer_pending(unanswered)
 
     async def _on_stream_event(self, event: Any) -> None:
         kind = str(getattr(event, "type", "") or "")
@@ -404,28 +417,64 @@ class SessionStream:
                 f"(id {getattr(event, 'id', None)!r}); cannot tell what happened."
             )
         new = self._note(event, kind, from_history=False)
+        if (
+            kind in _USER_KICKOFF_TYPES
+            and getattr(event, "processed_at", None) is not None
+            and self._is_kickoff(str(getattr(event, "id", "") or ""))
+        ):
+            # The processed echo of our kickoff: whatever this stream sends after it was
+            # processed after it (the echo repeats a known id, so newness does not matter).
+            self._state.armed = True
         if kind in ("session.status_terminated", "session.deleted"):
             await self._finish_terminated(event, kind)  # terminal even when already seen
         elif kind == "session.status_idle" and new:
-            await self._verify_idle(str(getattr(event, "id", "") or ""))
+            await self._verify_idle(event)
         elif kind == "session.status_running" and new:
             await self._status("running", event)
         elif kind == "session.status_rescheduled" and new:
             await self._status("rescheduled", event)
 
-    async def _verify_idle(self, event_id: str) -> None:
+    async def _verify_idle(self, event: Any) -> None:
         """Let the history judge an idle first seen on the stream.
 
-        A real idle is persisted, and the history says whether it comes after our kickoff was
-        processed; a stale, stream-only idle (the start race) never shows up there. The history
-        may lag the stream briefly, hence a few reads.
+        A real idle is persisted; a stale, stream-only idle (the start race) never shows up in
+        the history. Once our kickoff is known to be processed, an idle this stream delivers
+        later came after it, so finding it among the newest events is enough (one short read,
+        whatever the session's length). Before that, the whole history decides whether the idle
+        comes after our kickoff. The history may lag the stream briefly, hence a few reads.
         """
+        event_id = str(getattr(event, "id", "") or "")
         for attempt in range(IDLE_CHECK_READS):
-            found = await self._reconcile(look_for=event_id)
+            if self._state.armed:
+                found, complete = await self._in_newest_events(event_id)
+                if found:
+                    await self._on_idle_in_order(event)
+                    return
+                if not complete:  # more than a page came after it: read the whole history
+                    found = await self._reconcile(look_for=event_id)
+            else:
+                found = await self._reconcile(look_for=event_id)
             if found or self._end is not None:
                 return
             await asyncio.sleep(IDLE_CHECK_PAUSE * (attempt + 1))
         logger.debug("session %s: idle %s is not in the history; ignoring it", self.session_id, event_id)
+
+    async def _in_newest_events(self, event_id: str) -> tuple[bool, bool]:
+        """Whether ``event_id`` is among the newest events; and whether that read saw them all."""
+        self.stats.tail_reads += 1
+        page = await self.client.beta.sessions.events.list(
+            self.session_id, limit=TAIL_READ_SIZE, order="desc"
+        )
+        found = any(str(getattr(e, "id", "") or "") == event_id for e in page.data)
+        return found, not page.has_next_page()
+
+    async def _on_idle_in_order(self, event: Any) -> None:
+        """An idle that came after our kickoff was processed: the turn ends or tools wait."""
+        reason = getattr(event, "stop_reason", None)
+        if getattr(reason, "type", None) == "requires_action":
+            await self._requires_action([str(i) for i in (getattr(reason, "event_ids", None) or [])], event)
+        else:
+            await self._finish_on_idle(event)
 
     # --- per event ---------------------------------------------------------------------------
 

@@ -57,6 +57,28 @@ async def test_drop_every_25_events_over_2000_events_has_no_gap_and_no_duplicate
     assert len(drops) >= 10
 
 
+async def test_the_end_of_a_long_turn_is_confirmed_by_a_short_read_not_the_whole_history(
+    emulator: EmulatorServer,
+    client: anthropic.Anthropic,
+    async_client: anthropic.AsyncAnthropic,
+    remote_agent: RemoteAgent,
+) -> None:
+    session_id = _new_session(client, remote_agent)
+    engine = SessionStream(
+        async_client, session_id, kickoff=[message(scenario(stream={"count": 3000}, reply="long"))]
+    )
+    emulator.control.clear_requests()
+    end = await engine.run()
+    reads = [r for r in emulator.control.requests() if r["method"] == "GET" and r["path"].endswith("/events")]
+    history = history_ids(client, session_id)
+    assert (end.kind, end.stop_reason, end.event_id) == ("idle", "end_turn", history[-1])
+    assert sorted(engine.transcript.event_ids) == sorted(history)
+    # One history read when the stream opened (the kickoff was not processed yet), then one
+    # newest-first page to confirm the idle: never the 3,000 events again.
+    assert (engine.stats.history_reads, engine.stats.tail_reads) == (1, 1)
+    assert [r["query"] for r in reads] == ["limit=1000&order=asc", "limit=100&order=desc"]
+
+
 async def test_start_race_stale_idle_is_not_the_end(
     client: anthropic.Anthropic, async_client: anthropic.AsyncAnthropic, remote_agent: RemoteAgent
 ) -> None:
