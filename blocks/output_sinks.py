@@ -45,6 +45,47 @@ TEMP_PREFIX = f"{RESERVED_PREFIX}-tmp-"
 """Prefix of staging and partial files (never a sanitized output name, which cannot start so)."""
 
 
+def partial_prefix() -> str:
+    """Prefix of this process's partial files: ``TEMP_PREFIX`` plus the process id.
+
+    A process killed mid-download (SIGKILL, a cancelled run) cannot delete its partial file;
+    the pid lets :func:`remove_orphaned_partials` tell such leftovers from a live writer's files.
+    """
+    return f"{TEMP_PREFIX}{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphaned_partials(folder: Path) -> list[Path]:
+    """Delete partial files that processes which no longer run left in ``folder``.
+
+    Looks at ``folder`` and its records folder (not deeper); files of live processes and
+    files without a pid in their name are kept.
+
+    Returns:
+        The deleted files.
+    """
+    removed: list[Path] = []
+    for place in (folder, folder / RECORDS_DIR):
+        if not place.is_dir():
+            continue
+        for path in place.glob(f"{TEMP_PREFIX}*"):
+            pid, _, _ = path.name.removeprefix(TEMP_PREFIX).partition("-")
+            if pid.isdigit() and not _process_alive(int(pid)) and path.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
 class OutputRecord(BaseModel):
     """What a destination remembers about a file it received."""
 
@@ -107,6 +148,7 @@ class LocalDirectorySink(OutputSink):
         self.directory = Path(os.path.realpath(directory))
         self.staging_dir = self.directory
         self.records = self.directory / RECORDS_DIR
+        remove_orphaned_partials(self.directory)  # left by an earlier run that was killed
 
     def _target(self, name: str) -> Path:
         return contained_path(self.directory, name)
@@ -154,7 +196,7 @@ class LocalDirectorySink(OutputSink):
         """Write the record atomically (temporary file, then rename)."""
         self.records.mkdir(exist_ok=True)
         path = self.records / f"{check_file_id(record.file_id)}.json"
-        fd, tmp = tempfile.mkstemp(dir=self.records, prefix=TEMP_PREFIX)
+        fd, tmp = tempfile.mkstemp(dir=self.records, prefix=partial_prefix())
         try:
             async with await anyio.open_file(fd, "w") as fh:
                 await fh.write(record.model_dump_json())

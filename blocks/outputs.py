@@ -36,7 +36,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from .exceptions import OutputError, OutputIntegrityError
 from .output_paths import ServerFile, plan_output_names
-from .output_sinks import CHUNK_BYTES, TEMP_PREFIX, OutputRecord, OutputSink, open_sink
+from .output_sinks import CHUNK_BYTES, OutputRecord, OutputSink, open_sink, partial_prefix
 from .results import OutputFile
 from .transient import is_transient_error
 
@@ -123,7 +123,7 @@ async def _stream_to_staging(
 
     The staging file is deleted when the attempt fails for any reason.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=staging_dir, prefix=TEMP_PREFIX, suffix=".part")
+    fd, tmp_name = tempfile.mkstemp(dir=staging_dir, prefix=partial_prefix(), suffix=".part")
     staged = Path(tmp_name)
     digest = hashlib.sha256()
     size = 0

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 SESSION_LABEL = "managed-agents.session-id"
 """Flow-run label that carries the session id (cancel/crash hooks read it)."""
+FLOW_RUN_METADATA_KEY = "prefect_flow_run_id"
+"""Session metadata key naming the flow run that started the session (the sweeper and hooks read it)."""
 
 CREATE_TOKEN_KEY = "prefect_create_token"
 """Session metadata key holding a one-time token, to find a create whose answer was lost."""

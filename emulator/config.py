@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class FaultConfig(BaseModel):
@@ -42,6 +42,11 @@ class FaultConfig(BaseModel):
     commit_then_drop_times: int = Field(
         default=1, ge=0, description="How many matching requests get committed-then-dropped."
     )
+    slow_answers: list[str] = Field(
+        default_factory=list,
+        description="'METHOD path-substring SECONDS' rules, e.g. 'POST /v1/sessions 3': process matching "
+        "requests at once, then hold their answer this long (a client gone meanwhile never sees it).",
+    )
     slow_download_bytes_per_second: int | None = Field(
         default=None, ge=1, description="Throttle file downloads to this rate."
     )
@@ -49,6 +54,15 @@ class FaultConfig(BaseModel):
         default=None, ge=0, description="Cut file download bodies after this many bytes."
     )
     cut_download_times: int = Field(default=1, ge=0, description="How many downloads get cut.")
+
+    @field_validator("slow_answers")
+    @classmethod
+    def _check_slow_answers(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            parts = rule.split()
+            if len(parts) != 3 or not parts[2].replace(".", "", 1).isdigit():
+                raise ValueError(f"slow_answers rule {rule!r} must read 'METHOD path-substring SECONDS'")
+        return rules
 
 
 class EmulatorConfig(BaseModel):

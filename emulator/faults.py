@@ -9,6 +9,8 @@ request log (``RequestRecord.injected``). Modes, all off by default:
   are not counted); the client sees an incomplete chunked body.
 * ``commit_then_drop``: process matching requests, then send the response head and half
   of the body and break the connection, so a client retry repeats a committed write.
+* ``slow_answers``: process matching requests, then hold the answer for a number of seconds
+  (cancelling a client in that window leaves a committed write it never heard about).
 * ``slow_download_bytes_per_second`` / ``cut_download_after_bytes``: throttle, or break
   after N bytes, the bodies of ``GET /v1/files/{id}/content``.
 
@@ -83,6 +85,14 @@ class FaultInjector:
                 return True
         return False
 
+    def answer_delay(self, method: str, path: str) -> float:
+        """Seconds to hold the answer of this request (0 when no ``slow_answers`` rule matches)."""
+        for rule in self.config.slow_answers:
+            rule_method, fragment, seconds = rule.split()
+            if rule_method.upper() == method and fragment in path:
+                return float(seconds)
+        return 0.0
+
     def take_download_cut(self) -> int | None:
         """Return the byte count after which to cut this download, or ``None``."""
         limit = self.config.cut_download_after_bytes
@@ -136,6 +146,8 @@ class FaultMiddleware:
             wrapped = self._drop_stream(scope, send, cfg.drop_stream_after_events)
         elif injector.take_commit_then_drop(method, path):
             wrapped = self._commit_then_drop(scope, send)
+        elif delay := injector.answer_delay(method, path):
+            wrapped = self._hold_answer(scope, send, delay)
         elif method == "GET" and _DOWNLOAD_PATH.match(path):
             cut = injector.take_download_cut()
             rate = cfg.slow_download_bytes_per_second
@@ -186,6 +198,17 @@ class FaultMiddleware:
             await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
             _note(scope, "commit_then_drop")
             raise _DropConnection
+
+        return wrapper
+
+    @staticmethod
+    def _hold_answer(scope: Scope, send: Send, seconds: float) -> Send:
+        _note(scope, "slow_answer")
+
+        async def wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await asyncio.sleep(seconds)
+            await send(message)
 
         return wrapper
 

@@ -386,17 +386,19 @@ def batch_table(result: BatchResult) -> list[dict[str, Any]]:
 async def acleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> list[str | None]:
     """Interrupt and archive the sessions of a batch's item runs (async form of the hook).
 
-    Runs in the worker's or runner's hook process: the session ids come from the item runs'
-    ``managed-agents.session-id`` labels, and each item is cleaned up by the single-session
-    hook (which never raises).
+    Runs in the worker's or runner's hook process: each item run that neither completed nor failed is
+    cleaned up by the single-session hook (label or metadata; it never raises).
 
     Returns:
-        The outcome per labelled item run.
+        The outcome per item run that did not complete.
     """
     children = await read_child_runs(UUID(str(flow_run.id)))
-    labelled = [c for c in children if (c.labels or {}).get(SESSION_LABEL)]
-    flow_run_logger(flow_run, flow).info("Cleaning up %d item session(s) of this batch", len(labelled))
-    return list(await asyncio.gather(*(acleanup_session(flow, child, state) for child in labelled)))
+    # Completed and failed items are done with their sessions (idle, kept for inspection).
+    unfinished = [
+        c for c in children if c.state is None or not (c.state.is_completed() or c.state.is_failed())
+    ]
+    flow_run_logger(flow_run, flow).info("Cleaning up the sessions of %d item run(s)", len(unfinished))
+    return list(await asyncio.gather(*(acleanup_session(flow, child, state) for child in unfinished)))
 
 
 def cleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> None:

@@ -8,13 +8,17 @@ name, a ``$ref`` to a block document, or a serialized saved block).
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import anthropic
 from prefect.logging.loggers import flow_run_logger
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from blocks.agent import ManagedAgent
-from blocks.session_run import SESSION_LABEL, ainterrupt_and_archive
+from blocks.output_sinks import remove_orphaned_partials
+from blocks.session_run import FLOW_RUN_METADATA_KEY, SESSION_LABEL, ainterrupt_and_archive
 
 
 async def _load_agent(parameter: Any) -> ManagedAgent | None:
@@ -36,24 +40,58 @@ async def _load_agent(parameter: Any) -> ManagedAgent | None:
     return None
 
 
+async def _session_started_by(
+    client: anthropic.AsyncAnthropic, agent: ManagedAgent, flow_run: Any
+) -> str | None:
+    """The session whose metadata names this flow run (created since the run started), if any."""
+    since = getattr(flow_run, "start_time", None) or getattr(flow_run, "created", None)
+    if since is None:
+        return None
+    async for session in client.beta.sessions.list(
+        agent_id=agent.agent_id, created_at_gte=since - timedelta(minutes=1), limit=100
+    ):
+        if (session.metadata or {}).get(FLOW_RUN_METADATA_KEY) == str(flow_run.id):
+            return str(session.id)
+    return None
+
+
 async def acleanup_session(flow: Any, flow_run: Any, state: Any) -> str | None:
-    """Interrupt, then archive, the session named by the flow run's label (async form).
+    """Interrupt, then archive, the session of a flow run, and remove its partial downloads.
+
+    The session is the one the flow run's label names or, when the run stopped before labelling
+    itself, the one whose metadata names the run. Never raises.
 
     Returns:
-        What happened (``archived``, ``already-archived``, ``missing``), or None when there was
-        nothing to do or it could not be done (logged, never raised).
+        What happened to the session (``archived``, ``already-archived``, ``missing``), or None
+        when there was nothing to do or it could not be done (logged).
     """
+    try:
+        return await _archive_session(flow, flow_run, state)
+    finally:
+        try:
+            remove_partial_outputs(flow_run)
+        except OSError as exc:
+            flow_run_logger(flow_run, flow).warning("Could not remove partial downloads: %s", exc)
+
+
+async def _archive_session(flow: Any, flow_run: Any, state: Any) -> str | None:
+    """The session part of :func:`acleanup_session`."""
     logger = flow_run_logger(flow_run, flow)
     session_id = (getattr(flow_run, "labels", None) or {}).get(SESSION_LABEL)
-    if not session_id:
-        logger.info("No managed-agents session label on this flow run; nothing to clean up")
-        return None
     try:
-        agent = await _load_agent((flow_run.parameters or {}).get("agent"))
+        agent = await _load_agent((getattr(flow_run, "parameters", None) or {}).get("agent"))
         if agent is None:
-            logger.warning("Cannot rebuild the agent block to clean up session %s", session_id)
+            if session_id:
+                logger.warning("Cannot rebuild the agent block to clean up session %s", session_id)
             return None
         async with agent.credentials.get_async_client() as client:
+            if not session_id:
+                # Stopped between the create and the label (e.g. cancelled while the create's
+                # answer was on its way): the session's metadata names this flow run.
+                session_id = await _session_started_by(client, agent, flow_run)
+                if session_id is None:
+                    logger.info("This flow run started no managed-agents session; nothing to clean up")
+                    return None
             outcome = await ainterrupt_and_archive(client, str(session_id), logger=logger)
     except Exception as exc:  # a hook must never raise; say what failed instead
         logger.error("Could not interrupt and archive session %s: %s", session_id, type(exc).__name__)
@@ -61,6 +99,15 @@ async def acleanup_session(flow: Any, flow_run: Any, state: Any) -> str | None:
     state_name = getattr(state, "name", "?")
     logger.info("Session %s %s after the flow run became %s", session_id, outcome, state_name)
     return outcome
+
+
+def remove_partial_outputs(flow_run: Any) -> None:
+    """Delete the partial downloads a killed flow-run process left in its local output folder."""
+    output_dir = (getattr(flow_run, "parameters", None) or {}).get("output_dir")
+    if isinstance(output_dir, str) and output_dir and "://" not in output_dir:
+        removed = remove_orphaned_partials(Path(output_dir))
+        if removed:
+            flow_run_logger(flow_run).info("Removed %d partial download(s) from %s", len(removed), output_dir)
 
 
 def cleanup_session(flow: Any, flow_run: Any, state: Any) -> None:

@@ -32,11 +32,8 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks.credentials import AnthropicCredentials
-from blocks.session_run import ainterrupt_and_archive
+from blocks.session_run import FLOW_RUN_METADATA_KEY, ainterrupt_and_archive
 from tasks.events import emit_managed_agents_event
-
-FLOW_RUN_METADATA_KEY = "prefect_flow_run_id"
-"""Session metadata key naming the flow run that started the session (see tasks/sessions.py)."""
 
 FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 """Prefect state types after which a flow run never touches its session again."""

@@ -51,6 +51,10 @@ def emulator(
         list[str] | None,
         typer.Option(help="'METHOD /path' to commit then drop the response (repeatable)."),
     ] = None,
+    slow_answer: Annotated[
+        list[str] | None,
+        typer.Option(help="'METHOD /path SECONDS': process, then hold the answer this long (repeatable)."),
+    ] = None,
     slow_download: Annotated[
         int | None, typer.Option(help="Throttle downloads to this many bytes per second.")
     ] = None,
@@ -77,6 +81,7 @@ def emulator(
             fail_statuses=[int(s) for s in fail_statuses.split(",") if s.strip()],
             retry_after_seconds=retry_after,
             commit_then_drop=commit_then_drop or [],
+            slow_answers=slow_answer or [],
             slow_download_bytes_per_second=slow_download,
             cut_download_after_bytes=cut_download_after,
         ),

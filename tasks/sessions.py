@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from blocks.exceptions import SessionNotAttachableError
 from blocks.session_run import (
+    FLOW_RUN_METADATA_KEY,
     SESSION_LABEL,
     LoggingObserver,
     SessionRunReport,
@@ -86,7 +87,7 @@ async def create_session(
         The session id.
     """
     metadata = {
-        "prefect_flow_run_id": str(prefect.runtime.flow_run.id or ""),
+        FLOW_RUN_METADATA_KEY: str(prefect.runtime.flow_run.id or ""),
         "prefect_task_run_id": str(prefect.runtime.task_run.id or ""),
         "prefect_deployment_id": str(prefect.runtime.deployment.id or ""),
         "prefect_block": str(getattr(agent, "_block_document_name", None) or ""),

@@ -140,6 +140,25 @@ def test_commit_then_drop_makes_the_sdk_retry_create_a_duplicate(
     assert len(list(client.beta.sessions.list())) == 3
 
 
+def test_slow_answer_commits_first_and_answers_late(
+    client: anthropic.Anthropic, emulator: EmulatorServer
+) -> None:
+    agent = client.beta.agents.create(name="late", model="claude-opus-4-8")
+    env = client.beta.environments.create(
+        name="late-env", config={"type": "cloud", "networking": {"type": "unrestricted"}}
+    )
+    emulator.control.set_faults(slow_answers=["POST /v1/sessions 1.5"])
+    impatient = client.with_options(max_retries=0, timeout=0.5)
+    with pytest.raises(anthropic.APITimeoutError):
+        impatient.beta.sessions.create(agent=agent.id, environment_id=env.id, title="unheard")
+    assert [s.title for s in client.beta.sessions.list()] == ["unheard"]  # committed all the same
+    started = time.monotonic()
+    client.beta.agents.retrieve(agent.id)  # other requests answer at once
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(ValueError, match="METHOD path-substring SECONDS"):
+        FaultConfig(slow_answers=["POST /v1/sessions"])
+
+
 def test_slow_download(client: anthropic.Anthropic, emulator: EmulatorServer) -> None:
     data = bytes(range(256)) * 80  # 20 kB
     upload = client.beta.files.upload(file=("slow.bin", data, "application/octet-stream"))

@@ -12,10 +12,13 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from blocks.exceptions import OutputError, UnsafeOutputPathError
 from blocks.output_sinks import (
     RECORDS_DIR,
+    TEMP_PREFIX,
     FileSystemBlockSink,
     LocalDirectorySink,
     OutputRecord,
     open_sink,
+    partial_prefix,
+    remove_orphaned_partials,
 )
 
 
@@ -125,3 +128,30 @@ async def test_remote_filesystem_block_streams_and_verifies(tmp_path: Path) -> N
     staging = sink.staging_dir
     await sink.aclose()
     assert not staging.exists()
+
+
+def test_partials_of_dead_processes_are_removed_and_a_live_writers_are_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(done.stdout)
+    (tmp_path / RECORDS_DIR).mkdir()
+    dead = [
+        tmp_path / f"{TEMP_PREFIX}{dead_pid}-abc.part",
+        tmp_path / RECORDS_DIR / f"{TEMP_PREFIX}{dead_pid}-x",
+    ]
+    kept = [
+        tmp_path / f"{partial_prefix()}def.part",  # this (live) process is writing it
+        tmp_path / f"{TEMP_PREFIX}legacy.part",  # no pid in the name: not ours to judge
+        tmp_path / "report.md",
+    ]
+    for path in dead + kept:
+        path.write_bytes(b"x")
+    assert sorted(remove_orphaned_partials(tmp_path)) == sorted(dead)
+    assert [p for p in dead + kept if p.exists()] == kept
+    LocalDirectorySink(tmp_path)  # opening the folder also sweeps (nothing left to remove now)
+    assert partial_prefix() == f"{TEMP_PREFIX}{os.getpid()}-"
