@@ -32,6 +32,14 @@ def _statuses(emulator: EmulatorServer, count: int) -> list[int]:
         return [http.get("/v1/sessions").status_code for _ in range(count)]
 
 
+def _agent_and_environment(client: anthropic.Anthropic, name: str) -> tuple[Any, Any]:
+    agent = client.beta.agents.create(name=name, model="claude-opus-4-8")
+    env = client.beta.environments.create(
+        name=f"{name}-env", config={"type": "cloud", "networking": {"type": "unrestricted"}}
+    )
+    return agent, env
+
+
 def test_everything_is_off_by_default(client: anthropic.Anthropic, emulator: EmulatorServer) -> None:
     faults = httpx.get(f"{emulator.url}/_emulator/faults").json()
     assert faults == FaultConfig().model_dump()
@@ -123,10 +131,7 @@ def test_stream_dropped_after_k_events(client: anthropic.Anthropic, emulator: Em
 def test_commit_then_drop_makes_the_sdk_retry_create_a_duplicate(
     client: anthropic.Anthropic, emulator: EmulatorServer
 ) -> None:
-    agent = client.beta.agents.create(name="dup", model="claude-opus-4-8")
-    env = client.beta.environments.create(
-        name="dup-env", config={"type": "cloud", "networking": {"type": "unrestricted"}}
-    )
+    agent, env = _agent_and_environment(client, "dup")
     emulator.control.set_faults(commit_then_drop=["POST /v1/sessions"], commit_then_drop_times=1)
     created = client.beta.sessions.create(agent=agent.id, environment_id=env.id, title="once")
     titles = [s.title for s in client.beta.sessions.list()]
@@ -143,10 +148,7 @@ def test_commit_then_drop_makes_the_sdk_retry_create_a_duplicate(
 def test_slow_answer_commits_first_and_answers_late(
     client: anthropic.Anthropic, emulator: EmulatorServer
 ) -> None:
-    agent = client.beta.agents.create(name="late", model="claude-opus-4-8")
-    env = client.beta.environments.create(
-        name="late-env", config={"type": "cloud", "networking": {"type": "unrestricted"}}
-    )
+    agent, env = _agent_and_environment(client, "late")
     emulator.control.set_faults(slow_answers=["POST /v1/sessions 1.5"])
     impatient = client.with_options(max_retries=0, timeout=0.5)
     with pytest.raises(anthropic.APITimeoutError):

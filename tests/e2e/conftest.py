@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,3 +194,13 @@ async def run_deployment_via_api(
     deployment = await api.read_deployment_by_name(name)
     created = await api.create_flow_run_from_deployment(deployment.id, parameters=parameters)
     return await wait_for(api, created.id, server)
+
+
+async def deploy_block(api: PrefectClient, server: PrefectServer, spec: str, prefix: str) -> str:
+    """Run the setup deployment for ``spec`` and return the name of the block it saved."""
+    block_name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    setup = await run_deployment_via_api(
+        api, server, "deploy-agent/setup", {"spec": spec, "block_name": block_name}
+    )
+    assert setup.state is not None and setup.state.is_completed(), f"{setup.state}\n{worker_log(server)}"
+    return block_name

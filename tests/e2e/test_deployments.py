@@ -27,7 +27,7 @@ from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY
 from flows.sweep import FLOW_RUN_METADATA_KEY
 from tests.conftest import TEST_API_KEY
-from tests.e2e.conftest import PrefectServer, run_deployment_via_api, wait_for, worker_log
+from tests.e2e.conftest import PrefectServer, deploy_block, run_deployment_via_api, wait_for, worker_log
 from tests.integration.session_helpers import scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -55,14 +55,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
     assert nightly.pull_steps and "set_working_directory" in json.dumps(nightly.pull_steps)
 
     # 1. The setup deployment creates the agent and saves the block.
-    block_name = f"e2e-writer-{uuid.uuid4().hex[:6]}"
-    setup = await run_deployment_via_api(
-        api,
-        deployed,
-        "deploy-agent/setup",
-        {"spec": "flows/specs/example-agent.yaml", "block_name": block_name},
-    )
-    assert setup.state is not None and setup.state.is_completed(), f"{setup.state}\n{worker_log(deployed)}"
+    block_name = await deploy_block(api, deployed, "flows/specs/example-agent.yaml", "e2e-writer")
     block = await api.read_block_document_by_name(block_name, block_type_slug="managed-agent")
     agent_id = block.data["agent_id"]
     assert sdk.beta.agents.retrieve(agent_id).version == block.data["version"]
@@ -149,14 +142,7 @@ async def test_cancelling_a_batch_archives_its_running_sessions(
     deployed: PrefectServer, api: PrefectClient, e2e_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
-    block_name = f"e2e-batch-{uuid.uuid4().hex[:6]}"
-    setup = await run_deployment_via_api(
-        api,
-        deployed,
-        "deploy-agent/setup",
-        {"spec": "flows/specs/example-agent.yaml", "block_name": block_name},
-    )
-    assert setup.state is not None and setup.state.is_completed(), worker_log(deployed)
+    block_name = await deploy_block(api, deployed, "flows/specs/example-agent.yaml", "e2e-batch")
     deployment = await api.read_deployment_by_name("run-agent-batch/nightly")
     created = await api.create_flow_run_from_deployment(
         deployment.id,

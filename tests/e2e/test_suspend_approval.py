@@ -25,7 +25,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from emulator import EmulatorServer
 from tests.conftest import TEST_API_KEY
-from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, run_deployment_via_api, wait_for, worker_log
+from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
 from tests.integration.session_helpers import scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -86,14 +86,7 @@ async def test_suspended_approval_releases_the_worker_and_resumes_the_same_sessi
     deployed: PrefectServer, api: PrefectClient, e2e_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
-    block_name = f"e2e-approval-{uuid.uuid4().hex[:6]}"
-    setup = await run_deployment_via_api(
-        api,
-        deployed,
-        "deploy-agent/setup",
-        {"spec": str(_spec_with_bash_on_ask(tmp_path)), "block_name": block_name},
-    )
-    assert setup.state is not None and setup.state.is_completed(), f"{setup.state}\n{worker_log(deployed)}"
+    block_name = await deploy_block(api, deployed, str(_spec_with_bash_on_ask(tmp_path)), "e2e-approval")
 
     out = tmp_path / "out"
     deployment = await api.read_deployment_by_name("run-agent-session/on-demand")
