@@ -55,6 +55,17 @@ INTERRUPT_GRACE_SECONDS = 15.0
 """How long to wait for the session to go idle after our own ``user.interrupt``."""
 
 _USER_KICKOFF_TYPES = frozenset({"user.message", "user.define_outcome"})
+_USER_EVENT_TYPES = frozenset(
+    {
+        "user.message",
+        "user.define_outcome",
+        "user.interrupt",
+        "user.tool_confirmation",
+        "user.custom_tool_result",
+        "user.tool_result",
+    }
+)
+"""Queued events: listed before they are processed, and may move when they are."""
 _TOOL_USE_TYPES = frozenset({"agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use"})
 _STATUS_TYPES = frozenset(
     {
@@ -165,6 +176,7 @@ class StreamStats:
     connections: int = 0
     reconnects: int = 0
     history_reads: int = 0
+    history_events_read: int = 0
     tail_reads: int = 0
     duplicates_skipped: int = 0
     confirmations_sent: int = 0
@@ -184,6 +196,8 @@ class _Tracked:
     saw_user_kickoff: bool = False
     armed: bool = False
     """Our kickoff is known to be processed (history or stream order): later idles end the turn."""
+    kickoff_seen: bool = False
+    """The history listed our kickoff (perhaps still queued): a later ``running`` arms the gate."""
 
 
 class SessionStream:
@@ -243,6 +257,7 @@ class SessionStream:
         self._state = _Tracked()
         self._kickoff_sent = False
         self._end: SessionEnd | None = None
+        self._anchor: str | None = None  # the newest persisted event handled in order
         turn_ids = [str(i) for i in turn_event_ids or []]
         if turn_ids:
             if self.kickoff:
@@ -339,36 +354,43 @@ class SessionStream:
             await asyncio.sleep(delay)
 
     async def _reconcile(self, look_for: str | None = None) -> bool:
-        """Read the whole history (ascending) and decide the gate from it.
+        """Read the history the engine has not handled yet and decide the gate from it.
 
         History order is the service's order, so it alone decides whether an idle comes after
-        our kickoff was processed. Also answers still-pending ``requires_action`` calls.
+        our kickoff was processed. The first read covers the whole history; later reads (after
+        a reconnect) only the events after the last one handled in order (the anchor), read
+        newest first until the anchor, so a reconnect costs the gap, not the session's length.
+        Also answers still-pending ``requires_action`` calls.
 
         Args:
             look_for: An event id whose presence in the history is reported.
 
         Returns:
-            True when ``look_for`` was in the history.
+            True when ``look_for`` was in the history read.
         """
         self.stats.history_reads += 1
+        events, whole = await self._unhandled_history()
         found = False
         kickoff_at: int | None = None
         armed_at: int | None = None
+        if not whole:  # every event read comes after the anchor, so after what it saw
+            if self._state.armed:
+                armed_at = -1
+            elif self._state.kickoff_seen:
+                kickoff_at = -1
         pending: list[str] = []
         pending_event: Any = None
-        page = await self.client.beta.sessions.events.list(
-            self.session_id, limit=HISTORY_PAGE_SIZE, order="asc"
-        )
-        index = -1
-        async for event in page:
-            index += 1
+        for index, event in enumerate(events):
             kind = str(getattr(event, "type", ""))
             event_id = str(getattr(event, "id", "") or "")
             if event_id and event_id == look_for:
                 found = True
             new = self._note(event, kind, from_history=True)
+            if event_id and kind not in _USER_EVENT_TYPES:
+                self._anchor = event_id  # history events never move; user events may
             if kind in _USER_KICKOFF_TYPES:
                 if self._is_kickoff(event_id):
+                    self._state.kickoff_seen = True
                     kickoff_at = index if kickoff_at is None else kickoff_at
                     if armed_at is None and getattr(event, "processed_at", None) is not None:
                         armed_at = index
@@ -398,6 +420,31 @@ class SessionStream:
             await self._requires_action(pending, pending_event)
         return found
 
+    async def _unhandled_history(self) -> tuple[list[Any], bool]:
+        """The history after the anchor in ascending order; True when that is the whole history.
+
+        Without an anchor, or when the anchor is not found, the whole history is returned.
+        """
+        if self._anchor is None:
+            page = await self.client.beta.sessions.events.list(
+                self.session_id, limit=HISTORY_PAGE_SIZE, order="asc"
+            )
+            events = [event async for event in page]
+            self.stats.history_events_read += len(events)
+            return events, True
+        newer: list[Any] = []
+        page = await self.client.beta.sessions.events.list(
+            self.session_id, limit=HISTORY_PAGE_SIZE, order="desc"
+        )
+        async for event in page:
+            self.stats.history_events_read += 1
+            if str(getattr(event, "id", "") or "") == self._anchor:
+                newer.reverse()
+                return newer, False
+            newer.append(event)
+        newer.reverse()
+        return newer, True
+
     async def _requires_action(self, pending: list[str], event: Any) -> None:
         """Report a ``requires_action`` idle once and answer its calls that are still open."""
         unanswered = [i for i in pending if i not in self._state.answered]
@@ -417,6 +464,10 @@ class SessionStream:
                 f"(id {getattr(event, 'id', None)!r}); cannot tell what happened."
             )
         new = self._note(event, kind, from_history=False)
+        event_id = str(getattr(event, "id", "") or "")
+        # A new stream event is newer than all seen; a stream idle may be stale (never persisted).
+        if new and event_id and kind not in _USER_EVENT_TYPES and kind != "session.status_idle":
+            self._anchor = event_id
         if (
             kind in _USER_KICKOFF_TYPES
             and getattr(event, "processed_at", None) is not None

@@ -54,6 +54,7 @@ async def test_stream_dropped_every_k_events_loses_and_duplicates_nothing(
         stream_cuts=drops,
         reconnects=engine.stats.reconnects,
         history_reads=engine.stats.history_reads,
+        history_events_read=engine.stats.history_events_read,
         lost=lost,
         duplicated=duplicated,
     )
@@ -62,3 +63,5 @@ async def test_stream_dropped_every_k_events_loses_and_duplicates_nothing(
     assert set(seen) == set(history), line
     assert engine.transcript.final_message == "campaign done", line
     assert drops >= 1, f"the stream was never cut: {line}"
+    # A reconnect reads the gap since the last event handled, not the whole history again.
+    assert engine.stats.history_events_read <= 2 * len(history) + 2 * engine.stats.history_reads, line
