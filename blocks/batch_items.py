@@ -215,11 +215,14 @@ class BatchItemResult(BaseModel):
     session_id: str | None = Field(
         default=None, description="The session, when one was started and is known."
     )
-    flow_run_id: str | None = Field(default=None, description="The item's Prefect flow run.")
-    cost_usd: Decimal | None = Field(default=None, description="List cost of the item's session, when known.")
-    attempts: int = Field(
-        default=0, description="Item flow runs used (more than 1 after a Prefect API outage)."
+    flow_run_id: str | None = Field(
+        default=None, description="The item's Prefect flow run (item_runs='flow')."
     )
+    task_run_id: str | None = Field(
+        default=None, description="The item's Prefect task run in the batch's flow run (item_runs='task')."
+    )
+    cost_usd: Decimal | None = Field(default=None, description="List cost of the item's session, when known.")
+    attempts: int = Field(default=0, description="Item runs used (more than 1 after a Prefect API outage).")
 
 
 class BatchResult(BaseModel):

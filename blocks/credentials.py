@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 import anthropic
+import httpx2
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
@@ -93,6 +97,7 @@ class AnthropicCredentials(CredentialsBlock):
             timeout=self.timeout,
             max_retries=self.max_retries,
             default_headers=INTEGRATION_HEADER,
+            http_client=anthropic.DefaultHttpxClient(verify=tls_context()),
         )
 
     def get_async_client(self) -> anthropic.AsyncAnthropic:
@@ -107,7 +112,19 @@ class AnthropicCredentials(CredentialsBlock):
             timeout=self.timeout,
             max_retries=self.max_retries,
             default_headers=INTEGRATION_HEADER,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=tls_context()),
         )
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS context every client of this process shares (the SDK transport's own default).
+
+    Building one loads the CA bundle, about 25 ms of CPU; each task builds its own client, and
+    a batch one per item, so a shared context keeps that cost to once per process.
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are read when the first client is built.
+    """
+    return httpx2.create_ssl_context()
 
 
 def api_unreachable_error(

@@ -125,6 +125,10 @@ class ConfirmationPolicy(BaseModel):
         "auto suspends deployment runs and pauses the others.",
     )
 
+    def asks(self) -> bool:
+        """True when some tool call may be handed to a person."""
+        return self.default == "ask" or any(self.decide(tool) == "ask" for tool in self.ask_tools)
+
     def decide(self, tool_name: str) -> Verdict:
         """Return the answer for one tool call by name (deny wins over allow, allow over ask)."""
         if tool_name in self.deny_tools:

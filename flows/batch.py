@@ -21,11 +21,12 @@ those items are reported as ``not_started``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID
 
 import anthropic
@@ -55,11 +56,13 @@ from blocks.batch_items import (
     load_batch_items,
     sum_usage,
 )
+from blocks.exceptions import ConfigurationError
 from blocks.results import SessionResult, UsageSummary
 from blocks.session_run import SESSION_LABEL
 from blocks.session_stream import ConfirmationPolicy
-from flows.hooks import acleanup_session
+from flows.hooks import acleanup_session, acleanup_task_item_sessions
 from flows.session import arun_agent_session
+from tasks.batch_item import ItemSessions, run_batch_item
 
 DEFAULT_LIMIT_NAME = "managed-agents-sessions"
 """Global concurrency limit shared by batches unless another name is given."""
@@ -75,6 +78,9 @@ AgentParam = Annotated[
     ManagedAgent | str,
     Field(description="The ManagedAgent block, or the name of a saved one (created by deploy_agent)."),
 ]
+ItemRuns = Literal["flow", "task"]
+"""How each item runs: its own ``arun_agent_session`` flow run, or one task run of the batch."""
+
 ItemsParam = Annotated[
     list[BatchItem | str] | str,
     Field(
@@ -133,6 +139,7 @@ class _BatchRun:
         ledger: SpendLedger,
         output_root: Path,
         session_options: dict[str, Any],
+        item_runs: ItemRuns = "flow",
     ) -> None:
         self.agent = agent
         self.block = block
@@ -140,6 +147,8 @@ class _BatchRun:
         self.ledger = ledger
         self.output_root = output_root
         self.session_options = session_options
+        self.item_runs = item_runs
+        self.sessions = ItemSessions()
         self.lanes = max_concurrency
         self.admission = asyncio.Lock()
         self.in_flight: set[str] = set()
@@ -153,8 +162,14 @@ class _BatchRun:
         """Current cost of the sessions of the items in flight (read from the API)."""
         if not self.in_flight:
             return Decimal(0)
-        runs = await read_child_runs(self.run_id, sorted(self.in_flight))
-        session_ids = [str(r.labels[SESSION_LABEL]) for r in runs if r.labels and r.labels.get(SESSION_LABEL)]
+        if self.item_runs == "task":
+            session_ids = self.sessions.of(self.in_flight)
+        else:
+            names = sorted(f"{self.run_name}-{key}" for key in self.in_flight)
+            runs = await read_child_runs(self.run_id, names)
+            session_ids = [
+                str(r.labels[SESSION_LABEL]) for r in runs if r.labels and r.labels.get(SESSION_LABEL)
+            ]
         if not session_ids:
             return Decimal(0)
         async with self.block.credentials.get_async_client() as client:
@@ -168,7 +183,7 @@ class _BatchRun:
                 running = await self.running_cost() if not self.ledger.closed else Decimal(0)
                 if not self.ledger.may_start(running):
                     return False
-            self.in_flight.add(self.child_name(item))
+            self.in_flight.add(str(item.key))
             return True
 
     async def run_all(self, items: list[BatchItem]) -> list[BatchItemResult]:
@@ -224,7 +239,7 @@ class _BatchRun:
         except _PrefectUnavailable as exc:
             outcome = exc.outcome.model_copy(update={"session_id": exc.outcome.session_id or reattach})
         finally:
-            self.in_flight.discard(self.child_name(item))
+            self.in_flight.discard(key)
         # No await between leaving the in-flight set and recording the cost: the session is
         # counted exactly once by any concurrent admission check.
         self.ledger.record_finished(outcome.cost_usd)
@@ -236,19 +251,11 @@ class _BatchRun:
         base = base.model_copy(update={"attempts": number})
         if session_id is not None and not await self._attachable(session_id):
             session_id = None
+            self.sessions.forget(str(item.key))
         error: BaseException | None = None
         started = datetime.now(UTC)
         try:
-            state = await arun_agent_session.with_options(flow_run_name=self.child_name(item))(
-                agent=self.agent,
-                prompt=item.prompt,
-                files=list(item.files) or None,
-                memory_stores=list(item.memory_stores) or None,
-                output_dir=str(base.output_dir),
-                session_id=session_id,
-                return_state=True,
-                **self.session_options,
-            )
+            state = await self._run(item, base.output_dir, session_id)
             outcome, error = await self._outcome(base, state)
         except Exception as exc:  # the item could not even run (e.g. Prefect API down)
             outcome = base.model_copy(
@@ -265,6 +272,37 @@ class _BatchRun:
                     outcome = outcome.model_copy(update={"session_id": found})
                 raise _PrefectUnavailable(outcome)
         return outcome
+
+    async def _run(self, item: BatchItem, output_dir: str, session_id: str | None) -> State[Any]:
+        """One attempt at the item, as its own flow run or as a task run of the batch."""
+        if self.item_runs == "task":
+            # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
+            return await cast(
+                "Awaitable[State[Any]]",
+                run_batch_item(
+                    self.block,
+                    str(item.key),
+                    item.prompt,
+                    list(item.files),
+                    list(item.memory_stores),
+                    output_dir,
+                    self.sessions,
+                    title=self.child_name(item),
+                    return_state=True,
+                    **self.session_options,
+                ),
+            )
+        state: State[Any] = await arun_agent_session.with_options(flow_run_name=self.child_name(item))(
+            agent=self.agent,
+            prompt=item.prompt,
+            files=list(item.files) or None,
+            memory_stores=list(item.memory_stores) or None,
+            output_dir=output_dir,
+            session_id=session_id,
+            return_state=True,
+            **self.session_options,
+        )
+        return state
 
     async def _attachable(self, session_id: str) -> bool:
         """False when the earlier attempt's session was archived or terminated (e.g. by a crash hook)."""
@@ -291,8 +329,16 @@ class _BatchRun:
     async def _outcome(
         self, base: BatchItemResult, state: State[Any]
     ) -> tuple[BatchItemResult, BaseException | None]:
-        child_id = state.state_details.flow_run_id
-        flow_run_id = str(child_id) if child_id else None
+        # A subflow's state names the item's flow run (and the parent's wrapper task run); a
+        # task run's state names the batch's own flow run.
+        if self.item_runs == "task":
+            child_id, task_run_id = None, state.state_details.task_run_id
+        else:
+            child_id, task_run_id = state.state_details.flow_run_id, None
+        run_ids = {
+            "flow_run_id": str(child_id) if child_id else None,
+            "task_run_id": str(task_run_id) if task_run_id else None,
+        }
         if state.is_completed():
             result = await state.aresult()
             assert isinstance(result, SessionResult)
@@ -301,12 +347,12 @@ class _BatchRun:
                     "state": "completed",
                     "result": result,
                     "session_id": result.session_id,
-                    "flow_run_id": flow_run_id,
                     "cost_usd": result.usage.cost_usd,
+                    **run_ids,
                 }
             ), None
         error = await state.aresult(raise_on_failure=False)
-        session_id = getattr(error, "session_id", None)
+        session_id = getattr(error, "session_id", None) or self.sessions.get(base.key)
         if session_id is None and child_id is not None:
             async with get_client() as prefect_client:
                 labels = (await prefect_client.read_flow_run(child_id)).labels or {}
@@ -322,8 +368,8 @@ class _BatchRun:
                 "error_type": type(error).__name__ if isinstance(error, BaseException) else state.name,
                 "error": str(error) if isinstance(error, BaseException) else (state.message or state.name),
                 "session_id": str(session_id) if session_id else None,
-                "flow_run_id": flow_run_id,
                 "cost_usd": cost,
+                **run_ids,
             }
         ), error if isinstance(error, BaseException) else None
 
@@ -386,8 +432,9 @@ def batch_table(result: BatchResult) -> list[dict[str, Any]]:
 async def acleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> list[str | None]:
     """Interrupt and archive the sessions of a batch's item runs (async form of the hook).
 
-    Runs in the worker's or runner's hook process: each item run that neither completed nor failed is
-    cleaned up by the single-session hook (label or metadata; it never raises).
+    Runs in the worker's or runner's hook process: each item flow run that neither completed nor
+    failed is cleaned up by the single-session hook (label or metadata; it never raises); with
+    ``item_runs="task"``, so is the session of each item task run that did not finish.
 
     Returns:
         The outcome per item run that did not complete.
@@ -398,7 +445,10 @@ async def acleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> list[
         c for c in children if c.state is None or not (c.state.is_completed() or c.state.is_failed())
     ]
     flow_run_logger(flow_run, flow).info("Cleaning up the sessions of %d item run(s)", len(unfinished))
-    return list(await asyncio.gather(*(acleanup_session(flow, child, state) for child in unfinished)))
+    outcomes = list(await asyncio.gather(*(acleanup_session(flow, child, state) for child in unfinished)))
+    if (getattr(flow_run, "parameters", None) or {}).get("item_runs") == "task":
+        outcomes.extend(await acleanup_task_item_sessions(flow, flow_run, state))
+    return outcomes
 
 
 def cleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> None:
@@ -421,6 +471,7 @@ async def run_agent_batch(
     confirmation_policy: ConfirmationPolicy | None = None,
     max_duration_seconds: Annotated[float | None, Field(gt=0)] = None,
     archive_when_done: bool = False,
+    item_runs: ItemRuns = "flow",
 ) -> State[BatchResult]:
     """Run one agent session per item, a few at a time, and collect every item's result.
 
@@ -441,11 +492,20 @@ async def run_agent_batch(
         confirmation_policy: How every item's session answers tool confirmations.
         max_duration_seconds: Wall-clock limit of each session.
         archive_when_done: Archive each session after its outputs were collected.
+        item_runs: ``flow`` runs each item as its own ``arun_agent_session`` flow run (its own
+            artifacts, and a person can approve its tool calls); ``task`` runs each item as one
+            task run of this flow run, for large fan-outs (several times faster, far less load on
+            the Prefect server, no per-item artifacts, no ``ask`` in the confirmation policy).
 
     Returns:
         The batch result (each item's session result or error, totals) as the state's data.
     """
     logger = get_run_logger()
+    if item_runs == "task" and confirmation_policy is not None and confirmation_policy.asks():
+        raise ConfigurationError(
+            "item_runs='task' cannot ask a person to confirm a tool call (Prefect pauses flow runs, "
+            "not task runs): use item_runs='flow', or a policy without 'ask'"
+        )
     block = await aresolve_agent(agent)
     loaded = load_batch_items(items)
     await ensure_global_limit(concurrency_limit_name, max_concurrency)
@@ -462,10 +522,12 @@ async def run_agent_batch(
             "max_duration_seconds": max_duration_seconds,
             "archive_when_done": archive_when_done,
         },
+        item_runs=item_runs,
     )
     logger.info(
-        "Batch of %d item(s), %d at a time (global limit %r)%s",
+        "Batch of %d item(s) as %s runs, %d at a time (global limit %r)%s",
         len(loaded),
+        item_runs,
         max_concurrency,
         concurrency_limit_name,
         f", spend limit {limit} USD" if limit is not None else "",

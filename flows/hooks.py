@@ -8,11 +8,20 @@ name, a ``$ref`` to a block document, or a serialized saved block).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anthropic
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.logging.loggers import flow_run_logger
 from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -40,19 +49,28 @@ async def _load_agent(parameter: Any) -> ManagedAgent | None:
     return None
 
 
+async def _sessions_started_by(
+    client: anthropic.AsyncAnthropic, agent: ManagedAgent, flow_run: Any
+) -> list[Any]:
+    """The sessions whose metadata names this flow run (created since the run started)."""
+    since = getattr(flow_run, "start_time", None) or getattr(flow_run, "created", None)
+    if since is None:
+        return []
+    return [
+        session
+        async for session in client.beta.sessions.list(
+            agent_id=agent.agent_id, created_at_gte=since - timedelta(minutes=1), limit=100
+        )
+        if (session.metadata or {}).get(FLOW_RUN_METADATA_KEY) == str(flow_run.id)
+    ]
+
+
 async def _session_started_by(
     client: anthropic.AsyncAnthropic, agent: ManagedAgent, flow_run: Any
 ) -> str | None:
-    """The session whose metadata names this flow run (created since the run started), if any."""
-    since = getattr(flow_run, "start_time", None) or getattr(flow_run, "created", None)
-    if since is None:
-        return None
-    async for session in client.beta.sessions.list(
-        agent_id=agent.agent_id, created_at_gte=since - timedelta(minutes=1), limit=100
-    ):
-        if (session.metadata or {}).get(FLOW_RUN_METADATA_KEY) == str(flow_run.id):
-            return str(session.id)
-    return None
+    """The session whose metadata names this flow run, if any."""
+    sessions = await _sessions_started_by(client, agent, flow_run)
+    return str(sessions[0].id) if sessions else None
 
 
 async def acleanup_session(flow: Any, flow_run: Any, state: Any) -> str | None:
@@ -101,13 +119,73 @@ async def _archive_session(flow: Any, flow_run: Any, state: Any) -> str | None:
     return outcome
 
 
-def remove_partial_outputs(flow_run: Any) -> None:
-    """Delete the partial downloads a killed flow-run process left in its local output folder."""
+async def acleanup_task_item_sessions(flow: Any, flow_run: Any, state: Any) -> list[str | None]:
+    """Interrupt and archive the sessions of a batch's unfinished item task runs (``item_runs="task"``).
+
+    The sessions are found by their metadata (this flow run, and the item's task run); those
+    whose task run completed or failed are left alone (idle, kept for inspection). Partial
+    downloads of the killed process are removed from every item folder. Never raises.
+
+    Returns:
+        What happened to each session that was cleaned up (``None`` when it could not be).
+    """
+    logger = flow_run_logger(flow_run, flow)
+    parameters = getattr(flow_run, "parameters", None) or {}
+    try:
+        remove_partial_outputs(flow_run, per_item=True)
+    except OSError as exc:
+        logger.warning("Could not remove partial downloads: %s", exc)
+    try:
+        agent = await _load_agent(parameters.get("agent"))
+        if agent is None:
+            logger.warning("Cannot rebuild the agent block to clean up the batch's sessions")
+            return []
+        finished = await _finished_task_runs(flow_run)
+        async with agent.credentials.get_async_client() as client:
+            sessions = [
+                s
+                for s in await _sessions_started_by(client, agent, flow_run)
+                if (s.metadata or {}).get("prefect_task_run_id") not in finished
+            ]
+            logger.info("Cleaning up the sessions of %d unfinished item task run(s)", len(sessions))
+            outcomes = await asyncio.gather(
+                *(ainterrupt_and_archive(client, str(s.id), logger=logger) for s in sessions),
+                return_exceptions=True,
+            )
+    except Exception as exc:  # a hook must never raise; say what failed instead
+        logger.error("Could not clean up the batch's item sessions: %s", type(exc).__name__)
+        return []
+    return [o if isinstance(o, str) else None for o in outcomes]
+
+
+async def _finished_task_runs(flow_run: Any) -> set[str]:
+    """Ids of the flow run's task runs that completed or failed."""
+    task_filter = TaskRunFilter(
+        flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run.id]),
+        state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED, StateType.FAILED])),
+    )
+    finished: set[str] = set()
+    async with get_client() as prefect_client:
+        while True:
+            page = await prefect_client.read_task_runs(
+                task_run_filter=task_filter, limit=200, offset=len(finished)
+            )
+            finished.update(str(t.id) for t in page)
+            if len(page) < 200:
+                return finished
+
+
+def remove_partial_outputs(flow_run: Any, *, per_item: bool = False) -> None:
+    """Delete the partial downloads a killed flow-run process left in its local output folder
+    (with ``per_item``, in each item folder of a batch's output folder)."""
     output_dir = (getattr(flow_run, "parameters", None) or {}).get("output_dir")
-    if isinstance(output_dir, str) and output_dir and "://" not in output_dir:
-        removed = remove_orphaned_partials(Path(output_dir))
-        if removed:
-            flow_run_logger(flow_run).info("Removed %d partial download(s) from %s", len(removed), output_dir)
+    if not isinstance(output_dir, str) or not output_dir or "://" in output_dir:
+        return
+    root = Path(output_dir)
+    folders = [f for f in root.iterdir() if f.is_dir()] if per_item and root.is_dir() else [root]
+    removed = [path for folder in folders for path in remove_orphaned_partials(folder)]
+    if removed:
+        flow_run_logger(flow_run).info("Removed %d partial download(s) from %s", len(removed), output_dir)
 
 
 def cleanup_session(flow: Any, flow_run: Any, state: Any) -> None:

@@ -13,13 +13,13 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
-import prefect.runtime.deployment
 import prefect.runtime.flow_run
 import prefect.runtime.task_run
 from prefect import task
 from prefect.cache_policies import INPUTS, RUN_ID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.transactions import CommitMode, transaction
 from pydantic import BaseModel, Field
@@ -60,6 +60,24 @@ def prompt_digest(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:32]
 
 
+def session_metadata(agent: ManagedAgent, **extra: str) -> dict[str, str]:
+    """Metadata of a session started from a Prefect run: which flow run, task run, deployment
+    and block started it (the cancel/crash hooks and the sweeper read it), plus ``extra``."""
+    # Not prefect.runtime.deployment.id: outside a deployment it reads the flow run from the
+    # API with a blocking call, which stalls the event loop (40 ms per session in a batch).
+    context = FlowRunContext.get()
+    deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
+    metadata = {
+        FLOW_RUN_METADATA_KEY: str(prefect.runtime.flow_run.id or ""),
+        "prefect_task_run_id": str(prefect.runtime.task_run.id or ""),
+        "prefect_deployment_id": str(deployment_id or ""),
+        "prefect_block": str(getattr(agent, "_block_document_name", None) or ""),
+        "prefect_agent_version": str(agent.version),
+        **extra,
+    }
+    return {k: v for k, v in metadata.items() if v}
+
+
 @task(
     name="create-session",
     cache_policy=RUN_ID + INPUTS,
@@ -86,13 +104,6 @@ async def create_session(
     Returns:
         The session id.
     """
-    metadata = {
-        FLOW_RUN_METADATA_KEY: str(prefect.runtime.flow_run.id or ""),
-        "prefect_task_run_id": str(prefect.runtime.task_run.id or ""),
-        "prefect_deployment_id": str(prefect.runtime.deployment.id or ""),
-        "prefect_block": str(getattr(agent, "_block_document_name", None) or ""),
-        "prefect_agent_version": str(agent.version),
-    }
     title = prefect.runtime.flow_run.name or None
     async with agent.credentials.get_async_client() as client:
         session = await acreate_session(
@@ -100,7 +111,7 @@ async def create_session(
             agent_reference=agent.agent_reference(),
             environment_id=agent.environment_id,
             resources=resources,
-            metadata={k: v for k, v in metadata.items() if v},
+            metadata=session_metadata(agent),
             title=title,
         )
     get_run_logger().info("Created session %s", session.id)
@@ -169,6 +180,12 @@ async def _announce(agent: ManagedAgent, session_id: str, *, reattached: bool) -
     console_url = str(agent.console_url(session_id))
     await label_flow_run(session_id)
     await publish_session_link(session_id, console_url)
+    return announce_started(agent, session_id, reattached=reattached)
+
+
+def announce_started(agent: ManagedAgent, session_id: str, *, reattached: bool) -> StartedSession:
+    """Log the start (or re-attach) of a session and emit ``managed-agents.session.started``."""
+    console_url = str(agent.console_url(session_id))
     get_run_logger().info(
         "%s session %s: %s", "Re-attached to" if reattached else "Started", session_id, console_url
     )
@@ -313,7 +330,6 @@ async def stream_session(
                 final=False,
             )
             raise
-    outcome = report.outcome
     if report.end.kind == "awaiting_approval":
         await publish_transcript(
             transcript,
@@ -333,29 +349,36 @@ async def stream_session(
         stop_reason=report.end.stop_reason,
     )
     await publish_usage_table(report)
+    finish_turn(agent, report, logger)
+    return report
+
+
+def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any) -> None:
+    """Log the end of a turn, emit ``managed-agents.session.completed`` (or ``.failed``), and
+    raise the typed exception when the session did not complete."""
+    outcome = report.outcome
     for warning in outcome.warnings:
         logger.warning(warning)
     emit_managed_agents_event(
         f"session.{outcome.event_kind}",
-        session_id,
-        name=session_id,
+        report.session_id,
+        name=report.session_id,
         payload={
             "agent_id": agent.agent_id,
             "status": report.status,
             "stop_reason": report.end.stop_reason,
-            "event_count": transcript.event_count,
+            "event_count": report.transcript.event_count,
             "error": type(outcome.error).__name__ if outcome.error else None,
         },
     )
     logger.info(
         "Session %s ended: %s (%s), %d events",
-        session_id,
+        report.session_id,
         report.status,
         report.end.stop_reason,
-        transcript.event_count,
+        report.transcript.event_count,
     )
     outcome.raise_for_failure()
-    return report
 
 
 @task(

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 import anyio
@@ -19,6 +19,9 @@ from blocks.session_run import LoggingObserver, Verbosity
 from blocks.session_stream import SessionStream
 
 from .scenarios import FanOutParams, Target, user_message
+
+if TYPE_CHECKING:
+    from flows.batch import ItemRuns
 
 EXAMPLE_SPEC = Path(flows.__file__).parent / "specs" / "example-agent.yaml"
 """The spec every benchmark deploys (the quickstart's report writer)."""
@@ -62,7 +65,9 @@ def run_session(target: Target, prompt: str, input_path: Path | None, output_dir
     }
 
 
-async def fan_out(target: Target, params: FanOutParams, output_dir: Path) -> dict[str, Any]:
+async def fan_out(
+    target: Target, params: FanOutParams, output_dir: Path, item_runs: ItemRuns = "task"
+) -> dict[str, Any]:
     """``run_agent_batch`` over ``params.sessions`` items at ``params.concurrency``."""
     from blocks.batch_items import BatchItem, BatchResult
     from flows.batch import run_agent_batch
@@ -76,6 +81,7 @@ async def fan_out(target: Target, params: FanOutParams, output_dir: Path) -> dic
         max_concurrency=params.concurrency,
         output_dir=str(output_dir),
         concurrency_limit_name=f"bench-{uuid.uuid4().hex[:8]}",
+        item_runs=item_runs,
     )
     result = await outcome.aresult() if hasattr(outcome, "aresult") else outcome
     assert isinstance(result, BatchResult)

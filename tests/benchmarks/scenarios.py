@@ -71,6 +71,8 @@ class FanOutParams:
     concurrency: int
     output_bytes: int = 4096
     repeats: int = 3
+    flow_repeats: int = 1
+    """Runs with ``item_runs="flow"`` (reported beside the task-run mode the target is for)."""
 
     def prompt(self, index: int) -> str:
         """A turn of ``session_seconds`` writing one small output."""
@@ -132,7 +134,7 @@ class Plan:
 FULL = Plan(
     single=SingleParams(session_seconds=10.0, repeats=5),
     fanout=FanOutParams(sessions=200, session_seconds=5.0, concurrency=50, repeats=3),
-    events=EventsParams(events=20_000, repeats=3),
+    events=EventsParams(events=20_000, repeats=5),
     large=LargeOutputParams(size_bytes=1024**3, repeats=3),
 )
 """The sizes the targets are stated for."""

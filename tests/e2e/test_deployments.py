@@ -18,7 +18,13 @@ from uuid import UUID
 import anthropic
 import pytest
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+    TaskRunFilter,
+    TaskRunFilterName,
+)
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.states import Cancelling
@@ -138,27 +144,36 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
     sdk.close()
 
 
+@pytest.mark.parametrize("item_runs", ["flow", "task"])
 async def test_cancelling_a_batch_archives_its_running_sessions(
-    deployed: PrefectServer, api: PrefectClient, e2e_emulator: EmulatorServer, tmp_path: Path
+    deployed: PrefectServer, api: PrefectClient, e2e_emulator: EmulatorServer, tmp_path: Path, item_runs: str
 ) -> None:
+    # Item 1 finishes first and must be left alone; items 2 and 3 are running when the batch
+    # is cancelled and must be interrupted and archived by the hook in the worker's process.
     sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
     block_name = await deploy_block(api, deployed, "flows/specs/example-agent.yaml", "e2e-batch")
     deployment = await api.read_deployment_by_name("run-agent-batch/nightly")
+    long_item = scenario(stream={"count": 3000, "delay": 0.05})
     created = await api.create_flow_run_from_deployment(
         deployment.id,
         parameters={
             "agent": block_name,
-            "items": [scenario(stream={"count": 3000, "delay": 0.05}) for _ in range(2)],
+            "items": [scenario(outputs=[{"name": "q.txt", "size": 3}]), long_item, long_item],
             "output_dir": str(tmp_path),
-            "max_concurrency": 2,
+            "max_concurrency": 3,
             "concurrency_limit_name": f"e2e-{uuid.uuid4().hex[:6]}",
+            "item_runs": item_runs,
         },
     )
     deadline = time.monotonic() + 180
     while True:
-        children = await read_children(api, created.id)
-        sessions = [str(c.labels[SESSION_LABEL]) for c in children if (c.labels or {}).get(SESSION_LABEL)]
-        if len(sessions) == 2 and all(sdk.beta.sessions.retrieve(s).status == "running" for s in sessions):
+        sessions = batch_sessions(sdk, created.name)
+        running = [sessions[k].id for k in ("item-0002", "item-0003") if k in sessions]
+        if (
+            len(running) == 2
+            and all(sdk.beta.sessions.retrieve(s).status == "running" for s in running)
+            and await item_finished(api, created.id, "item-0001", item_runs)
+        ):
             break
         assert time.monotonic() < deadline, f"item sessions never ran\n{worker_log(deployed)}"
         await asyncio.sleep(0.5)
@@ -167,12 +182,37 @@ async def test_cancelling_a_batch_archives_its_running_sessions(
     cancelled = await wait_for(api, created.id, deployed, within=120)
     assert cancelled.state is not None and cancelled.state.is_cancelled(), worker_log(deployed)
     deadline = time.monotonic() + 90
-    while not all(sdk.beta.sessions.retrieve(s).archived_at for s in sessions):
+    while not all(sdk.beta.sessions.retrieve(s).archived_at for s in running):
         assert time.monotonic() < deadline, f"item sessions were not archived\n{worker_log(deployed)}"
         await asyncio.sleep(1)
-    for session_id in sessions:
+    for session_id in running:
         assert "user.interrupt" in [e.type for e in sdk.beta.sessions.events.list(session_id, limit=1000)]
+    finished = sdk.beta.sessions.retrieve(sessions["item-0001"].id)
+    assert finished.archived_at is None and finished.status == "idle"
+    assert (tmp_path / "item-0001" / "q.txt").stat().st_size == 3
     sdk.close()
+
+
+def batch_sessions(sdk: anthropic.Anthropic, run_name: str) -> dict[str, Any]:
+    """The sessions of a batch run by item key (sessions are titled ``<batch run>-<key>``)."""
+    prefix = f"{run_name}-"
+    return {
+        str(s.title).removeprefix(prefix): s
+        for s in sdk.beta.sessions.list(limit=100)
+        if (s.title or "").startswith(prefix)
+    }
+
+
+async def item_finished(api: PrefectClient, batch_run_id: UUID, key: str, item_runs: str) -> bool:
+    """Whether the item's own flow run (or its task run in the batch's run) completed."""
+    if item_runs == "flow":
+        runs = [c for c in await read_children(api, batch_run_id) if c.name.endswith(f"-{key}")]
+    else:
+        runs = await api.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[batch_run_id])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"item-{key}"])),
+        )
+    return any(r.state is not None and r.state.is_completed() for r in runs)
 
 
 async def read_children(api: PrefectClient, parent: UUID) -> list[FlowRun]:

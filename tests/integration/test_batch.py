@@ -72,8 +72,12 @@ async def run_batch(**kwargs: Any) -> tuple[Any, BatchResult]:
     return state, result
 
 
+ITEM_RUNS = pytest.mark.parametrize("item_runs", ["flow", "task"])
+
+
+@ITEM_RUNS
 async def test_one_failing_item_does_not_fail_the_others(
-    agent: ManagedAgent, emulator: EmulatorServer, sdk: anthropic.Anthropic, tmp_path: Path
+    agent: ManagedAgent, emulator: EmulatorServer, sdk: anthropic.Anthropic, tmp_path: Path, item_runs: str
 ) -> None:
     data = tmp_path / "in.txt"
     data.write_text("alpha beta\ngamma\n")
@@ -86,7 +90,12 @@ async def test_one_failing_item_does_not_fail_the_others(
     name = limit_name()
 
     state, result = await run_batch(
-        agent=agent, items=items, max_concurrency=3, output_dir=str(out), concurrency_limit_name=name
+        agent=agent,
+        items=items,
+        max_concurrency=3,
+        output_dir=str(out),
+        concurrency_limit_name=name,
+        item_runs=item_runs,
     )
 
     assert state.is_completed()
@@ -94,7 +103,7 @@ async def test_one_failing_item_does_not_fail_the_others(
     assert [i.state for i in result.items] == ["completed", "failed", "completed"]
     broken = result.items[1]
     assert broken.error_type == "SessionRetriesExhaustedError" and broken.session_id
-    assert broken.flow_run_id and broken.cost_usd is not None
+    assert broken.cost_usd is not None
     assert sdk.beta.sessions.retrieve(broken.session_id).status == "idle"
     first, third = result.items[0], result.items[2]
     assert first.metadata == {"n": "1"} and first.result is not None and third.result is not None
@@ -103,14 +112,28 @@ async def test_one_failing_item_does_not_fail_the_others(
     assert "in.txt" in report
     assert result.total_cost_usd == first.cost_usd + third.cost_usd + broken.cost_usd  # type: ignore[operator]
 
-    # Every item's session names its own item flow run, a child of the batch run.
     batch_run_id = state.state_details.flow_run_id
     children = {str(c.id): c for c in await read_child_runs(batch_run_id)}
-    for item in result.items:
-        assert item.flow_run_id in children
-        session = sdk.beta.sessions.retrieve(str(item.session_id))
-        assert session.metadata[FLOW_RUN_METADATA_KEY] == item.flow_run_id
-        assert children[str(item.flow_run_id)].name.endswith(f"-{item.key}")
+    if item_runs == "flow":
+        # Every item's session names its own item flow run, a child of the batch run.
+        for item in result.items:
+            assert item.flow_run_id in children and item.task_run_id is None
+            session = sdk.beta.sessions.retrieve(str(item.session_id))
+            assert session.metadata[FLOW_RUN_METADATA_KEY] == item.flow_run_id
+            assert children[str(item.flow_run_id)].name.endswith(f"-{item.key}")
+    else:
+        # No item flow runs: every item is a task run "item-<key>" of the batch run, named in
+        # its session's metadata next to the batch run.
+        assert children == {}
+        async with get_client() as prefect:
+            for item in result.items:
+                assert item.flow_run_id is None and item.task_run_id
+                task_run = await prefect.read_task_run(uuid.UUID(item.task_run_id))
+                assert task_run.name == f"item-{item.key}" and task_run.flow_run_id == batch_run_id
+                session = sdk.beta.sessions.retrieve(str(item.session_id))
+                assert session.metadata[FLOW_RUN_METADATA_KEY] == str(batch_run_id)
+                assert session.metadata["prefect_task_run_id"] == item.task_run_id
+                assert session.metadata["prefect_batch_item"] == item.key
 
     async with get_client() as prefect:
         limit = await prefect.read_global_concurrency_limit_by_name(name)
@@ -125,8 +148,9 @@ async def test_one_failing_item_does_not_fail_the_others(
     assert rows[0]["stop_reason / error"] == "end_turn" and rows[0]["outputs"] == 1
 
 
+@ITEM_RUNS
 async def test_spend_limit_stops_new_sessions_at_the_ceiling(
-    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path
+    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path, item_runs: str
 ) -> None:
     # Each session costs 5 cents; one at a time, the third start sees 0.10 < 0.12 and the
     # fourth sees 0.15 >= 0.12.
@@ -140,6 +164,7 @@ async def test_spend_limit_stops_new_sessions_at_the_ceiling(
         spend_limit_usd=Decimal("0.12"),
         output_dir=str(tmp_path),
         concurrency_limit_name=limit_name(),
+        item_runs=item_runs,
     )
 
     assert [i.state for i in result.items] == ["completed"] * 3 + ["not_started"] * 3
@@ -151,8 +176,9 @@ async def test_spend_limit_stops_new_sessions_at_the_ceiling(
     assert "3 not started (spend limit 0.12 USD reached)" in str(state.message)
 
 
+@ITEM_RUNS
 async def test_spend_limit_counts_the_cost_of_running_sessions(
-    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path
+    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path, item_runs: str
 ) -> None:
     # "slow" pays 6 cents early (its first model request ends before it waits for a tool
     # confirmation) and keeps running for several seconds; "quick" finishes first with 5 cents.
@@ -176,6 +202,7 @@ async def test_spend_limit_counts_the_cost_of_running_sessions(
         output_dir=str(tmp_path),
         concurrency_limit_name=limit_name(),
         confirmation_policy=ConfirmationPolicy(allow_tools=["bash"]),
+        item_runs=item_runs,
     )
 
     assert {i.key: i.state for i in result.items} == {
@@ -208,8 +235,13 @@ async def test_batch_from_a_jsonl_file(agent: ManagedAgent, tmp_path: Path) -> N
 
 @pytest.mark.timeout(900)
 @pytest.mark.batch200
+@ITEM_RUNS
 async def test_two_hundred_items_in_one_flow_run(
-    agent: ManagedAgent, emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    agent: ManagedAgent,
+    emulator: EmulatorServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    item_runs: str,
 ) -> None:
     count = 200
     items = [
@@ -225,13 +257,21 @@ async def test_two_hundred_items_in_one_flow_run(
     started = time.monotonic()
 
     state, result = await run_batch(
-        agent=agent, items=items, max_concurrency=4, output_dir=str(out), concurrency_limit_name=limit_name()
+        agent=agent,
+        items=items,
+        max_concurrency=4,
+        output_dir=str(out),
+        concurrency_limit_name=limit_name(),
+        item_runs=item_runs,
     )
 
     wall = time.monotonic() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with capsys.disabled():
-        print(f"\n200-item batch: wall {wall:.1f} s, peak RSS of the test process {peak_mib:.0f} MiB")
+        print(
+            f"\n200-item batch, items as {item_runs} runs: wall {wall:.1f} s, "
+            f"peak RSS of the test process {peak_mib:.0f} MiB"
+        )
     assert state.is_completed(), state.message
     assert len(result.completed) == count, [i.error for i in result.failed][:3]
     sizes = {}

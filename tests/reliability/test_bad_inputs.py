@@ -108,10 +108,10 @@ def _spec(**changes: Any) -> str:
     return yaml.safe_dump({k: v for k, v in spec.items() if v is not None})
 
 
-def _batch(ctx: CaseContext, items: Any) -> Any:
+def _batch(ctx: CaseContext, items: Any, **options: Any) -> Any:
     from flows.batch import run_agent_batch
 
-    return asyncio.run(run_agent_batch(agent=ctx.block, items=items, output_dir=str(ctx.out)))
+    return asyncio.run(run_agent_batch(agent=ctx.block, items=items, output_dir=str(ctx.out), **options))
 
 
 def _broken_stream(frames: bytes, history: list[dict[str, Any]]) -> Callable[[CaseContext], Any]:
@@ -248,6 +248,12 @@ CASES: dict[str, Case] = {
     "batch-duplicate-keys": Case(
         lambda c: _batch(c, [{"prompt": "a", "key": "same"}, {"prompt": "b", "key": "same"}]),
         (ManagedAgentsError, ParameterTypeError, pydantic.ValidationError),
+    ),
+    "batch-task-items-asking-a-person": Case(
+        lambda c: _batch(
+            c, ["x"], item_runs="task", confirmation_policy={"default": "allow", "ask_tools": ["bash"]}
+        ),
+        (ManagedAgentsError,),
     ),
     # --- server answers (a broken stand-in server) ----------------------------------------
     "server-malformed-event-json": Case(

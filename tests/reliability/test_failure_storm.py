@@ -29,8 +29,9 @@ COMMIT_THEN_DROP = 3
 """Session creates the emulator commits but answers by dropping the connection."""
 
 
+@pytest.mark.parametrize("item_runs", ["flow", "task"])
 async def test_batch_completes_every_session_once_with_20_percent_of_requests_failing(
-    emulator: EmulatorServer, client: anthropic.Anthropic, agent_block: str, tmp_path: Path
+    emulator: EmulatorServer, client: anthropic.Anthropic, agent_block: str, tmp_path: Path, item_runs: str
 ) -> None:
     items = [
         BatchItem(
@@ -55,6 +56,7 @@ async def test_batch_completes_every_session_once_with_20_percent_of_requests_fa
             max_concurrency=10,
             output_dir=str(tmp_path / "out"),
             concurrency_limit_name=f"campaign-{uuid.uuid4().hex[:8]}",
+            item_runs=item_runs,
             return_state=True,
         )
     finally:
@@ -66,11 +68,12 @@ async def test_batch_completes_every_session_once_with_20_percent_of_requests_fa
     requests = emulator.control.requests()
     injected = Counter(str(r["injected"]) for r in requests if r.get("injected"))
     sessions = list(client.beta.sessions.list(limit=100))
-    per_item = Counter((s.metadata or {}).get("prefect_flow_run_id") for s in sessions)
+    # Sessions are titled "<batch run>-<item key>" whether the item ran as a flow or a task run.
+    per_item = Counter(s.title for s in sessions)
     duplicates = sum(n - 1 for n in per_item.values() if n > 1)
     outputs = sorted(p.name for p in (tmp_path / "out").rglob("out-*.txt"))
     line = record(
-        f"{FAIL_RATE:.0%} of requests failing, {SESSIONS}-session batch",
+        f"{FAIL_RATE:.0%} of requests failing, {SESSIONS}-session batch, items as {item_runs} runs",
         completed=f"{len(result.completed)}/{SESSIONS}",
         sessions_created=len(sessions),
         duplicate_sessions=duplicates,
@@ -84,7 +87,7 @@ async def test_batch_completes_every_session_once_with_20_percent_of_requests_fa
     detail = [
         (s.id, (s.metadata or {}).get("prefect_task_run_id"), (s.metadata or {}).get("prefect_create_token"))
         for s in sessions
-        if (s.metadata or {}).get("prefect_flow_run_id") in doubled
+        if s.title in doubled
     ]
     line += f"; duplicated (session, task run, create token): {detail}" if detail else ""
     assert [i.key for i in result.failed] == [], f"{line}; errors: {[i.error for i in result.failed]}"
