@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -47,16 +48,20 @@ def deploy(base_url: str, api_key: str, block_name: str, spec: Path = EXAMPLE_SP
     )
 
 
-def run_session(target: Target, prompt: str, input_path: Path | None, output_dir: Path) -> dict[str, Any]:
-    """``run_agent_session`` with the saved block, one input file and an output folder."""
-    from flows.session import run_agent_session
+def run_session(
+    target: Target, prompt: str, input_path: Path | None, output_dir: Path, *, twin: str = "sync"
+) -> dict[str, Any]:
+    """``run_agent_session`` (or its async twin) with the saved block, one input file and an
+    output folder."""
+    from flows.session import arun_agent_session, run_agent_session
 
-    result = run_agent_session(
-        agent=target.block_name,
-        prompt=prompt,
-        files=[str(input_path)] if input_path is not None else None,
-        output_dir=str(output_dir),
-    )
+    kwargs: dict[str, Any] = {
+        "agent": target.block_name,
+        "prompt": prompt,
+        "files": [str(input_path)] if input_path is not None else None,
+        "output_dir": str(output_dir),
+    }
+    result = asyncio.run(arun_agent_session(**kwargs)) if twin == "async" else run_agent_session(**kwargs)
     return {
         "session_id": result.session_id,
         "events": result.event_count,

@@ -61,7 +61,8 @@ def _single(job: dict[str, Any], target: Target, workdir: Path) -> dict[str, Any
                 return raw.run_session(client, target, params.prompt(), input_path, out)
 
         return measure(op)
-    return measure(lambda: ours.run_session(target, params.prompt(), input_path, out))
+    twin = "async" if job.get("twin") == "async" else "sync"
+    return measure(lambda: ours.run_session(target, params.prompt(), input_path, out, twin=twin))
 
 
 def _fanout(job: dict[str, Any], target: Target, workdir: Path) -> dict[str, Any]:
