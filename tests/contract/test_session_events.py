@@ -121,7 +121,9 @@ def test_list_pages_order_types_and_time_filters(
     client: anthropic.Anthropic, emulator: EmulatorServer
 ) -> None:
     session = make_session(client)
-    run_turn(client, emulator.url, session["id"], scenario(stream={"count": 30}))
+    # Timestamps have millisecond resolution: spaced messages keep the time filters below
+    # meaningful on a machine fast enough to emit the whole turn within one millisecond.
+    run_turn(client, emulator.url, session["id"], scenario(stream={"count": 30, "delay": 0.002}))
     everything = history(client, session["id"])
     assert len(everything) == 8 + 30
 
@@ -140,7 +142,7 @@ def test_list_pages_order_types_and_time_filters(
 
     pivot = everything[10]["processed_at"]
     later = history(client, session["id"], created_at_gt=pivot)
-    assert later and all(e["processed_at"] > pivot for e in later)
+    assert later and [e["id"] for e in later] == [e["id"] for e in everything if e["processed_at"] > pivot]
     upto = history(client, session["id"], created_at_lte=pivot)
     assert len(upto) + len(later) == len(everything)
 
