@@ -106,6 +106,17 @@ def _sides(rep: int) -> tuple[str, str]:
     return ("raw", "ours") if rep % 2 == 0 else ("ours", "raw")
 
 
+def _job(kind: str, side: str, rep: int, params: Any, **options: str) -> dict[str, Any]:
+    """A worker job for one side; variants of ours (``ours-<variant>``) differ by ``options``."""
+    return {
+        "kind": kind,
+        "side": "raw" if side == "raw" else "ours",
+        "rep": rep,
+        "params": asdict(params),
+        **options,
+    }
+
+
 # --- scenarios -------------------------------------------------------------------------------
 
 
@@ -120,14 +131,8 @@ def bench_single(ctx: Context) -> None:
     samples: dict[str, list[dict[str, Any]]] = {"raw": [], "ours": [], "ours-async": []}
     for rep in range(params.repeats):
         for side in [*_sides(rep), "ours-async"]:
-            job = {
-                "kind": "single",
-                "side": "raw" if side == "raw" else "ours",
-                "twin": "async" if side == "ours-async" else "sync",
-                "rep": rep,
-                "params": asdict(params),
-            }
-            figures = ctx.worker(job)
+            twin = "async" if side == "ours-async" else "sync"
+            figures = ctx.worker(_job("single", side, rep, params, twin=twin))
             ctx.log(
                 f"single {side} #{rep}: {figures['wall_seconds']:.2f}s, peak {figures['peak_rss_mib']:.0f} MiB"
             )
@@ -186,14 +191,8 @@ def bench_fanout(ctx: Context) -> None:
     for rep in range(params.repeats):
         sides = [*_sides(rep), *(["ours-flow"] if rep < params.flow_repeats else [])]
         for side in sides:
-            job = {
-                "kind": "fanout",
-                "side": "raw" if side == "raw" else "ours",
-                "item_runs": "flow" if side == "ours-flow" else "task",
-                "rep": rep,
-                "params": asdict(params),
-            }
-            figures = ctx.worker(job)
+            item_runs = "flow" if side == "ours-flow" else "task"
+            figures = ctx.worker(_job("fanout", side, rep, params, item_runs=item_runs))
             ctx.log(
                 f"fanout {side} #{rep}: {figures['wall_seconds']:.1f}s, {figures['completed']}/"
                 f"{figures['sessions']} completed, peak {figures['peak_rss_mib']:.0f} MiB"
