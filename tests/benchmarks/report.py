@@ -54,10 +54,14 @@ def ratio_row(
     *,
     limit: float | None = None,
     at_least: float | None = None,
+    ratio: float | None = None,
     note: str = "",
 ) -> Row:
-    """A row whose target bounds the ratio ours/raw (``limit``: at most; ``at_least``: at least)."""
-    row = Row(scenario, metric, raw, ours, note=note)
+    """A row whose target bounds the ratio ours/raw (``limit``: at most; ``at_least``: at least).
+
+    ``ratio`` replaces ``ours / raw`` when the ratio is measured another way (e.g. paired runs).
+    """
+    row = Row(scenario, metric, raw, ours, ratio=ratio, note=note)
     if limit is not None and row.ratio is not None:
         row.target, row.met = f"ratio <= {limit:.2f}", row.ratio <= limit
     elif at_least is not None and row.ratio is not None:
