@@ -9,6 +9,8 @@ name, a ``$ref`` to a block document, or a serialized saved block).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -51,26 +53,26 @@ async def _load_agent(parameter: Any) -> ManagedAgent | None:
 
 async def _sessions_started_by(
     client: anthropic.AsyncAnthropic, agent: ManagedAgent, flow_run: Any
-) -> list[Any]:
-    """The sessions whose metadata names this flow run (created since the run started)."""
+) -> AsyncGenerator[Any, None]:
+    """The sessions whose metadata names this flow run (created since the run started), page by page."""
     since = getattr(flow_run, "start_time", None) or getattr(flow_run, "created", None)
     if since is None:
-        return []
-    return [
-        session
-        async for session in client.beta.sessions.list(
-            agent_id=agent.agent_id, created_at_gte=since - timedelta(minutes=1), limit=100
-        )
-        if (session.metadata or {}).get(FLOW_RUN_METADATA_KEY) == str(flow_run.id)
-    ]
+        return
+    async for session in client.beta.sessions.list(
+        agent_id=agent.agent_id, created_at_gte=since - timedelta(minutes=1), limit=100
+    ):
+        if (session.metadata or {}).get(FLOW_RUN_METADATA_KEY) == str(flow_run.id):
+            yield session
 
 
 async def _session_started_by(
     client: anthropic.AsyncAnthropic, agent: ManagedAgent, flow_run: Any
 ) -> str | None:
-    """The session whose metadata names this flow run, if any."""
-    sessions = await _sessions_started_by(client, agent, flow_run)
-    return str(sessions[0].id) if sessions else None
+    """The session whose metadata names this flow run, if any (stops reading at the first)."""
+    async with aclosing(_sessions_started_by(client, agent, flow_run)) as sessions:
+        async for session in sessions:
+            return str(session.id)
+    return None
 
 
 async def acleanup_session(flow: Any, flow_run: Any, state: Any) -> str | None:
@@ -144,7 +146,7 @@ async def acleanup_task_item_sessions(flow: Any, flow_run: Any, state: Any) -> l
         async with agent.credentials.get_async_client() as client:
             sessions = [
                 s
-                for s in await _sessions_started_by(client, agent, flow_run)
+                async for s in _sessions_started_by(client, agent, flow_run)
                 if (s.metadata or {}).get("prefect_task_run_id") not in finished
             ]
             logger.info("Cleaning up the sessions of %d unfinished item task run(s)", len(sessions))
