@@ -8,6 +8,8 @@ keys starting with ``_`` (stripped by :func:`public_file`):
   on download and never stored (so multi-GiB files cost nothing);
 * ``_listable_after``: ``time.time()`` before which list endpoints do not show the file (the real
   service's output-indexing lag);
+* ``_indexing_pending``: an output of a running turn under ``output_indexing_window``: no list
+  shows it until the turn's idle, when :func:`index_outputs` gives it its ``_listable_after``;
 * ``_input_copy_of``: for the session-scoped copy made when a file is mounted, the original id.
 
 Contents are written and read in chunks, never whole, so memory stays bounded at any size.
@@ -80,6 +82,7 @@ def create_file(
     scope_session_id: str | None = None,
     downloadable: bool = True,
     listable_after: float | None = None,
+    indexing_pending: bool = False,
     expires_at: str | None = None,
 ) -> dict[str, Any]:
     """Store a new file and return its public metadata (``BetaFileMetadata`` shape).
@@ -99,6 +102,7 @@ def create_file(
         scope_session_id: Make the file session-scoped (``scope: {type: session, id}``).
         downloadable: The ``downloadable`` flag; false makes downloads a 400.
         listable_after: ``time.time()`` before which lists do not show the file.
+        indexing_pending: Hide the file from lists until :func:`index_outputs` indexes it.
         expires_at: RFC 3339 expiry; downloads after it are a 404 ``file_expired``.
     """
     if sum(x is not None for x in (data, chunks, generated_size)) > 1:
@@ -112,7 +116,10 @@ def create_file(
             filename=filename,
             mime_type=mime_type,
             size=generated_size,
-            private={"_generated": {"size": generated_size, "seed": generated_seed}},
+            private={
+                "_generated": {"size": generated_size, "seed": generated_seed},
+                **({"_indexing_pending": True} if indexing_pending else {}),
+            },
             scope_session_id=scope_session_id,
             downloadable=downloadable,
             listable_after=listable_after,
@@ -133,6 +140,7 @@ def create_file(
         scope_session_id=scope_session_id,
         downloadable=downloadable,
         listable_after=listable_after,
+        indexing_pending=indexing_pending,
         expires_at=expires_at,
     )
 
@@ -146,6 +154,7 @@ def create_file_from_writer(
     scope_session_id: str | None = None,
     downloadable: bool = True,
     listable_after: float | None = None,
+    indexing_pending: bool = False,
     expires_at: str | None = None,
 ) -> dict[str, Any]:
     """Commit a :class:`BlobWriter`'s content as a new file; return its public metadata."""
@@ -158,7 +167,7 @@ def create_file_from_writer(
         filename=filename,
         mime_type=mime_type,
         size=size,
-        private={"_blob": blob},
+        private={"_blob": blob, **({"_indexing_pending": True} if indexing_pending else {})},
         scope_session_id=scope_session_id,
         downloadable=downloadable,
         listable_after=listable_after,
@@ -216,6 +225,8 @@ def get_file(emulator: Emulator, file_id: str) -> dict[str, Any]:
 
 def is_listable(emulator: Emulator, meta: dict[str, Any], scope_id: str | None, now: float) -> bool:
     """Whether ``files.list`` (optionally scoped to a session) shows this file right now."""
+    if meta.get("_indexing_pending"):
+        return False
     after = meta.get("_listable_after")
     if after is not None and now < after:
         return False
@@ -225,6 +236,28 @@ def is_listable(emulator: Emulator, meta: dict[str, Any], scope_id: str | None, 
     if not scope or scope.get("id") != scope_id:
         return False
     return emulator.config.list_input_copies_in_scope or meta.get("_input_copy_of") is None
+
+
+def index_outputs(emulator: Emulator, file_ids: list[str], at: float) -> None:
+    """Index a finished turn's outputs (``output_indexing_window``), in creation order.
+
+    File ``i`` of ``n`` becomes listable at ``at + output_listing_delay + window * i / n``.
+
+    Args:
+        emulator: The emulator.
+        file_ids: The turn's output files, in creation order (deleted ones are skipped).
+        at: ``time.time()`` of the turn's idle (or termination).
+    """
+    config = emulator.config
+    count = len(file_ids)
+    for index, file_id in enumerate(file_ids, start=1):
+        meta = emulator.store.files.get(file_id)
+        if meta is None:
+            continue
+        meta.pop("_indexing_pending", None)
+        meta["_listable_after"] = (
+            at + config.output_listing_delay + config.output_indexing_window * index / count
+        )
 
 
 def delete_file(emulator: Emulator, file_id: str) -> None:

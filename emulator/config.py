@@ -1,11 +1,69 @@
-"""Emulator settings: the CLI options, the control API and tests all set these."""
+"""Emulator settings: the CLI options, the control API and tests all set these.
+
+Named profiles (:meth:`EmulatorConfig.profile`, CLI ``--profile``) set the realism knobs
+together. ``instant`` is every default (no lag, no race, no stream fault). ``realistic``
+behaves like the distributed real service; why each value was chosen is in
+``emulator/SCENARIOS.md`` ("Realism knobs and profiles"). ``scale`` multiplies every duration:
+
+| setting                                 | realistic | scaled |
+|-----------------------------------------|-----------|--------|
+| ``history_lag``                         | 2.0 s     | yes    |
+| ``queued_events_position``              | ``mixed`` | no     |
+| ``output_listing_delay``                | 1.0 s     | yes    |
+| ``output_indexing_window``              | 2.0 s     | yes    |
+| ``post_idle_running``                   | 1.5 s     | yes    |
+| ``status_leads_idle``                   | 0.3 s     | yes    |
+| ``ping_interval``                       | 15 s      | yes    |
+| ``faults.seed``                         | 0         | no     |
+| ``faults.close_stream_after_idle_rate`` | 0.25      | no     |
+| ``faults.silent_stream_rate``           | 0.05      | no     |
+| ``faults.silent_stream_after_events``   | 3         | no     |
+| ``faults.stream_open_429_rate``         | 0.1       | no     |
+| ``faults.retry_after_seconds``          | 1.0 s     | yes    |
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
+
+ProfileName = Literal["instant", "realistic"]
+
+REALISTIC_PROFILE: dict[str, Any] = {
+    "history_lag": 2.0,
+    "queued_events_position": "mixed",
+    "output_listing_delay": 1.0,
+    "output_indexing_window": 2.0,
+    "post_idle_running": 1.5,
+    "status_leads_idle": 0.3,
+    "ping_interval": 15.0,
+    "faults": {
+        "seed": 0,
+        "close_stream_after_idle_rate": 0.25,
+        "silent_stream_rate": 0.05,
+        "silent_stream_after_events": 3,
+        "stream_open_429_rate": 0.1,
+        "retry_after_seconds": 1.0,
+    },
+}
+"""The ``realistic`` profile at ``scale=1`` (see the table above and SCENARIOS.md for why)."""
+
+SCALED_SETTINGS = frozenset(
+    {
+        "history_lag",
+        "output_listing_delay",
+        "output_indexing_window",
+        "post_idle_running",
+        "status_leads_idle",
+        "ping_interval",
+    }
+)
+"""``EmulatorConfig`` durations that a profile's ``scale`` multiplies."""
+
+SCALED_FAULT_SETTINGS = frozenset({"retry_after_seconds"})
+"""``FaultConfig`` durations that a profile's ``scale`` multiplies (rates and counts are kept)."""
 
 
 class FaultConfig(BaseModel):
@@ -54,6 +112,31 @@ class FaultConfig(BaseModel):
         default=None, ge=0, description="Cut file download bodies after this many bytes."
     )
     cut_download_times: int = Field(default=1, ge=0, description="How many downloads get cut.")
+    close_stream_after_idle_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of SSE connections (drawn when each opens) that the server closes cleanly "
+        "right after delivering a session.status_idle frame.",
+    )
+    silent_stream_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of SSE connections (drawn when each opens) that go silent after "
+        "silent_stream_after_events event frames: no events, no pings, left open until the client "
+        "closes it (only a client read timeout notices).",
+    )
+    silent_stream_after_events: int = Field(
+        default=1, ge=0, description="Event frames a silent SSE connection delivers before going silent."
+    )
+    stream_open_429_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of GET .../events/stream requests answered 429 (with retry-after: "
+        "retry_after_seconds) before anything is streamed.",
+    )
 
     @field_validator("slow_answers")
     @classmethod
@@ -106,3 +189,75 @@ class EmulatorConfig(BaseModel):
         description="Show the session-scoped copies of mounted input files in files.list(scope_id=...) "
         "(UNKNOWN upstream).",
     )
+    history_lag: float = Field(
+        default=0.0,
+        ge=0,
+        description="events.list shows the history as it was this many seconds ago: an event becomes "
+        "listable that long after it was emitted, and a queued user event that got processed is still "
+        "listed as queued for that long (the live stream is not delayed).",
+    )
+    queued_events_position: Literal["inline", "first", "last", "mixed"] = Field(
+        default="inline",
+        description="Where events.list puts queued user events (processed_at: null) in ascending order: "
+        "inline (where they were accepted), first, last, or mixed (each request draws first or last "
+        "from faults.seed).",
+    )
+    output_indexing_window: float = Field(
+        default=0.0,
+        ge=0,
+        description="When > 0, a turn's output files are unlisted until its idle, then become listable "
+        "one by one: file i of n at idle + output_listing_delay + window * i / n.",
+    )
+    post_idle_running: float = Field(
+        default=0.0,
+        ge=0,
+        description="For this many seconds after a session.status_idle, retrieve and list still say "
+        "running and archive/delete are refused (the post-idle race); a new turn ends the window.",
+    )
+    status_leads_idle: float = Field(
+        default=0.0,
+        ge=0,
+        description="The status becomes idle at once but session.status_idle is emitted this many "
+        "seconds later (earlier if another event of the session comes first; order is kept). With "
+        "post_idle_running also set, each idle draws one of the two races (50/50, faults.seed).",
+    )
+
+    @classmethod
+    def profile(cls, name: ProfileName, *, scale: float = 1.0, **overrides: Any) -> EmulatorConfig:
+        """Return the settings of a named profile, with durations scaled and ``overrides`` applied.
+
+        Args:
+            name: ``instant`` (every knob off: the defaults) or ``realistic`` (every realism knob
+                on, see :data:`REALISTIC_PROFILE`).
+            scale: Multiplies every duration of the profile (lags, windows, delays,
+                ``ping_interval``, ``retry_after_seconds``); rates and counts are kept.
+            **overrides: ``EmulatorConfig`` fields that win over the profile. ``faults`` may be a
+                dict (merged into the profile's fault settings) or a ``FaultConfig`` (replaces them).
+
+        Raises:
+            ValueError: For an unknown profile name or a ``scale`` that is not positive.
+        """
+        if name not in ("instant", "realistic"):
+            raise ValueError(f"unknown emulator profile {name!r}; use 'instant' or 'realistic'")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale!r}")
+        values: dict[str, Any] = {}
+        faults: dict[str, Any] = {}
+        if name == "realistic":
+            for key, value in REALISTIC_PROFILE.items():
+                if key != "faults":
+                    values[key] = _scaled(value, scale) if key in SCALED_SETTINGS else value
+            for key, value in REALISTIC_PROFILE["faults"].items():
+                faults[key] = _scaled(value, scale) if key in SCALED_FAULT_SETTINGS else value
+        fault_overrides = overrides.pop("faults", None)
+        values.update(overrides)
+        if isinstance(fault_overrides, FaultConfig):
+            values["faults"] = fault_overrides
+        else:
+            values["faults"] = FaultConfig(**{**faults, **(fault_overrides or {})})
+        return cls(**values)
+
+
+def _scaled(seconds: float, scale: float) -> float:
+    """``seconds * scale`` without float noise (1.5 * 0.1 is 0.15, not 0.15000000000000002)."""
+    return float(f"{seconds * scale:.12g}")

@@ -4,6 +4,19 @@ One :class:`SessionEngine` per app (``emulator.services["sessions"]``). Per-even
 an event is appended to the session's history, serialised once and pushed to the queue of each
 open stream. Each session with work has one background task (its *worker*) that runs turns one
 after another; what a turn does is decided by :mod:`emulator.script`.
+
+The realism knobs of :class:`~emulator.config.EmulatorConfig` that concern sessions live here,
+all in memory (never in the event dicts, which go to SSE and the state file):
+
+* ``history_lag``: each placement of an event in the history (its emission, or the move of a
+  processed user event to the end) gets a listable-from time; :meth:`SessionEngine.listable_history`
+  returns the history as it was ``history_lag`` seconds ago, including ``processed_at: null``
+  copies of user events processed within that time.
+* ``status_leads_idle`` / ``post_idle_running``: :meth:`SessionEngine.emit_idle` either defers the
+  ``session.status_idle`` event (the status is already idle) or, once it is emitted, keeps
+  reporting ``running`` for a while (:meth:`SessionEngine.public_status`).
+* ``output_indexing_window``: a turn's output files stay unlisted until its idle is emitted, then
+  get staggered ``listable_after`` times (:func:`emulator.blobs.index_outputs`).
 """
 
 from __future__ import annotations
@@ -17,7 +30,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import blobs
 from .errors import ApiError
+from .faults import get_injector
 from .ids import new_id, now_iso
 from .runtime import Emulator
 from .sse import encode_frame
@@ -60,6 +75,31 @@ class Subscriber:
 
 
 @dataclass(eq=False)
+class QueuedCopy:
+    """How a processed user event is still listed as queued while ``history_lag`` hides the move."""
+
+    event: dict[str, Any]
+    """A copy of the event with ``processed_at: null``."""
+    position: int
+    """Index in the history before which the copy is listed (kept up to date on later moves)."""
+    order: int
+    """Acceptance order among the session's queued events (ties of ``position``)."""
+    shown_from: float
+    """``time.monotonic()`` from which the copy is listed (the queued echo's listable time)."""
+    shown_until: float
+    """``time.monotonic()`` at which the processed version replaces it."""
+
+
+@dataclass(eq=False)
+class DeferredIdle:
+    """A ``session.status_idle`` held back by ``status_leads_idle``."""
+
+    event: dict[str, Any]
+    after: Callable[[], None]
+    timer: asyncio.TimerHandle
+
+
+@dataclass(eq=False)
 class SessionRuntime:
     """What the engine keeps in memory for one session (never persisted)."""
 
@@ -73,6 +113,16 @@ class SessionRuntime:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     report_idle_until: float = 0.0
     running_since: float | None = None
+    # history_lag: event id -> time.monotonic() at which its current placement becomes listable,
+    # for the placements not listable yet (pruned in `hidden_order`, which is in time order).
+    hidden_until: dict[str, float] = field(default_factory=dict)
+    hidden_order: deque[tuple[float, str]] = field(default_factory=deque)
+    queued_order: dict[str, int] = field(default_factory=dict)
+    accepted: int = 0
+    queued_copies: list[QueuedCopy] = field(default_factory=list)
+    # post_idle_running / status_leads_idle
+    report_running_until: float = 0.0
+    deferred_idle: DeferredIdle | None = None
 
     @property
     def busy(self) -> bool:
@@ -127,6 +177,8 @@ class SessionEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+        for rt in list(self._runtimes.values()):
+            self.flush_deferred_idle(rt)
         workers = [rt.worker for rt in self._runtimes.values() if rt.worker is not None]
         for task in workers:
             task.cancel()
@@ -156,6 +208,7 @@ class SessionEngine:
         ``retry_status: terminal``) and a ``session.status_idle`` (``retries_exhausted``). The
         session stays usable: a new ``user.message`` starts a new turn.
         """
+        self._index_orphaned_outputs()
         for session_id, session in list(self.emulator.store.sessions.items()):
             if session.get("status") == "terminated":
                 continue
@@ -182,6 +235,22 @@ class SessionEngine:
                     ),
                 )
 
+    def _index_orphaned_outputs(self) -> None:
+        """Index the outputs of turns that died before their idle (``output_indexing_window``)."""
+        orphans: dict[str, list[str]] = {}
+        for file_id, meta in self.emulator.store.files.items():
+            if meta.get("_indexing_pending"):
+                scope = meta.get("scope") or {}
+                orphans.setdefault(str(scope.get("id")), []).append(file_id)
+        for file_ids in orphans.values():
+            self.index_outputs(file_ids)
+
+    def index_outputs(self, file_ids: list[str]) -> None:
+        """Make a finished turn's output files listable one by one from now on."""
+        if file_ids:
+            blobs.index_outputs(self.emulator, file_ids, time.time())
+            self._dirty = True
+
     # -- runtime and emission --------------------------------------------------------------
 
     def runtime(self, session_id: str) -> SessionRuntime:
@@ -207,12 +276,22 @@ class SessionEngine:
                 the event already has the key (queued user echoes carry ``None``).
             persist: False for stream-only frames (the start race's stale idle).
         """
+        rt = self._runtimes.get(session_id)
+        if rt is not None and rt.deferred_idle is not None:
+            self.flush_deferred_idle(rt)
         self.session(session_id)
         if "processed_at" not in event:
             event["processed_at"] = now_iso()
         if persist:
             self.emulator.store.events.setdefault(session_id, []).append(event)
             self._dirty = True
+            lag = self.emulator.config.history_lag
+            if lag > 0:
+                rt = self.runtime(session_id)
+                if event["processed_at"] is None:
+                    rt.queued_order[event["id"]] = rt.accepted
+                    rt.accepted += 1
+                _hide_for(rt, event["id"], time.monotonic() + lag)
         self.broadcast(session_id, encode_frame(event))
         return event
 
@@ -222,22 +301,86 @@ class SessionEngine:
         History is kept in ``processed_at`` order, so the event moves to the end of the list
         (queued events sit near the end, so the search from the end is short).
         """
+        rt = self._runtimes.get(session_id)
+        if rt is not None and rt.deferred_idle is not None:
+            self.flush_deferred_idle(rt)
         self.session(session_id)
+        lag = self.emulator.config.history_lag
+        queued = dict(event) if lag > 0 else None
         event["processed_at"] = now_iso()
         history = self.emulator.store.events.get(session_id, [])
         for index in range(len(history) - 1, -1, -1):
             if history[index] is event:
                 del history[index]
                 history.append(event)
+                if queued is not None:
+                    self._keep_listed_as_queued(self.runtime(session_id), queued, index, lag)
                 break
         self._dirty = True
         self.broadcast(session_id, encode_frame(event))
+
+    @staticmethod
+    def _keep_listed_as_queued(rt: SessionRuntime, queued: dict[str, Any], index: int, lag: float) -> None:
+        """``history_lag``: the event just moved from ``index`` to the end of the history."""
+        now = time.monotonic()
+        event_id = queued["id"]
+        for copy in rt.queued_copies:
+            if index < copy.position:
+                copy.position -= 1
+        rt.queued_copies = [c for c in rt.queued_copies if c.shown_until > now]
+        rt.queued_copies.append(
+            QueuedCopy(
+                event=queued,
+                position=index,
+                order=rt.queued_order.pop(event_id, -1),
+                shown_from=rt.hidden_until.get(event_id, 0.0),
+                shown_until=now + lag,
+            )
+        )
+        _hide_for(rt, event_id, now + lag)
+
+    def listable_history(self, session_id: str) -> list[dict[str, Any]]:
+        """The history ``events.list`` shows now: as it was ``config.history_lag`` seconds ago.
+
+        Without a lag this is the stored history itself. With one, the events placed within the
+        lag are left out (they are always a suffix of the history, which is in placement order),
+        and each user event processed within the lag is listed as queued where it was accepted.
+        O(n) in the history size.
+        """
+        history = self.emulator.store.events.get(session_id, [])
+        rt = self._runtimes.get(session_id)
+        if self.emulator.config.history_lag <= 0 or rt is None:
+            return history
+        now = time.monotonic()
+        order, hidden = rt.hidden_order, rt.hidden_until
+        while order and order[0][0] <= now:
+            until, event_id = order.popleft()
+            if hidden.get(event_id) == until:
+                del hidden[event_id]
+        cut = max(0, len(history) - len(hidden))
+        rt.queued_copies = [c for c in rt.queued_copies if c.shown_until > now]
+        shown = sorted(
+            (c for c in rt.queued_copies if c.shown_from <= now), key=lambda c: (c.position, c.order)
+        )
+        if not shown:
+            return history[:cut]
+        out: list[dict[str, Any]] = []
+        start = 0
+        for copy in shown:
+            position = max(start, min(copy.position, cut))
+            out.extend(history[start:position])
+            out.append(copy.event)
+            start = position
+        out.extend(history[start:cut])
+        return out
 
     def broadcast(self, session_id: str, frame: bytes, *, wants: str | None = None) -> None:
         """Push a ready frame to every open stream (only those that asked for ``wants``)."""
         rt = self._runtimes.get(session_id)
         if rt is None:
             return
+        if rt.deferred_idle is not None:
+            self.flush_deferred_idle(rt)
         for sub in rt.subscribers:
             if wants is None or wants in sub.deltas:
                 sub.queue.put_nowait(frame)
@@ -271,18 +414,93 @@ class SessionEngine:
             sub.queue.put_nowait(None)
         rt.subscribers.clear()
 
+    # -- idle races ------------------------------------------------------------------------
+
+    def emit_idle(self, session_id: str, event: dict[str, Any], after: Callable[[], None]) -> None:
+        """Emit a ``session.status_idle`` (the status is already idle), then run ``after``.
+
+        ``config.status_leads_idle`` defers the emission (and ``after``) by that many seconds, or
+        until another event of the session comes first. ``config.post_idle_running`` makes
+        ``retrieve`` report ``running`` for that long once it is emitted. With both set, each
+        idle draws one of the two races (50/50, seeded from ``faults.seed``).
+        """
+        rt = self.runtime(session_id)
+        self.flush_deferred_idle(rt)
+        cfg = self.emulator.config
+        leads, trails = cfg.status_leads_idle > 0, cfg.post_idle_running > 0
+        if leads and trails:
+            leads = get_injector(self.emulator).coin("idle_race")
+            trails = not leads
+        finish = after
+        if trails:
+
+            def finish() -> None:
+                rt.report_running_until = time.monotonic() + cfg.post_idle_running
+                after()
+
+        if leads:
+            timer = asyncio.get_running_loop().call_later(cfg.status_leads_idle, self.flush_deferred_idle, rt)
+            rt.deferred_idle = DeferredIdle(event, finish, timer)
+            return
+        self.emit(session_id, event)
+        finish()
+
+    def flush_deferred_idle(self, rt: SessionRuntime) -> None:
+        """Emit the session's deferred ``session.status_idle`` now, if one is waiting."""
+        deferred = rt.deferred_idle
+        if deferred is None:
+            return
+        rt.deferred_idle = None
+        deferred.timer.cancel()
+        with contextlib.suppress(SessionGone):
+            self.emit(rt.session_id, deferred.event)
+            deferred.after()
+
+    def unsettled_for(self) -> float:
+        """Seconds until every lag and race now in play is over (0 when all is consistent).
+
+        Covers hidden history placements, deferred idles, post-idle ``running`` reports and
+        outputs whose indexing time lies ahead (outputs of turns still running are not counted).
+        Tests wait on it (``POST /_emulator/settle``) before comparing with the server's truth.
+        """
+        now_mono, now_wall = time.monotonic(), time.time()
+        waits = [0.0]
+        for rt in self._runtimes.values():
+            waits.extend(until - now_mono for until in rt.hidden_until.values())
+            waits.extend(copy.shown_until - now_mono for copy in rt.queued_copies)
+            waits.append(rt.report_running_until - now_mono)
+            if rt.deferred_idle is not None:
+                waits.append(self.emulator.config.status_leads_idle)
+        for meta in self.emulator.store.files.values():
+            after = meta.get("_listable_after")
+            if after is not None and not meta.get("_indexing_pending"):
+                waits.append(float(after) - now_wall)
+        return max(waits)
+
     # -- status ----------------------------------------------------------------------------
 
     def public_status(self, session: dict[str, Any]) -> str:
-        """The status ``retrieve`` reports (idle during a scripted start race)."""
+        """The status ``retrieve`` reports: idle during a scripted start race, running during a
+        post-idle race (``config.post_idle_running``), else the stored status."""
         rt = self._runtimes.get(session["id"])
-        if rt is not None and rt.report_idle_until > time.monotonic():
-            return "idle"
+        if rt is not None:
+            now = time.monotonic()
+            if rt.report_idle_until > now:
+                return "idle"
+            if rt.report_running_until > now and session["status"] == "idle":
+                return "running"
         return str(session["status"])
 
     def is_active(self, session: dict[str, Any]) -> bool:
         """True while the session is running or rescheduling."""
         return session["status"] in ACTIVE_STATUSES
+
+    def reports_running(self, session: dict[str, Any]) -> bool:
+        """True while the session is active or in a post-idle race (archive/delete are refused)."""
+        if self.is_active(session):
+            return True
+        rt = self._runtimes.get(session["id"])
+        return rt is not None and rt.report_running_until > time.monotonic() and session["status"] == "idle"
 
     # -- input -----------------------------------------------------------------------------
 
@@ -370,15 +588,22 @@ class SessionEngine:
 
     def forget(self, session_id: str) -> None:
         """Stop a deleted session's turn and end its streams after a ``session.deleted`` frame."""
-        rt = self._runtimes.pop(session_id, None)
+        rt = self._runtimes.get(session_id)
         if rt is None:
             return
+        self.flush_deferred_idle(rt)
+        del self._runtimes[session_id]
         if rt.worker is not None:
             rt.worker.cancel()
         frame = encode_frame(_event("session.deleted", processed_at=now_iso()))
         for sub in rt.subscribers:
             sub.queue.put_nowait(frame)
         self._close_streams(rt)
+
+
+def _hide_for(rt: SessionRuntime, event_id: str, until: float) -> None:
+    rt.hidden_until[event_id] = until
+    rt.hidden_order.append((until, event_id))
 
 
 def _event(type_: str, **fields: Any) -> dict[str, Any]:
@@ -420,6 +645,8 @@ class TurnContext:
         self.delay = engine.emulator.config.event_delay
         self.open_request: str | None = None
         self.active_outcome: dict[str, Any] | None = None
+        self.outputs: list[str] = []
+        """Output files written this turn that wait for the idle to be indexed."""
         self._emitted = 0
 
     @property
@@ -460,6 +687,7 @@ class TurnContext:
         """Enter ``running`` and emit ``session.status_running``."""
         set_status(self.session, "running")
         self.rt.running_since = time.monotonic()
+        self.rt.report_running_until = 0.0
         self.emit("session.status_running")
 
     def rescheduled(self) -> None:
@@ -477,12 +705,29 @@ class TurnContext:
         session["usage"]["active_seconds"] = round(session["usage"].get("active_seconds", 0) + elapsed, 3)
 
     def idle(self, stop_reason: dict[str, Any], stop_details: dict[str, Any] | None = None) -> None:
-        """Enter ``idle`` and emit ``session.status_idle`` with ``stop_reason``."""
+        """Enter ``idle`` and emit ``session.status_idle`` with ``stop_reason``.
+
+        When the event is actually emitted (see :meth:`SessionEngine.emit_idle`), an idle that
+        ends the turn indexes the turn's outputs and, with ``close_stream_on_idle``, ends streams.
+        """
         self._stop_clock()
         set_status(self.session, "idle")
-        self.emit("session.status_idle", stop_reason=stop_reason, stop_details=stop_details)
-        if self.emulator.config.close_stream_on_idle and stop_reason["type"] != "requires_action":
-            self.engine.close_streams(self.session_id)
+        ends_turn = stop_reason["type"] != "requires_action"
+        outputs, self.outputs = (self.outputs, []) if ends_turn else ([], self.outputs)
+        engine, session_id = self.engine, self.session_id
+        close = ends_turn and self.emulator.config.close_stream_on_idle
+
+        def after() -> None:
+            engine.index_outputs(outputs)
+            if close:
+                engine.close_streams(session_id)
+
+        self._emitted += 1
+        engine.emit_idle(
+            session_id,
+            _event("session.status_idle", stop_reason=stop_reason, stop_details=stop_details),
+            after,
+        )
 
     def terminate(self) -> None:
         """Enter ``terminated`` (irreversible) and emit ``session.status_terminated``."""
@@ -491,6 +736,8 @@ class TurnContext:
         set_status(session, "terminated")
         session["_ended_at"] = session["updated_at"]
         self.emit("session.status_terminated")
+        outputs, self.outputs = self.outputs, []
+        self.engine.index_outputs(outputs)
         if self.emulator.config.close_stream_on_idle:
             self.engine.close_streams(self.session_id)
 
@@ -650,6 +897,9 @@ class TurnContext:
         """Release the turn: answers and interrupts that arrived too late are marked processed."""
         self.rt.pending.clear()
         self.rt.report_idle_until = 0.0
+        if self.outputs and self.session_id in self.emulator.store.sessions:
+            outputs, self.outputs = self.outputs, []
+            self.engine.index_outputs(outputs)
         with contextlib.suppress(SessionGone):
             for echo in [*self.rt.answers, *self.rt.interrupts]:
                 self.engine.mark_processed(self.session_id, echo)

@@ -13,6 +13,15 @@ request log (``RequestRecord.injected``). Modes, all off by default:
   (cancelling a client in that window leaves a committed write it never heard about).
 * ``slow_download_bytes_per_second`` / ``cut_download_after_bytes``: throttle, or break
   after N bytes, the bodies of ``GET /v1/files/{id}/content``.
+* ``stream_open_429_rate``: answer that fraction of ``GET .../events/stream`` requests 429
+  (``retry-after: retry_after_seconds``) before anything is streamed (logged ``stream_429``).
+* ``close_stream_after_idle_rate`` / ``silent_stream_rate``: drawn per SSE connection when it
+  opens (:meth:`FaultInjector.draw_stream_faults`) and applied by the stream itself
+  (:mod:`emulator.routes.events`, logged ``close_after_idle`` / ``silent_stream``).
+
+Each random mode draws from its own generator, seeded from ``seed`` and the mode's name, so
+switching one mode on never changes which requests another mode picks. The engine and the
+events list draw from the same kind of generators (:meth:`FaultInjector.coin`).
 
 ``PUT /_emulator/faults`` calls :meth:`FaultInjector.reconfigure`, which also resets the
 random generator and the counters, so a given seed always fails the same requests.
@@ -23,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +56,16 @@ class _DropConnection(Exception):
     """Raised from ``send`` to abandon a response half-way (the server then closes the socket)."""
 
 
+@dataclass(frozen=True)
+class StreamFaults:
+    """What one SSE connection drew when it opened."""
+
+    close_after_idle: bool = False
+    """Close the connection cleanly right after it delivered a ``session.status_idle`` frame."""
+    silent_after: int | None = None
+    """Deliver nothing more (no events, no pings) after this many event frames."""
+
+
 class FaultInjector:
     """The fault settings plus their seeded random generator and counters.
 
@@ -57,11 +77,41 @@ class FaultInjector:
         self.reconfigure(faults)
 
     def reconfigure(self, faults: FaultConfig) -> None:
-        """Switch to new settings and restart the generator and counters."""
+        """Switch to new settings and restart the generators and counters."""
         self.config = faults
         self.rng = random.Random(faults.seed)
+        self._rngs: dict[str, random.Random] = {}
         self.commit_drops_left = faults.commit_then_drop_times
         self.cuts_left = faults.cut_download_times
+
+    def _rng(self, name: str) -> random.Random:
+        rng = self._rngs.get(name)
+        if rng is None:
+            rng = self._rngs[name] = random.Random(f"{self.config.seed}:{name}")
+        return rng
+
+    def coin(self, name: str, rate: float = 0.5) -> bool:
+        """Draw True with probability ``rate`` from the seeded generator called ``name``.
+
+        A rate of 0 never draws (so the sequence of a mode that is off does not move); a rate
+        of 1 always answers True.
+        """
+        if rate <= 0:
+            return False
+        return self._rng(name).random() < rate
+
+    def take_stream_429(self) -> bool:
+        """True when this stream-opening request is to be answered 429."""
+        return self.coin("stream_open_429", self.config.stream_open_429_rate)
+
+    def draw_stream_faults(self) -> StreamFaults:
+        """Draw the faults of an SSE connection that is opening."""
+        cfg = self.config
+        closes = self.coin("close_stream_after_idle", cfg.close_stream_after_idle_rate)
+        silent = self.coin("silent_stream", cfg.silent_stream_rate)
+        return StreamFaults(
+            close_after_idle=closes, silent_after=cfg.silent_stream_after_events if silent else None
+        )
 
     def pick_failure(self, path: str) -> int | None:
         """Return the status to inject for this request, or ``None``."""
@@ -111,7 +161,8 @@ def get_injector(emulator: Emulator) -> FaultInjector:
     return injector
 
 
-def _note(scope: Scope, fault: str) -> None:
+def note_fault(scope: Scope, fault: str) -> None:
+    """Add ``fault`` to the ``injected`` field of this request's log record."""
     record = scope.get("state", {}).get("request_record")
     if record is not None:
         record.injected = fault if record.injected is None else f"{record.injected},{fault}"
@@ -135,9 +186,16 @@ class FaultMiddleware:
         cfg = injector.config
         status = injector.pick_failure(path)
         if status is not None:
-            _note(scope, f"error_{status}")
+            note_fault(scope, f"error_{status}")
             headers = {"retry-after": f"{cfg.retry_after_seconds:g}"} if status == 429 else None
             error = ApiError(status, _MESSAGES.get(status, f"Injected error {status}."), headers=headers)
+            request_id = scope.get("state", {}).get("request_id") or new_id("req")
+            await error.response(request_id)(scope, receive, send)
+            return
+        if method == "GET" and path.endswith("/events/stream") and injector.take_stream_429():
+            note_fault(scope, "stream_429")
+            headers = {"retry-after": f"{cfg.retry_after_seconds:g}"}
+            error = ApiError(429, _MESSAGES[429], headers=headers)
             request_id = scope.get("state", {}).get("request_id") or new_id("req")
             await error.response(request_id)(scope, receive, send)
             return
@@ -182,7 +240,7 @@ class FaultMiddleware:
                 sent += 1
                 if sent >= limit:
                     await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-                    _note(scope, "drop_stream")
+                    note_fault(scope, "drop_stream")
                     raise _DropConnection
             await send(message)
 
@@ -196,14 +254,14 @@ class FaultMiddleware:
                 return
             body: bytes = message.get("body", b"")
             await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
-            _note(scope, "commit_then_drop")
+            note_fault(scope, "commit_then_drop")
             raise _DropConnection
 
         return wrapper
 
     @staticmethod
     def _hold_answer(scope: Scope, send: Send, seconds: float) -> Send:
-        _note(scope, "slow_answer")
+        note_fault(scope, "slow_answer")
 
         async def wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -216,7 +274,7 @@ class FaultMiddleware:
     def _shape_download(scope: Scope, send: Send, cut: int | None, rate: int | None) -> Send:
         sent = 0
         if rate is not None:
-            _note(scope, "slow_download")
+            note_fault(scope, "slow_download")
 
         async def wrapper(message: Message) -> None:
             nonlocal sent
@@ -228,7 +286,7 @@ class FaultMiddleware:
             if cut is not None and sent + len(body) >= cut and (more or sent + len(body) > cut):
                 body = body[: cut - sent]
                 await _paced(send, body, rate)
-                _note(scope, "cut_download")
+                note_fault(scope, "cut_download")
                 raise _DropConnection
             await _paced(send, body, rate, more_body=more)
             sent += len(body)

@@ -417,25 +417,31 @@ def _script_state(ctx: TurnContext) -> dict[str, Any]:
 async def _write_outputs(ctx: TurnContext, scenario: Scenario, turn: int, prompt: str) -> list[str]:
     """Write the report (and memory entry) and the scripted output files; return their names."""
     written: list[str] = []
-    listable_after = time.time() + ctx.emulator.config.output_listing_delay
+    config = ctx.emulator.config
+    # With an indexing window, outputs stay unlisted until the turn's idle indexes them.
+    pending = config.output_indexing_window > 0
+    listable_after = None if pending else time.time() + config.output_listing_delay
     if scenario.report:
         report = await _input_report(ctx, turn, prompt)
         name = "report.md" if turn == 1 else f"report-turn-{turn}.md"
-        blobs.create_file(
+        meta = blobs.create_file(
             ctx.emulator,
             filename=name,
             mime_type="text/markdown",
             data=report.encode(),
             scope_session_id=ctx.session_id,
             listable_after=listable_after,
+            indexing_pending=pending,
         )
+        if pending:
+            ctx.outputs.append(meta["id"])
         written.append(name)
         if scenario.memory:
             _write_memories(ctx, turn, report)
     for index, spec in enumerate(scenario.outputs, start=1):
         name = spec.name or f"output-{index}.bin"
         mime = spec.mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        blobs.create_file(
+        meta = blobs.create_file(
             ctx.emulator,
             filename=name,
             mime_type=mime,
@@ -443,7 +449,10 @@ async def _write_outputs(ctx: TurnContext, scenario: Scenario, turn: int, prompt
             generated_seed=spec.seed,
             scope_session_id=ctx.session_id,
             listable_after=listable_after,
+            indexing_pending=pending,
         )
+        if pending:
+            ctx.outputs.append(meta["id"])
         written.append(name)
         await ctx.pause()
     return written

@@ -60,6 +60,11 @@ class ControlClient:
         """Replace the fault settings; call with no arguments to switch all faults off."""
         return dict(self._call("PUT", "/faults", FaultConfig(**faults).model_dump()))
 
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until the lags and races in play now are over; True when they were (False when
+        ``timeout`` came first)."""
+        return bool(self._call("POST", f"/settle?longest={timeout:g}")["settled"])
+
     def reset(self) -> None:
         """Drop every object and the request log."""
         self._call("POST", "/reset")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
 
 from ..config import FaultConfig
+from ..engine import get_engine
 from ..runtime import EmulatorDep
 
 router = APIRouter(prefix="/_emulator", tags=["control"])
@@ -45,6 +47,18 @@ async def set_faults(faults: FaultConfig, emulator: EmulatorDep) -> dict[str, An
     if injector is not None and hasattr(injector, "reconfigure"):
         injector.reconfigure(faults)
     return faults.model_dump()
+
+
+@router.post("/settle")
+async def settle(emulator: EmulatorDep, longest: float = 10.0) -> dict[str, Any]:
+    """Wait until the lags and races in play now are over (history, idle races, output indexing).
+
+    Tests call it before comparing what a client saw with the server's truth as of the call
+    (events emitted later, e.g. by a session that keeps running, are not waited for).
+    """
+    remaining = max(get_engine(emulator).unsettled_for(), 0.0)
+    await asyncio.sleep(min(remaining, longest))
+    return {"settled": remaining <= longest, "waited": min(remaining, longest)}
 
 
 @router.post("/reset")

@@ -9,6 +9,18 @@ Decisions where the reference says UNKNOWN:
 * A ``#emulator`` message with an invalid scenario is rejected at send time with 400.
 * The stream never closes on its own unless ``config.close_stream_on_idle`` is set; it sends
   ``event: ping`` every ``config.ping_interval`` seconds.
+
+Realism knobs (all off by default):
+
+* ``config.history_lag``: the list shows the history as it was that many seconds ago
+  (:meth:`~emulator.engine.SessionEngine.listable_history`); the stream is not delayed.
+* ``config.queued_events_position``: queued user events (``processed_at: null``) are listed
+  ``inline`` (where accepted), ``first``, ``last``, or ``mixed`` (each request draws first or
+  last, seeded from ``faults.seed``). ``order=desc`` is the reverse of the same arrangement.
+* ``faults.close_stream_after_idle_rate`` / ``faults.silent_stream_rate``: drawn per connection
+  when it opens; a closing connection ends cleanly right after a ``session.status_idle`` frame,
+  a silent one sends nothing more (not even pings) after ``silent_stream_after_events`` event
+  frames and stays open until the client leaves.
 """
 
 from __future__ import annotations
@@ -19,9 +31,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Scope
 
 from ..engine import Subscriber, get_engine
 from ..errors import ApiError
+from ..faults import StreamFaults, get_injector, note_fault
 from ..ids import parse_ts
 from ..listing import parse_bound
 from ..pagination import paginate
@@ -35,6 +49,7 @@ router = APIRouter(prefix="/v1")
 
 PREVIEW_KINDS = frozenset({"agent.message", "agent.thinking"})
 _MAX_FRAMES_PER_CHUNK = 256
+_IDLE_FRAME = b"event: session.status_idle\n"
 
 
 @router.get("/sessions/{session_id}/events")
@@ -49,7 +64,7 @@ async def list_events(
 ) -> dict[str, Any]:
     """Page through a session's persisted events (oldest first by default)."""
     get_session(emulator, session_id)
-    history = emulator.store.events.get(session_id, [])
+    history = get_engine(emulator).listable_history(session_id)
     bounds = {
         op: parse_bound(request.query_params.get(f"created_at[{op}]")) for op in ("gt", "gte", "lt", "lte")
     }
@@ -65,9 +80,24 @@ async def list_events(
                 or (e.get("processed_at") is not None and _in_range(parse_ts(e["processed_at"]), bounds))
             )
         ]
+    items = _place_queued(emulator, items)
     if order == "desc":
         items = items[::-1]
     return paginate(items, limit=limit, page=page, order=order, default_limit=1000, max_limit=1000)
+
+
+def _place_queued(emulator: Emulator, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Arrange queued user events as ``config.queued_events_position`` says (ascending order)."""
+    position = emulator.config.queued_events_position
+    if position == "inline":
+        return items
+    if position == "mixed":
+        position = "first" if get_injector(emulator).coin("queued_events_position") else "last"
+    queued = [e for e in items if e.get("processed_at") is None]
+    if not queued:
+        return items
+    processed = [e for e in items if e.get("processed_at") is not None]
+    return queued + processed if position == "first" else processed + queued
 
 
 @router.post("/sessions/{session_id}/events")
@@ -87,6 +117,7 @@ async def send_events(session_id: str, body: SendEventsBody, emulator: EmulatorD
 @router.get("/sessions/{session_id}/events/stream")
 async def stream_events(
     session_id: str,
+    request: Request,
     emulator: EmulatorDep,
     event_deltas: Annotated[list[str] | None, Query(alias="event_deltas[]")] = None,
 ) -> StreamingResponse:
@@ -99,22 +130,36 @@ async def stream_events(
             400, f"event_deltas: {sorted(bad)} not supported; use agent.message and/or agent.thinking."
         )
     engine = get_engine(emulator)
+    faults = get_injector(emulator).draw_stream_faults()
     # Subscribe before answering so nothing emitted after the request arrived is missed.
     sub = engine.subscribe(session_id, deltas)
     return StreamingResponse(
-        _frames(emulator, session_id, sub),
+        _frames(emulator, session_id, sub, faults, request.scope),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 
 
-async def _frames(emulator: Emulator, session_id: str, sub: Subscriber) -> AsyncIterator[bytes]:
+async def _frames(
+    emulator: Emulator,
+    session_id: str,
+    sub: Subscriber,
+    faults: StreamFaults,
+    scope: Scope,
+) -> AsyncIterator[bytes]:
     engine = get_engine(emulator)
     interval = emulator.config.ping_interval
     loop = asyncio.get_running_loop()
     next_ping = loop.time() + interval
+    silent_after = faults.silent_after
+    delivered = 0
     try:
         while True:
+            if silent_after is not None and delivered >= silent_after:
+                # Half-dead: nothing more, not even pings, until the client gives up.
+                note_fault(scope, "silent_stream")
+                engine.unsubscribe(session_id, sub)
+                await asyncio.Event().wait()
             try:
                 first = await asyncio.wait_for(sub.queue.get(), max(0.0, next_ping - loop.time()))
             except TimeoutError:
@@ -132,11 +177,36 @@ async def _frames(emulator: Emulator, session_id: str, sub: Subscriber) -> Async
                     closed = True
                     break
                 batch.append(frame)
-            yield b"".join(batch)
-            if closed:
+            cut = None
+            if faults.close_after_idle or silent_after is not None:
+                batch, cut = _cut(batch, faults.close_after_idle, silent_after, delivered)
+                delivered += len(batch)
+            if cut == "idle":
+                # A clean end of the response, right after the idle frame.
+                note_fault(scope, "close_after_idle")
+            if batch:
+                yield b"".join(batch)
+            if cut == "idle":
+                return
+            if closed and cut is None:
                 return
     finally:
         engine.unsubscribe(session_id, sub)
+
+
+def _cut(
+    batch: list[bytes], close_after_idle: bool, silent_after: int | None, delivered: int
+) -> tuple[list[bytes], str | None]:
+    """Cut a batch after its first idle frame (``"idle"``) or at the silence limit (``"silent"``).
+
+    Every frame of a batch is an event frame (pings are sent on their own).
+    """
+    for index, frame in enumerate(batch):
+        if silent_after is not None and delivered + index >= silent_after:
+            return batch[:index], "silent"
+        if close_after_idle and frame.startswith(_IDLE_FRAME):
+            return batch[: index + 1], "idle"
+    return batch, None
 
 
 def install(app: FastAPI, emulator: Emulator) -> None:

@@ -5,7 +5,8 @@ Decisions where the reference says UNKNOWN:
 * A new session that references an archived agent, environment or memory store gets 400
   ``invalid_request_error`` (the environment case carries ``error_code: environment_archived``,
   which the SDK maps to ``BetaEnvironmentArchivedError``).
-* Updating the agent of a running session is 400; so are archive and delete while running.
+* Updating the agent of a running session is 400; so are archive and delete while running
+  (and while ``config.post_idle_running`` still reports it running after an idle).
 * ``budget`` update rejections are 400 with ``error_code`` ``budget_create_only`` /
   ``budget_not_raised``; any update of a terminated session is 400.
 * The list takes ``limit`` 1..1000 (default 20).
@@ -361,7 +362,8 @@ def _in_range(moment: datetime, bounds: dict[str, datetime | None]) -> bool:
 
 
 def _refuse_while_running(engine: SessionEngine, session: dict[str, Any], action: str) -> None:
-    if engine.is_active(session):
+    # Also during a post-idle race (config.post_idle_running), exactly as if still running.
+    if engine.reports_running(session):
         raise ApiError(
             400, f"Cannot {action} session {session['id']!r} while it is running; interrupt it first."
         )
