@@ -15,8 +15,10 @@ from .exceptions import (
     ApiUnreachableError,
     BlockNotFoundError,
     ConfigurationError,
+    CredentialsDestinationError,
     EnvironmentArchivedError,
     EnvironmentTypeChangeError,
+    InlineBlockError,
     InputFileError,
     ManagedAgentsError,
     MemoryStoreArchivedError,
@@ -25,6 +27,8 @@ from .exceptions import (
     MissingCredentialsError,
     OutputError,
     OutputIntegrityError,
+    OutputOverwriteError,
+    PathOutsideRootsError,
     RemoteObjectError,
     SessionBudgetReachedError,
     SessionError,
@@ -36,6 +40,7 @@ from .exceptions import (
     SpecValidationError,
     StaleAgentVersionError,
     UnexpectedStopReasonError,
+    UnknownCustomToolError,
     UnsafeOutputPathError,
 )
 from .inputs import InputFile, MemoryStoreAttachment, UploadedFile
@@ -43,7 +48,7 @@ from .outcome_spec import OutcomeSpec
 from .results import OutcomeEvaluation, OutputFile, SessionErrorRecord, SessionResult, UsageSummary
 from .session_run import ManagedAgentSessionRun
 from .session_stream import ConfirmationPolicy
-from .settings import AnthropicSettings
+from .settings import AnthropicSettings, SecuritySettings
 from .spec import (
     AgentDeploymentSpec,
     AgentSpec,
@@ -81,11 +86,13 @@ __all__ = [
     "CloudConfig",
     "ConfigurationError",
     "ConfirmationPolicy",
+    "CredentialsDestinationError",
     "CustomTool",
     "EnvironmentArchivedError",
     "EnvironmentSpec",
     "EnvironmentTypeChangeError",
     "FieldChange",
+    "InlineBlockError",
     "InputFile",
     "InputFileError",
     "LimitedNetworking",
@@ -106,9 +113,12 @@ __all__ = [
     "OutputError",
     "OutputFile",
     "OutputIntegrityError",
+    "OutputOverwriteError",
     "Packages",
+    "PathOutsideRootsError",
     "PermissionPolicy",
     "RemoteObjectError",
+    "SecuritySettings",
     "SelfHostedConfig",
     "SessionBudgetReachedError",
     "SessionError",
@@ -124,6 +134,7 @@ __all__ = [
     "StaleAgentVersionError",
     "ToolsetDefaults",
     "UnexpectedStopReasonError",
+    "UnknownCustomToolError",
     "UnrestrictedNetworking",
     "UnsafeOutputPathError",
     "UploadedFile",

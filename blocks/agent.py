@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import JobBlock
-from pydantic import Field
+from prefect.blocks.core import Block
+from prefect.context import FlowRunContext
+from pydantic import ConfigDict, Field
 
 from .credentials import AnthropicCredentials
-from .exceptions import BlockNotFoundError
+from .exceptions import BlockNotFoundError, InlineBlockError
 from .package_info import DOCUMENTATION_URL, LOGO_URL
 from .results import SessionResult
 
@@ -42,6 +44,9 @@ class ManagedAgent(JobBlock[SessionResult]):
     _block_type_slug = "managed-agent"
     _logo_url = LOGO_URL  # type: ignore[assignment]
     _documentation_url = DOCUMENTATION_URL  # type: ignore[assignment]
+
+    # A validation error never echoes the input (its credentials may hold a key).
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     credentials: AnthropicCredentials = Field(
         default_factory=AnthropicCredentials,
@@ -77,6 +82,18 @@ class ManagedAgent(JobBlock[SessionResult]):
     log_verbosity: Literal["summary", "tools", "full"] = Field(
         default="summary",
         description="How much of a session is logged to Prefect: summary, tools (every tool call) or full.",
+    )
+    input_roots: list[str] | None = Field(
+        default=None,
+        description="Folders the input files, batch files and spec files of this block's runs must be "
+        "inside (after symlinks). Unset: the worker's MANAGED_AGENTS_INPUT_ROOTS (default: its "
+        "working directory). Flow-run parameters cannot change this.",
+    )
+    output_roots: list[str] | None = Field(
+        default=None,
+        description="Folders the output_dir of this block's runs must be inside (after symlinks). "
+        "Unset: the worker's MANAGED_AGENTS_OUTPUT_ROOTS (default: ./outputs). Flow-run parameters "
+        "cannot change this.",
     )
 
     def agent_reference(self) -> dict[str, Any]:
@@ -129,6 +146,45 @@ def _is_missing_document(exc: ValueError) -> bool:
     return "Unable to find block document" in str(exc)
 
 
+def in_deployment_run() -> bool:
+    """True when the current flow run was created from a deployment, so its parameters came from
+    whoever ran the deployment (the UI's Run form, the API, an Automation), not from code.
+
+    This is ``prefect.runtime.deployment.id`` for the deployment's own flow run, read from the run
+    context (no API call). Subflows that our flows start get their parameters from code, and
+    those parameters were checked when the deployment's run began.
+    """
+    context = FlowRunContext.get()
+    return bool(context and context.flow_run and context.flow_run.deployment_id)
+
+
+def is_saved_block(block: Block) -> bool:
+    """True when ``block`` was loaded from a saved block document (by name or ``$ref``)."""
+    return getattr(block, "_block_document_id", None) is not None
+
+
+def refuse_inline_block(block: Block, parameter: str) -> None:
+    """Refuse an inline (unsaved) block given as a deployment run's parameter.
+
+    Deployment parameters name saved blocks; an inline block, whose fields (a ``base_url``, a
+    key) come from whoever ran the deployment, is only accepted from Python.
+
+    Args:
+        block: The parameter's value.
+        parameter: The parameter's name, for the message.
+
+    Raises:
+        InlineBlockError: This is a deployment run and ``block`` is not a saved block document.
+    """
+    if in_deployment_run() and not is_saved_block(block):
+        kind = type(block).__name__
+        raise InlineBlockError(
+            f"The {parameter!r} parameter of this deployment run is an inline {kind} block; deployment "
+            f"runs only take saved blocks. Pass the name of a saved {kind} block (create or edit it in "
+            "the Prefect UI, or with deploy_agent) instead. Nothing was sent or created."
+        )
+
+
 async def aresolve_agent(agent: ManagedAgent | str) -> ManagedAgent:
     """Return ``agent`` itself, or load the saved ``ManagedAgent`` block with that name.
 
@@ -137,8 +193,10 @@ async def aresolve_agent(agent: ManagedAgent | str) -> ManagedAgent:
 
     Raises:
         BlockNotFoundError: No block has that name.
+        InlineBlockError: A deployment run was given an inline block (see :func:`refuse_inline_block`).
     """
     if isinstance(agent, ManagedAgent):
+        refuse_inline_block(agent, "agent")
         return agent
     try:
         return await ManagedAgent.aload(agent)

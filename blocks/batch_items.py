@@ -12,7 +12,9 @@ File formats (decided here; the issue leaves them open):
   becomes an entry of the item's ``metadata``.
 
 Relative input-file paths in a file are resolved against the folder of that file, so a batch
-file and its inputs can move together.
+file and its inputs can move together. With ``roots`` (as ``run_agent_batch`` passes them) the
+batch file and every item's files must resolve inside those input roots, and ``~`` is not
+expanded (see :mod:`blocks.roots`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from .exceptions import ConfigurationError
 from .inputs import InputFile, MemoryStoreAttachment
 from .results import SessionResult, UsageSummary
+from .roots import check_inside_roots
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CSV_LIST_SEPARATOR = ";"
@@ -140,12 +143,16 @@ def _rows_from_csv(path: Path) -> list[tuple[int, Any]]:
 
 def load_batch_items(
     items: Sequence[BatchItem | Mapping[str, Any] | str] | str | os.PathLike[str],
+    roots: Sequence[Path] | None = None,
 ) -> list[BatchItem]:
     """Return the batch's items, validated, each with a unique key.
 
     Args:
         items: A list of items (models, dicts, or plain prompts), or the path of a ``.jsonl`` or
             ``.csv`` file of them.
+        roots: Input roots (resolved): the batch file and every item's files must be inside
+            them (checked before the file is read). None: no check, and ``~`` is expanded
+            (for Python callers; ``run_agent_batch`` always passes its roots).
 
     Returns:
         The items in order; an item without ``key`` gets ``item-<position>``.
@@ -153,11 +160,15 @@ def load_batch_items(
     Raises:
         BatchItemsError: The file is missing or of an unknown kind, a row is invalid, or two
             items share a key. The message names the line (files) or position (lists).
+        PathOutsideRootsError: With ``roots``, the batch file or an item's file is outside them.
     """
     rows: list[tuple[str, Any]]
     base: Path | None = None
     if isinstance(items, str | os.PathLike):
-        path = Path(items).expanduser()
+        if roots is not None:
+            path = check_inside_roots(items, roots, kind="input", what="batch items file")
+        else:
+            path = Path(items).expanduser()
         if not path.is_file():
             raise BatchItemsError(f"Batch file {str(path)!r} does not exist.")
         suffix = path.suffix.lower()
@@ -194,6 +205,10 @@ def load_batch_items(
         key = str(item.key)
         if key in seen:
             raise BatchItemsError(f"{where}: key {key!r} is already used by {seen[key]}.")
+        if roots is not None:
+            for entry in item.files:
+                entry_path = entry if isinstance(entry, str) else entry.path
+                check_inside_roots(entry_path, roots, kind="input", what=f"input file of {where}")
         seen[key] = where
         loaded.append(item)
     return loaded

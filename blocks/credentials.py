@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import ssl
+from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
-from .exceptions import ApiUnreachableError, MissingCredentialsError
+from .exceptions import ApiUnreachableError, CredentialsDestinationError, MissingCredentialsError
 from .package_info import DOCUMENTATION_URL, INTEGRATION_HEADER, LOGO_URL
 from .settings import AnthropicSettings
 
@@ -21,6 +22,13 @@ class AnthropicCredentials(CredentialsBlock):
     Fields left empty fall back to the environment (``ANTHROPIC_API_KEY``,
     ``ANTHROPIC_BASE_URL``) each time a client is built, so a block saved without a key follows
     the environment of the process that uses it.
+
+    A key only goes where it was saved to go: a block with its own ``api_key`` sends it to its own
+    ``base_url`` (or, when that is empty, the environment's); a block without one uses the
+    environment's key, which is only ever sent to the environment's ``ANTHROPIC_BASE_URL`` (or
+    https://api.anthropic.com when that is unset). A block that would send the environment's key
+    to another ``base_url`` fails with :class:`~blocks.exceptions.CredentialsDestinationError`
+    when its client is built, before any request.
 
     Examples:
         Load stored credentials and list agents:
@@ -39,6 +47,9 @@ class AnthropicCredentials(CredentialsBlock):
     _logo_url = LOGO_URL  # type: ignore[assignment]
     _documentation_url = DOCUMENTATION_URL  # type: ignore[assignment]
 
+    # A validation error never echoes the input (it may hold a key).
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     api_key: SecretStr | None = Field(
         default=None,
         title="API key",
@@ -48,7 +59,8 @@ class AnthropicCredentials(CredentialsBlock):
         default=None,
         title="Base URL",
         description="API base URL (for example a local emulator); when empty, ANTHROPIC_BASE_URL "
-        "or the SDK default https://api.anthropic.com is used.",
+        "or the SDK default https://api.anthropic.com is used. A base URL other than the "
+        "environment's needs this block's own API key: the environment's key is never sent elsewhere.",
     )
     timeout: float = Field(
         default=600.0,
@@ -83,17 +95,46 @@ class AnthropicCredentials(CredentialsBlock):
 
     def display_base_url(self) -> str:
         """Return the base URL for messages (the SDK default when none is configured)."""
-        return self.resolved_base_url() or "https://api.anthropic.com"
+        return self.resolved_base_url() or DEFAULT_BASE_URL
+
+    def resolved_pair(self) -> tuple[str, str]:
+        """Return the ``(api_key, base_url)`` a client uses, after checking that they belong together.
+
+        The block's own key goes to the block's ``base_url`` (else the environment's, else the
+        default host). The environment's key (``ANTHROPIC_API_KEY``) only goes to the
+        environment's ``ANTHROPIC_BASE_URL`` (else the default host).
+
+        Raises:
+            MissingCredentialsError: No API key is configured.
+            CredentialsDestinationError: The block has no key of its own and a ``base_url`` that
+                differs from the environment's: the environment's key would be sent elsewhere.
+        """
+        key = self.resolved_api_key()
+        environment_url = AnthropicSettings().base_url or DEFAULT_BASE_URL
+        if self.api_key is not None or not self.base_url:
+            return key, self.base_url or environment_url
+        if same_destination(self.base_url, environment_url):
+            return key, self.base_url
+        raise CredentialsDestinationError(
+            f"These credentials have no API key of their own, and their base_url ({_origin(self.base_url)}) "
+            f"is not where the environment's ANTHROPIC_API_KEY belongs ({_origin(environment_url)}, "
+            "from ANTHROPIC_BASE_URL or the default API host): the environment's key is only ever sent "
+            "there. Save an AnthropicCredentials block with both an api_key and this base_url and pass "
+            "its name, or leave base_url empty. No request was made."
+        )
 
     def get_client(self) -> anthropic.Anthropic:
         """Return a new synchronous SDK client.
 
         Raises:
             MissingCredentialsError: No API key is configured.
+            CredentialsDestinationError: The key would be sent to a base URL it was not saved
+                with (see :meth:`resolved_pair`).
         """
+        api_key, base_url = self.resolved_pair()
         return anthropic.Anthropic(
-            api_key=self.resolved_api_key(),
-            base_url=self.resolved_base_url(),
+            api_key=api_key,
+            base_url=base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
             default_headers=INTEGRATION_HEADER,
@@ -105,15 +146,51 @@ class AnthropicCredentials(CredentialsBlock):
 
         Raises:
             MissingCredentialsError: No API key is configured.
+            CredentialsDestinationError: The key would be sent to a base URL it was not saved
+                with (see :meth:`resolved_pair`).
         """
+        api_key, base_url = self.resolved_pair()
         return anthropic.AsyncAnthropic(
-            api_key=self.resolved_api_key(),
-            base_url=self.resolved_base_url(),
+            api_key=api_key,
+            base_url=base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
             default_headers=INTEGRATION_HEADER,
             http_client=anthropic.DefaultAsyncHttpxClient(verify=tls_context()),
         )
+
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+"""Where the SDK sends requests when no base URL is configured."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _destination(url: str) -> tuple[str, str, int | None, str]:
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a malformed port never matches anything
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+
+def same_destination(a: str, b: str) -> bool:
+    """True when two base URLs name the same endpoint (scheme, host, port and path; case and
+    default ports and a trailing slash do not matter).
+
+    Args:
+        a: A base URL.
+        b: Another base URL.
+    """
+    return _destination(a) == _destination(b)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, for messages (never a path, query or user info)."""
+    scheme, host, port, _ = _destination(url)
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, _DEFAULT_PORTS.get(scheme)) else "")
 
 
 @functools.cache

@@ -1,14 +1,22 @@
-"""Custom tools as plain Python functions: import, describe (JSON schema) and run them.
+"""Custom tools as plain Python functions: register, describe (JSON schema) and run them.
 
 The SDK's own tool decorators (``beta_tool`` / ``beta_async_tool``) derive each tool's name,
 description and JSON schema from the function's type hints and Google-style docstring and
 validate the agent's input before the call; this module only adds what the integration needs
 around them:
 
-- import paths (``"package.module:function"``), which is what a deployment's UI form can send;
+- a **registry**: tools are registered in code, with the :func:`custom_tool` decorator or
+  :func:`register_custom_tool`, and the modules listed in ``MANAGED_AGENTS_TOOL_MODULES`` are
+  imported to register theirs. Flow-run parameters and specs only *name* registered tools; an
+  import path ``"package.module:function"`` is only accepted for a registered function of a
+  module inside those listed modules, so a parameter can never make the worker import code
+  (``"os:system"`` is refused before anything is imported, created or uploaded);
 - functions that take one pydantic model (its schema is the tool's input schema);
 - the ``CustomTool`` spec entry ``deploy_agent`` puts on the agent;
 - turning a tool's return value or exception into a ``user.custom_tool_result``.
+
+Passing a function object from Python keeps working: it is used as given, and registered under
+its name when that name is free.
 """
 
 from __future__ import annotations
@@ -16,43 +24,56 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeAlias, get_type_hints
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar, get_type_hints, overload
 
 from anthropic.lib.tools import BetaAsyncFunctionTool, BetaFunctionTool, beta_async_tool, beta_tool
 from anthropic.lib.tools._tool_dispatch import run_runnable_tool, tool_error_content, tool_result_content
 from pydantic import BaseModel
 
-from .exceptions import SpecValidationError
+from .exceptions import ConfigurationError, SpecValidationError, UnknownCustomToolError
+from .settings import SecuritySettings
+from .spec import BUILTIN_TOOL_NAMES, CUSTOM_TOOL_NAME
 from .tool_calls import PendingToolCall
 
 RunnableTool: TypeAlias = BetaFunctionTool[Any] | BetaAsyncFunctionTool[Any]
 ToolSource: TypeAlias = Callable[..., Any] | str | RunnableTool
-"""A custom tool as users give it: a function, an import path, or an SDK runnable tool."""
+"""A custom tool as users give it: a function or an SDK runnable tool (from Python), or the name
+of a registered tool (from Python, a parameter or a spec)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_log = logging.getLogger(__name__)
 
 
-def import_callable(path: str) -> Callable[..., Any]:
-    """Import ``"package.module:function"`` (``"package.module.function"`` also works).
+@dataclass(frozen=True)
+class RegisteredTool:
+    """A tool in the registry: the SDK runnable tool and where its function lives."""
 
-    Raises:
-        SpecValidationError: The path does not name an importable callable.
-    """
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise SpecValidationError(
-            f"Custom tool {path!r} must be an import path like 'package.module:function'."
+    tool: RunnableTool
+    module: str
+    qualname: str
+
+
+_REGISTRY: dict[str, RegisteredTool] = {}
+_LOCK = threading.Lock()
+
+
+def _origin(func: Any) -> tuple[str, str]:
+    target = getattr(func, "func", func)  # an SDK runnable tool wraps the user's function
+    return str(getattr(target, "__module__", "") or ""), str(getattr(target, "__qualname__", "") or "")
+
+
+def _refuse_builtin(func: Any) -> None:
+    module, qualname = _origin(func)
+    if inspect.isbuiltin(getattr(func, "func", func)) or module == "builtins":
+        raise UnknownCustomToolError(
+            f"Custom tool {qualname or func!r} is a Python builtin; builtins cannot be custom tools. "
+            "Write a documented function with typed arguments and register it with @custom_tool."
         )
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise SpecValidationError(f"Cannot import custom tool {path!r}: {exc}") from None
-    if not callable(target):
-        raise SpecValidationError(f"Custom tool {path!r} is not callable.")
-    return target  # type: ignore[no-any-return]
 
 
 def _single_model_parameter(func: Callable[..., Any]) -> type[BaseModel] | None:
@@ -65,7 +86,7 @@ def _single_model_parameter(func: Callable[..., Any]) -> type[BaseModel] | None:
     return hint if inspect.isclass(hint) and issubclass(hint, BaseModel) else None
 
 
-def _model_tool(func: Callable[..., Any], model: type[BaseModel]) -> RunnableTool:
+def _model_tool(func: Callable[..., Any], model: type[BaseModel], name: str) -> RunnableTool:
     """Wrap ``func(model)`` so the agent's input (the model's fields) is validated into the model."""
     description = inspect.getdoc(func) or ""
     description = description.split("\n\nArgs:")[0].strip()
@@ -74,37 +95,50 @@ def _model_tool(func: Callable[..., Any], model: type[BaseModel]) -> RunnableToo
         async def acall(**fields: Any) -> Any:
             return await func(model.model_validate(fields))
 
-        return beta_async_tool(acall, name=func.__name__, description=description, input_schema=model)
+        acall.__module__, acall.__qualname__ = func.__module__, func.__qualname__
+        return beta_async_tool(acall, name=name, description=description, input_schema=model)
 
     def call(**fields: Any) -> Any:
         return func(model.model_validate(fields))
 
-    return beta_tool(call, name=func.__name__, description=description, input_schema=model)
+    call.__module__, call.__qualname__ = func.__module__, func.__qualname__
+    return beta_tool(call, name=name, description=description, input_schema=model)
 
 
-def as_runnable_tool(source: ToolSource) -> RunnableTool:
-    """Turn a function, an import path or an SDK tool into the SDK's runnable tool.
+def build_tool(func: Callable[..., Any] | RunnableTool, name: str | None = None) -> RunnableTool:
+    """Turn a function or an SDK tool into the SDK's runnable tool (not registered).
 
     Args:
-        source: A plain function with typed arguments (sync or async), a function taking one
-            pydantic model, an import path ``"package.module:function"``, or a tool already
-            made with ``beta_tool`` / ``beta_async_tool``.
+        func: A plain function with typed arguments (sync or async), a function taking one
+            pydantic model, or a tool already made with ``beta_tool`` / ``beta_async_tool``.
+        name: The tool's name (default: the function's name).
 
     Raises:
-        SpecValidationError: The path cannot be imported or the function has no docstring
-            (the agent needs a description to know when to call it).
+        UnknownCustomToolError: ``func`` is a Python builtin.
+        SpecValidationError: The function has no docstring (the agent needs a description to
+            know when to call it), or the name is not a valid custom tool name.
     """
-    if isinstance(source, BetaFunctionTool | BetaAsyncFunctionTool):
-        tool: RunnableTool = source
+    _refuse_builtin(func)
+    if isinstance(func, BetaFunctionTool | BetaAsyncFunctionTool):
+        tool: RunnableTool = func
+        if name is not None and name != tool.name:
+            raise SpecValidationError(
+                f"Tool {tool.name!r} is already an SDK tool; give it the name {name!r} when you make it."
+            )
     else:
-        func = import_callable(source) if isinstance(source, str) else source
         model = _single_model_parameter(func)
+        tool_name = name or func.__name__
         if model is not None:
-            tool = _model_tool(func, model)
+            tool = _model_tool(func, model, tool_name)
         elif inspect.iscoroutinefunction(func):
-            tool = beta_async_tool(func)
+            tool = beta_async_tool(func, name=tool_name)
         else:
-            tool = beta_tool(func)
+            tool = beta_tool(func, name=tool_name)
+    if not CUSTOM_TOOL_NAME.match(tool.name) or tool.name in BUILTIN_TOOL_NAMES:
+        raise SpecValidationError(
+            f"Custom tool name {tool.name!r} must be 1-128 letters, digits, '_' or '-' and not a "
+            f"built-in tool's name {list(BUILTIN_TOOL_NAMES)}; pass another name."
+        )
     if not tool.description.strip():
         raise SpecValidationError(
             f"Custom tool {tool.name!r} has no description; give the function a docstring that says "
@@ -113,11 +147,214 @@ def as_runnable_tool(source: ToolSource) -> RunnableTool:
     return tool
 
 
+def _register(tool: RunnableTool, *, strict: bool) -> bool:
+    """Add ``tool`` to the registry; True when it is registered under its name afterwards.
+
+    A name already registered for another function is an error when ``strict``, else left alone.
+    """
+    module, qualname = _origin(tool)
+    entry = RegisteredTool(tool, module, qualname)
+    with _LOCK:
+        current = _REGISTRY.get(tool.name)
+        if current is None or (current.module, current.qualname) == (module, qualname):
+            _REGISTRY[tool.name] = entry  # new, or the same function again (e.g. a reloaded module)
+            return True
+        if not strict:
+            return False
+    raise SpecValidationError(
+        f"Custom tool name {tool.name!r} is already registered for {current.module}.{current.qualname}; "
+        f"register {module}.{qualname} under another name (register_custom_tool(func, name=...))."
+    )
+
+
+def register_custom_tool(func: Callable[..., Any] | RunnableTool, name: str | None = None) -> RunnableTool:
+    """Register a function as a custom tool that parameters and specs may name.
+
+    Registering is code, done by whoever deploys it: a flow-run parameter can only *name* a
+    registered tool. Put the registrations in a module listed in ``MANAGED_AGENTS_TOOL_MODULES``
+    so deployment runs find them (that module is imported when a tool is looked up).
+
+    Args:
+        func: A documented function with typed arguments (sync or async), a function taking one
+            pydantic model, or an SDK tool made with ``beta_tool`` / ``beta_async_tool``.
+        name: The name parameters and specs use (default: the function's name).
+
+    Returns:
+        The SDK runnable tool.
+
+    Raises:
+        SpecValidationError: No docstring, an invalid name, or the name is already registered
+            for another function.
+        UnknownCustomToolError: ``func`` is a Python builtin.
+    """
+    tool = build_tool(func, name)
+    _register(tool, strict=True)
+    return tool
+
+
+@overload
+def custom_tool(func: F, /) -> F: ...
+
+
+@overload
+def custom_tool(*, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def custom_tool(func: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Decorator: register the function as a custom tool (see :func:`register_custom_tool`).
+
+    The function itself is returned unchanged, so it can still be called (and passed to a flow).
+
+    Example:
+        ```python
+        from blocks.custom_tools import custom_tool
+
+        @custom_tool
+        def lookup_ticket(id: str) -> str:
+            '''Look up a support ticket's status.
+
+            Args:
+                id: The ticket id, like T-1.
+            '''
+            return tickets[id].status
+        ```
+
+    Args:
+        func: The function (when used as ``@custom_tool``).
+        name: The tool's name (when used as ``@custom_tool(name="...")``).
+    """
+
+    def decorate(target: F) -> F:
+        register_custom_tool(target, name)
+        return target
+
+    return decorate(func) if func is not None else decorate
+
+
+def registered_tools() -> dict[str, RegisteredTool]:
+    """Return the registry (after importing the configured tool modules), by tool name."""
+    load_tool_modules()
+    with _LOCK:
+        return dict(_REGISTRY)
+
+
+def load_tool_modules() -> list[str]:
+    """Import the modules of ``MANAGED_AGENTS_TOOL_MODULES`` so their tools are registered.
+
+    Returns:
+        The module names.
+
+    Raises:
+        ConfigurationError: A listed module cannot be imported.
+    """
+    modules = SecuritySettings().tool_modules
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"Cannot import tool module {module!r} listed in MANAGED_AGENTS_TOOL_MODULES: {exc}. "
+                "Fix the setting or install the module."
+            ) from None
+    return modules
+
+
+def _allowed(module: str, allowed: Sequence[str]) -> bool:
+    return any(module == a or module.startswith(f"{a}.") for a in allowed)
+
+
+def _registered_names() -> str:
+    with _LOCK:
+        return ", ".join(sorted(_REGISTRY)) or "none"
+
+
+def lookup_custom_tool(reference: str) -> RunnableTool:
+    """Return the registered tool a parameter or spec names; never import anything else.
+
+    Args:
+        reference: A registered tool's name (``lookup_ticket``), or the import path
+            ``package.module:function`` of a registered function in a module inside
+            ``MANAGED_AGENTS_TOOL_MODULES``.
+
+    Raises:
+        UnknownCustomToolError: No tool of that name is registered; the import path is outside
+            the allowed tool modules (or names a builtin); or the function is not registered.
+        ConfigurationError: A configured tool module cannot be imported.
+    """
+    allowed = load_tool_modules()
+    reference = reference.strip()
+    fix = (
+        "Register the function with @custom_tool (or register_custom_tool) in a module listed in "
+        "MANAGED_AGENTS_TOOL_MODULES, and name it here."
+    )
+    if ":" not in reference and "." not in reference:
+        with _LOCK:
+            entry = _REGISTRY.get(reference)
+        if entry is None:
+            raise UnknownCustomToolError(
+                f"No custom tool named {reference!r} is registered (registered: {_registered_names()}). "
+                f"{fix} Nothing was uploaded or created."
+            )
+        return entry.tool
+    module, sep, attr = reference.partition(":")
+    if not sep:
+        module, _, attr = reference.rpartition(".")
+    if not module or not attr or module == "builtins" or not _allowed(module, allowed):
+        raise UnknownCustomToolError(
+            f"Custom tool {reference!r} is an import path outside the allowed tool modules "
+            f"{allowed or '(none)'} (MANAGED_AGENTS_TOOL_MODULES); parameters and specs may only name "
+            f"registered tools (registered: {_registered_names()}). {fix} Nothing was imported, "
+            "uploaded or created."
+        )
+    try:
+        importlib.import_module(module)  # inside an allowed package: code whoever deploys chose
+    except ImportError as exc:
+        raise UnknownCustomToolError(f"Cannot import tool module {module!r}: {exc}. {fix}") from None
+    with _LOCK:
+        found = [e for e in _REGISTRY.values() if (e.module, e.qualname) == (module, attr)]
+    if not found:
+        raise UnknownCustomToolError(
+            f"{reference!r} is not a registered custom tool (registered: {_registered_names()}). {fix}"
+        )
+    return found[0].tool
+
+
+def as_runnable_tool(source: ToolSource) -> RunnableTool:
+    """Turn a tool as users give it into the SDK's runnable tool.
+
+    Args:
+        source: The name of a registered tool (or the import path of one, see
+            :func:`lookup_custom_tool`); or, from Python, a documented function with typed
+            arguments (sync or async), a function taking one pydantic model, or a tool already
+            made with ``beta_tool`` / ``beta_async_tool``. A function registered already is used
+            under its registered name; any other is used as given and registered under its name
+            when that name is free.
+
+    Raises:
+        UnknownCustomToolError: A name that is not registered, or a builtin.
+        SpecValidationError: The function has no docstring (the agent needs a description to
+            know when to call it).
+    """
+    if isinstance(source, str):
+        return lookup_custom_tool(source)
+    if not isinstance(source, BetaFunctionTool | BetaAsyncFunctionTool):
+        origin = _origin(source)
+        with _LOCK:
+            known = next((e.tool for e in _REGISTRY.values() if (e.module, e.qualname) == origin), None)
+        if known is not None:  # registered already (perhaps under another name): use that
+            return known
+    tool = build_tool(source)
+    if not _register(tool, strict=False):
+        _log.debug("Custom tool name %r is registered for another function; using the one given", tool.name)
+    return tool
+
+
 def tool_registry(sources: Iterable[ToolSource]) -> dict[str, RunnableTool]:
-    """Index tools by name.
+    """Index one run's tools by name.
 
     Raises:
         SpecValidationError: Two tools share a name.
+        UnknownCustomToolError: A name is not registered.
     """
     registry: dict[str, RunnableTool] = {}
     for source in sources:

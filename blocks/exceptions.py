@@ -37,6 +37,33 @@ class MemoryStoreConfigError(ConfigurationError):
     """Memory-store attachments break a rule (more than 8, instructions too long, bad reference)."""
 
 
+# --- what a flow-run parameter may not do (docs/security.md) -----------------------------------
+
+
+class CredentialsDestinationError(ConfigurationError):
+    """An API key would be sent to a base URL it was not saved with.
+
+    A key from the environment (``ANTHROPIC_API_KEY``) only goes to the environment's own
+    ``ANTHROPIC_BASE_URL`` (or https://api.anthropic.com); a credentials block with a
+    ``base_url`` needs its own ``api_key``.
+    """
+
+
+class InlineBlockError(ConfigurationError):
+    """A deployment run was given an inline block; deployment parameters name saved blocks."""
+
+
+class UnknownCustomToolError(SpecValidationError):
+    """A custom tool reference names no registered tool (or an import path outside the allowed
+    tool modules, or a Python builtin); register the function with ``@custom_tool``."""
+
+
+class PathOutsideRootsError(ConfigurationError):
+    """A local path (input file, batch file, spec file, output folder) resolves outside the
+    configured roots (``MANAGED_AGENTS_INPUT_ROOTS`` / ``MANAGED_AGENTS_OUTPUT_ROOTS`` or the
+    ``ManagedAgent`` block's ``input_roots`` / ``output_roots``)."""
+
+
 # --- remote state that blocks the operation ----------------------------------------------------
 
 
@@ -149,3 +176,8 @@ class UnsafeOutputPathError(OutputError):
 
 class OutputIntegrityError(OutputError):
     """A downloaded file's size does not match its metadata."""
+
+
+class OutputOverwriteError(OutputError):
+    """An output would replace a file the collector did not write (or that changed since); nothing
+    was overwritten."""

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .exceptions import InputFileError, MemoryStoreConfigError
+from .roots import check_inside_roots, input_roots
 
 DEFAULT_MOUNT_DIR = "/mnt/session/uploads"
 """Folder where inputs without an explicit ``mount_path`` are mounted."""
@@ -164,24 +165,32 @@ class LocalInput:
 
 def check_input_files(
     files: Sequence[InputFile | str | os.PathLike[str] | Mapping[str, Any]],
+    roots: Sequence[Path] | None = None,
 ) -> list[LocalInput]:
-    """Check that every input exists, is a regular file, and has a unique absolute mount path.
+    """Check that every input lies inside the input roots, exists, is a regular file, and has a
+    unique absolute mount path.
 
     Args:
         files: Input files as models, plain paths or dicts.
+        roots: The input roots in force, resolved (default: ``MANAGED_AGENTS_INPUT_ROOTS``,
+            see :mod:`blocks.roots`).
 
     Returns:
-        The checked inputs, in order.
+        The checked inputs, in order, with their resolved paths.
 
     Raises:
+        PathOutsideRootsError: A path starts with ``~`` or resolves (after symlinks) outside
+            every input root; nothing is read.
         InputFileError: A file is missing, is a directory or is unreadable, a ``mount_path`` is
             not absolute, or two inputs share a mount path.
     """
+    allowed = input_roots() if roots is None else list(roots)
+    specs = [InputFile.coerce(item) for item in files]
+    # Every path is checked against the roots before any file is looked at.
+    resolved = [check_inside_roots(spec.path, allowed, kind="input", what="input file") for spec in specs]
     checked: list[LocalInput] = []
     seen: dict[str, Path] = {}
-    for item in files:
-        spec = InputFile.coerce(item)
-        path = Path(spec.path).expanduser()
+    for spec, path in zip(specs, resolved, strict=True):
         if not path.exists():
             raise InputFileError(f"Input file {spec.path!r} does not exist.")
         if path.is_dir():
@@ -190,7 +199,7 @@ def check_input_files(
             raise InputFileError(f"Input {spec.path!r} is not a regular file.")
         if not os.access(path, os.R_OK):
             raise InputFileError(f"Input file {spec.path!r} is not readable.")
-        filename = unicodedata.normalize("NFC", path.name)
+        filename = unicodedata.normalize("NFC", Path(spec.path).name)  # the name given, not a link target
         mount = spec.mount_path or f"{DEFAULT_MOUNT_DIR}/{filename}"
         if mount in seen:
             raise InputFileError(
@@ -198,7 +207,7 @@ def check_input_files(
                 "give one of them another mount_path."
             )
         seen[mount] = path
-        checked.append(LocalInput(path=path.resolve(), filename=filename, mount_path=mount))
+        checked.append(LocalInput(path=path, filename=filename, mount_path=mount))
     return checked
 
 

@@ -3,7 +3,16 @@
 Every download is first streamed to a *staging* file and checked; only a complete, verified
 file is put in place. Each destination also keeps a small JSON record per downloaded file id
 (under ``.managed-agents-records/``) holding the name, size and SHA-256, so a later run can
-tell that an identical copy is already there and skip the download.
+tell that an identical copy is already there and skip the download, and one per output name,
+so an output **never replaces a file the collector did not write**: something already at the
+destination name is only replaced when a record says the collector wrote a file of that name
+there and it is still a plain file (not a link or a folder); otherwise
+:class:`~blocks.exceptions.OutputOverwriteError` and nothing is overwritten. (A recorded output
+that was edited since is the collector's file: collecting it again restores it.)
+
+A local folder given as a path must resolve, after symlinks, inside the output roots
+(``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`blocks.roots`), checked before it is created and
+again on its real path after.
 
 * A local folder (``str``/``Path``, or a ``LocalFileSystem`` block, whose ``basepath`` is used):
   the staging file lives in the destination itself and is moved into place with ``os.replace``
@@ -25,6 +34,7 @@ import shutil
 import stat
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +42,9 @@ import anyio
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 from pydantic import BaseModel, Field, ValidationError
 
-from .exceptions import OutputError
+from .exceptions import OutputError, OutputOverwriteError
 from .output_paths import RESERVED_PREFIX, check_file_id, contained_path
+from .roots import check_inside_roots, output_roots
 
 CHUNK_BYTES = 1 << 20
 """Read and write in 1 MiB chunks."""
@@ -95,6 +106,11 @@ class OutputRecord(BaseModel):
     sha256: str = Field(description="Lowercase hex SHA-256 of the content.")
 
 
+def name_record_id(name: str) -> str:
+    """The record id under which the record of the output named ``name`` is kept (``name-<sha256>``)."""
+    return "name-" + hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
 def sha256_of_local_file(path: Path) -> tuple[str, int]:
     """Return the SHA-256 and size of a local file, read in chunks."""
     digest = hashlib.sha256()
@@ -130,7 +146,36 @@ class OutputSink(ABC):
 
     @abstractmethod
     async def write_record(self, record: OutputRecord) -> None:
-        """Store the record of a file that was just committed."""
+        """Store the record of a file that was just committed (by its file id and by its name)."""
+
+    @abstractmethod
+    async def exists(self, name: str) -> bool:
+        """True when something (a file, a link, a folder) is already at ``name``."""
+
+    async def is_plain_file(self, name: str) -> bool:
+        """True when what is at ``name`` is a plain file (not a link, not a folder)."""
+        return True
+
+    async def records_named(self, name: str) -> list[OutputRecord]:
+        """The records of files this collector wrote as ``name`` (the name record, if any)."""
+        record = await self.read_record(name_record_id(name))
+        return [record] if record is not None and record.name == name else []
+
+    async def ensure_replaceable(self, name: str) -> None:
+        """Check that committing ``name`` replaces nothing but a file this collector wrote.
+
+        Raises:
+            OutputOverwriteError: Something is at ``name`` and either no record says this
+                collector wrote a file of that name, or it is not a plain file any more.
+        """
+        if not await self.exists(name):
+            return
+        if await self.records_named(name) and await self.is_plain_file(name):
+            return
+        raise OutputOverwriteError(
+            f"Output {name!r} would replace {self.describe(name)!r}, which this collector did not write; "
+            "nothing was overwritten. Move or remove that file, or collect into another output_dir."
+        )
 
     async def aclose(self) -> None:  # noqa: B027  (optional hook, nothing to release by default)
         """Release local resources (staging folders)."""
@@ -169,17 +214,42 @@ class LocalDirectorySink(OutputSink):
         digest, _ = await anyio.to_thread.run_sync(sha256_of_local_file, target)
         return digest == record.sha256
 
+    async def exists(self, name: str) -> bool:
+        """True when anything is at ``name`` (a symlink counts, dangling or not)."""
+        return await anyio.to_thread.run_sync(os.path.lexists, self._target(name))
+
+    async def is_plain_file(self, name: str) -> bool:
+        """True for a regular file; a symlink (never followed) or anything else is not one."""
+        info = await anyio.to_thread.run_sync(os.lstat, self._target(name))
+        return stat.S_ISREG(info.st_mode)
+
+    async def records_named(self, name: str) -> list[OutputRecord]:
+        """The name record, else the file-id records that name ``name`` (folders written before
+        name records existed)."""
+        found = await super().records_named(name)
+        if found or not self.records.is_dir():
+            return found
+        for path in self.records.glob("*.json"):
+            with contextlib.suppress(OSError, ValidationError):
+                record = OutputRecord.model_validate_json(await anyio.Path(path).read_text())
+                if record.name == name:
+                    found.append(record)
+        return found
+
     async def commit(self, staged: Path, name: str) -> str:
         """Atomically rename the staging file (same folder) onto ``name``.
 
-        A symlink already at ``name`` is replaced, never followed.
+        Only a file this collector wrote (and nobody changed since) is replaced; a symlink is
+        never followed.
 
         Raises:
             OutputError: A folder is in the way.
+            OutputOverwriteError: Another file (or a symlink) is at ``name``.
         """
         target = self._target(name)
         if target.is_dir() and not target.is_symlink():
             raise OutputError(f"Cannot write output {name!r}: {str(target)!r} is a folder.")
+        await self.ensure_replaceable(name)
         os.replace(staged, target)
         return str(target)
 
@@ -193,18 +263,19 @@ class LocalDirectorySink(OutputSink):
             return None
 
     async def write_record(self, record: OutputRecord) -> None:
-        """Write the record atomically (temporary file, then rename)."""
+        """Write the record atomically (temporary file, then rename), by file id and by name."""
         self.records.mkdir(exist_ok=True)
-        path = self.records / f"{check_file_id(record.file_id)}.json"
-        fd, tmp = tempfile.mkstemp(dir=self.records, prefix=partial_prefix())
-        try:
-            async with await anyio.open_file(fd, "w") as fh:
-                await fh.write(record.model_dump_json())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        for record_id in (check_file_id(record.file_id), name_record_id(record.name)):
+            path = self.records / f"{record_id}.json"
+            fd, tmp = tempfile.mkstemp(dir=self.records, prefix=partial_prefix())
+            try:
+                async with await anyio.open_file(fd, "w") as fh:
+                    await fh.write(record.model_dump_json())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
 
 
 class FileSystemBlockSink(OutputSink):
@@ -255,9 +326,31 @@ class FileSystemBlockSink(OutputSink):
                 digest.update(chunk)
         return digest.hexdigest() == record.sha256
 
-    async def commit(self, staged: Path, name: str) -> str:
-        """Hand the verified staging file to the block."""
+    async def is_plain_file(self, name: str) -> bool:
+        """True unless the block holds a folder at ``name``."""
+        if self.fs is None:
+            return True
+        return not await anyio.to_thread.run_sync(self.fs.isdir, self._remote(self._relative(name)))
+
+    async def exists(self, name: str) -> bool:
+        """True when the block already holds a file (or folder) at ``name``."""
         relative = self._relative(name)
+        if self.fs is not None:
+            return bool(await anyio.to_thread.run_sync(self.fs.exists, self._remote(relative)))
+        try:
+            await self.block.read_path(relative)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    async def commit(self, staged: Path, name: str) -> str:
+        """Hand the verified staging file to the block (replacing only a file this collector wrote).
+
+        Raises:
+            OutputOverwriteError: Another file is at ``name``.
+        """
+        relative = self._relative(name)
+        await self.ensure_replaceable(name)
         if self.fs is not None:
             final = self._remote(relative)
             partial = self._remote(f"{TEMP_PREFIX}{os.path.basename(staged)}")
@@ -285,13 +378,14 @@ class FileSystemBlockSink(OutputSink):
             return None
 
     async def write_record(self, record: OutputRecord) -> None:
-        """Write the record into the block."""
-        relative = f"{RECORDS_DIR}/{check_file_id(record.file_id)}.json"
+        """Write the record into the block, by file id and by name."""
         data = record.model_dump_json().encode()
-        if self.fs is not None:
-            await anyio.to_thread.run_sync(self._pipe_remote, self._remote(relative), data)
-        else:
-            await self.block.write_path(relative, data)
+        for record_id in (check_file_id(record.file_id), name_record_id(record.name)):
+            relative = f"{RECORDS_DIR}/{record_id}.json"
+            if self.fs is not None:
+                await anyio.to_thread.run_sync(self._pipe_remote, self._remote(relative), data)
+            else:
+                await self.block.write_path(relative, data)
 
     def _pipe_remote(self, path: str, data: bytes) -> None:
         self.fs.makedirs(f"{self.base}/{RECORDS_DIR}", exist_ok=True)
@@ -302,20 +396,35 @@ class FileSystemBlockSink(OutputSink):
         await anyio.to_thread.run_sync(shutil.rmtree, self.staging_dir, True)
 
 
-def open_sink(destination: str | os.PathLike[str] | WritableFileSystem) -> OutputSink:
+def open_sink(
+    destination: str | os.PathLike[str] | WritableFileSystem, roots: Sequence[Path] | None = None
+) -> OutputSink:
     """Return the sink for a destination: a folder path or a Prefect filesystem block.
 
-    A ``LocalFileSystem`` block is treated as its ``basepath`` folder (streamed and atomic).
+    A ``LocalFileSystem`` block is treated as its ``basepath`` folder (streamed and atomic). A
+    folder given as a path must be inside the output roots: checked (after symlinks) before the
+    folder is created, and again on its real path after; ``~`` is not expanded. A filesystem
+    block is configuration (code or a saved block), so its own base path is used as it is.
+
+    Args:
+        destination: A folder path, or a Prefect ``WritableFileSystem`` block.
+        roots: The output roots in force, resolved (default: ``MANAGED_AGENTS_OUTPUT_ROOTS``).
 
     Raises:
         OutputError: The destination is neither a path nor a ``WritableFileSystem``.
+        PathOutsideRootsError: A folder path outside every output root (nothing is created).
     """
     if isinstance(destination, LocalFileSystem):
         return LocalDirectorySink(Path(destination.basepath or ".").expanduser())
     if isinstance(destination, WritableFileSystem):
         return FileSystemBlockSink(destination)
     if isinstance(destination, str | os.PathLike):
-        return LocalDirectorySink(Path(destination).expanduser())
+        allowed = output_roots() if roots is None else list(roots)
+        folder = check_inside_roots(destination, allowed, kind="output", what="output_dir")
+        folder.mkdir(parents=True, exist_ok=True)
+        # Again on the real folder: a link swapped in since the first check is caught here.
+        check_inside_roots(os.path.realpath(folder), allowed, kind="output", what="output_dir")
+        return LocalDirectorySink(folder)
     raise OutputError(
         f"Output destination must be a folder path or a Prefect WritableFileSystem block, "
         f"got {type(destination).__name__}."

@@ -3,9 +3,10 @@
 Plain async functions on the SDK client (no Prefect run needed); ``tasks/outputs.py`` wraps
 them in a task. The steps:
 
-1. :func:`list_session_outputs`: ``files.list(scope_id=session_id)``, waiting with backoff
-   (bounded by ``listing_timeout``) for the service's indexing lag, without the session's
-   input copies (ids in ``exclude_file_ids`` and every ``file`` resource of the session).
+1. :func:`list_session_outputs`: ``files.list(scope_id=session_id)`` until the listing has
+   settled (the service indexes outputs one by one, seconds after the turn ends), without the
+   session's input copies and earlier turns' outputs (ids in ``exclude_file_ids`` and every
+   ``file`` resource of the session).
 2. :func:`~blocks.output_paths.plan_output_names`: a safe, distinct local name per file.
 3. :func:`download_output`: skip when the destination already holds the same bytes (its record
    says so and the size and SHA-256 still match); otherwise stream the body in 1 MiB chunks to a
@@ -24,6 +25,8 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from .exceptions import OutputError, OutputIntegrityError
 from .output_paths import ServerFile, plan_output_names
 from .output_sinks import CHUNK_BYTES, OutputRecord, OutputSink, open_sink, partial_prefix
 from .results import OutputFile
+from .settings import RuntimeSettings
 from .transient import is_transient_error
 
 MANAGED_AGENTS_BETA = "managed-agents-2026-04-01"
@@ -67,6 +71,19 @@ async def session_input_copy_ids(client: anthropic.AsyncAnthropic, session_id: s
     return ids
 
 
+@dataclass(frozen=True)
+class OutputListing:
+    """A settled listing of one turn's output files.
+
+    Attributes:
+        files: The outputs' metadata (input copies and excluded ids dropped).
+        late_ids: Ids that were not listed yet when the turn ended (the service indexed them late).
+    """
+
+    files: list[BetaFileMetadata]
+    late_ids: frozenset[str]
+
+
 async def list_session_outputs(
     client: anthropic.AsyncAnthropic,
     session_id: str,
@@ -74,46 +91,82 @@ async def list_session_outputs(
     exclude_file_ids: Sequence[str] = (),
     listing_timeout: float = 10.0,
     expected_count: int | None = None,
-) -> list[BetaFileMetadata]:
-    """List the session's output files, waiting (bounded) for the listing lag.
+    turn_ended_at: datetime | None = None,
+    indexing_window: float | None = None,
+) -> OutputListing:
+    """List the turn's output files once the service's indexing has settled.
 
-    Lists again with backoff (0.25 s doubling to 2 s) while nothing (or fewer than
-    ``expected_count`` files) is listed, until ``listing_timeout`` seconds have passed.
+    The service indexes a turn's outputs one by one, seconds after the turn ends, so a listing
+    taken at once may be partial. The listing is settled when ``indexing_window`` seconds have
+    passed since the turn ended *and* it did not change since the previous listing (or that
+    window had already passed at the first listing): lists at the end, once the window is over,
+    then every 0.5 s while files keep arriving. With ``expected_count`` it also waits (up to
+    ``listing_timeout``) until that many are listed.
 
     Args:
         client: The async SDK client.
         session_id: The session (``sesn_...``).
-        exclude_file_ids: Ids never to collect (e.g. the uploaded inputs).
-        listing_timeout: Longest wait for the listing, in seconds.
+        exclude_file_ids: Ids never to collect (the uploaded inputs, earlier turns' outputs).
+        listing_timeout: Longest wait for ``expected_count`` files, in seconds.
         expected_count: Wait until at least this many outputs are listed.
+        turn_ended_at: When the turn ended (now when None).
+        indexing_window: Seconds the service may take to index outputs (the runtime settings'
+            ``output_indexing_window`` when None).
 
     Returns:
-        The outputs' metadata (input copies dropped).
+        The settled listing, with the ids that arrived late.
 
     Raises:
         OutputError: Fewer than ``expected_count`` files were listed in time.
     """
+    window = RuntimeSettings().output_indexing_window if indexing_window is None else indexing_window
     excluded = set(exclude_file_ids) | await session_input_copy_ids(client, session_id)
+    settle_at = (turn_ended_at or datetime.now(UTC)) + timedelta(seconds=window)
     deadline = time.monotonic() + listing_timeout
-    delay = 0.25
+    first: set[str] | None = None
+    previous: set[str] | None = None
     while True:
         files = [
             f
             async for f in client.beta.files.list(scope_id=session_id, limit=100, betas=[MANAGED_AGENTS_BETA])
             if f.id not in excluded
         ]
-        enough = len(files) >= expected_count if expected_count is not None else bool(files)
-        remaining = deadline - time.monotonic()
-        if enough or remaining <= 0:
+        ids = {f.id for f in files}
+        wait_for_indexing = (settle_at - datetime.now(UTC)).total_seconds()
+        settled = wait_for_indexing <= 0 and (previous is None or ids == previous)
+        if first is None:
+            first = ids
+        previous = ids
+        short = expected_count is not None and len(files) < expected_count
+        if settled and not (short and time.monotonic() < deadline):
             break
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 2, 2.0)
+        await asyncio.sleep(wait_for_indexing if wait_for_indexing > 0 else 0.5)
     if expected_count is not None and len(files) < expected_count:
         raise OutputError(
             f"Session {session_id} lists {len(files)} output file(s) after {listing_timeout:g} s; "
             f"expected {expected_count}."
         )
-    return files
+    return OutputListing(files, frozenset(ids - first))
+
+
+async def earlier_output_ids(client: anthropic.AsyncAnthropic, session_id: str) -> list[str]:
+    """Ids of the outputs the session's earlier turns made: what a new turn must not collect.
+
+    Taken before a follow-up is sent, once the previous turn's outputs are indexed: the
+    indexing window counts from the session's last idle (the newest ``session.status_idle`` or
+    the session's ``updated_at`` when it is idle, whichever is later, on the service's clock).
+    """
+    session = await client.beta.sessions.retrieve(session_id)
+    ends: list[datetime] = []
+    if session.status == "idle" and session.updated_at is not None:
+        ends.append(session.updated_at)
+    page = await client.beta.sessions.events.list(
+        session_id, limit=1, order="desc", types=["session.status_idle"]
+    )
+    ends.extend(stamp for e in page.data if (stamp := getattr(e, "processed_at", None)) is not None)
+    last_end = max(ends) if ends else datetime.now(UTC) - timedelta(days=1)
+    listing = await list_session_outputs(client, session_id, turn_ended_at=last_end)
+    return sorted(f.id for f in listing.files)
 
 
 async def _stream_to_staging(
@@ -242,32 +295,40 @@ async def acollect_session_outputs(
     exclude_file_ids: Sequence[str] = (),
     listing_timeout: float = 10.0,
     expected_count: int | None = None,
+    turn_ended_at: datetime | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    roots: Sequence[Path] | None = None,
 ) -> list[OutputFile]:
-    """List, download and verify every output file of a session into ``destination``.
+    """List (once settled), download and verify the output files of a turn into ``destination``.
 
     Args:
         client: The async SDK client.
         session_id: The session (``sesn_...``).
         destination: A local folder, or a Prefect ``WritableFileSystem`` block.
-        exclude_file_ids: Ids never to collect (e.g. the uploaded inputs).
-        listing_timeout: Longest wait for the listing lag, in seconds.
+        exclude_file_ids: Ids never to collect (the uploaded inputs, earlier turns' outputs).
+        listing_timeout: Longest wait for ``expected_count`` files, in seconds.
         expected_count: Wait until at least this many outputs are listed.
+        turn_ended_at: When the turn ended (the indexing window counts from it; now when None).
         logger: Where to log progress.
+        roots: Output roots a folder ``destination`` must be inside (resolved; default
+            ``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`blocks.roots`).
 
     Returns:
-        One ``OutputFile`` per output, oldest first; ``skipped`` marks identical copies kept.
+        One ``OutputFile`` per output, oldest first; ``skipped`` marks identical copies kept and
+        ``arrived_late`` the files the service listed only after the turn had ended.
     """
-    files = await list_session_outputs(
+    listing = await list_session_outputs(
         client,
         session_id,
         exclude_file_ids=exclude_file_ids,
         listing_timeout=listing_timeout,
         expected_count=expected_count,
+        turn_ended_at=turn_ended_at,
     )
+    files = listing.files
     names = plan_output_names(ServerFile(f.id, f.filename, f.created_at.isoformat()) for f in files)
     ordered = sorted(files, key=lambda f: (f.created_at.isoformat(), f.id))
-    sink = open_sink(destination)
+    sink = open_sink(destination, roots)
     limit = asyncio.Semaphore(MAX_PARALLEL_DOWNLOADS)
 
     async def one(meta: BetaFileMetadata) -> OutputFile | None:
@@ -275,7 +336,8 @@ async def acollect_session_outputs(
             (logger or _log).warning("Output %s (%s) is not downloadable; skipped", meta.filename, meta.id)
             return None
         async with limit:
-            return await download_output(client, meta, names[meta.id], sink, logger=logger)
+            out = await download_output(client, meta, names[meta.id], sink, logger=logger)
+        return out.model_copy(update={"arrived_late": meta.id in listing.late_ids})
 
     try:
         async with asyncio.TaskGroup() as group:

@@ -17,6 +17,9 @@ class OutputFile(BaseModel):
     size_bytes: int = Field(description="Size in bytes, checked against the file's metadata.")
     sha256: str = Field(description="Lowercase hex SHA-256 of the content.")
     skipped: bool = Field(default=False, description="True when an identical copy was already there.")
+    arrived_late: bool = Field(
+        default=False, description="True when the service listed the file only after the turn had ended."
+    )
 
 
 class UsageSummary(BaseModel):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,14 +32,18 @@ from .session_stream import (
     SessionStream,
     StreamObserver,
     interrupt_session,
+    poll_history,
     wait_until_not_running,
 )
+from .settings import RuntimeSettings
 from .tool_calls import ToolAnswer
 from .transcript import Transcript, content_text
 from .transient import is_transient_error
 
 if TYPE_CHECKING:
     from .agent import ManagedAgent
+
+logger = logging.getLogger(__name__)
 
 SESSION_LABEL = "managed-agents.session-id"
 """Flow-run label that carries the session id (cancel/crash hooks read it)."""
@@ -46,6 +52,9 @@ FLOW_RUN_METADATA_KEY = "prefect_flow_run_id"
 
 CREATE_TOKEN_KEY = "prefect_create_token"
 """Session metadata key holding a one-time token, to find a create whose answer was lost."""
+START_KEY_METADATA_KEY = "prefect_start_key"
+"""Session metadata key holding the run's idempotency key for this session (which prompt, which
+resources): a retry with no cached record finds its session by it and the flow-run id."""
 
 Verbosity = Literal["summary", "tools", "full"]
 
@@ -76,17 +85,46 @@ def _creation_uncertain(exc: BaseException) -> bool:
     return isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 500
 
 
-async def _find_session_by_token(
-    client: anthropic.AsyncAnthropic, agent_id: str, token: str, since: datetime
-) -> Any | None:
-    page = await client.beta.sessions.list(agent_id=agent_id, created_at_gte=since, order="desc", limit=100)
+async def sessions_matching(
+    client: anthropic.AsyncAnthropic,
+    agent_id: str,
+    metadata: Mapping[str, str],
+    *,
+    since: datetime,
+    scan_limit: int | None = None,
+) -> AsyncGenerator[Any, None]:
+    """The agent's sessions created since ``since`` whose metadata holds every pair given.
+
+    Newest first, page by page (stop reading with ``aclosing`` once you have what you need).
+    This is how a run finds the sessions it started when it kept no record of them: a create
+    whose answer was lost, a retry in a new container, a cancel hook in another process.
+
+    Args:
+        client: The async SDK client.
+        agent_id: Only this agent's sessions are read.
+        metadata: Pairs that must all be in the session's metadata.
+        since: Only sessions created at or after this time are read.
+        scan_limit: Stop after reading this many sessions (all when None).
+    """
     scanned = 0
-    async for session in page:
-        if (session.metadata or {}).get(CREATE_TOKEN_KEY) == token:
-            return session
+    async for session in client.beta.sessions.list(
+        agent_id=agent_id, created_at_gte=since, order="desc", limit=100
+    ):
+        found = session.metadata or {}
+        if all(found.get(key) == value for key, value in metadata.items()):
+            yield session
         scanned += 1
-        if scanned >= 500:
-            break
+        if scan_limit is not None and scanned >= scan_limit:
+            return
+
+
+async def find_session(
+    client: anthropic.AsyncAnthropic, agent_id: str, metadata: Mapping[str, str], *, since: datetime
+) -> Any | None:
+    """The newest session of :func:`sessions_matching`, or None (reads at most 500 sessions)."""
+    async with aclosing(sessions_matching(client, agent_id, metadata, since=since, scan_limit=500)) as found:
+        async for session in found:
+            return session
     return None
 
 
@@ -137,7 +175,9 @@ async def acreate_session(
     ):
         with attempt:
             if uncertain:
-                found = await _find_session_by_token(client, str(agent_reference["id"]), token, since)
+                found = await find_session(
+                    client, str(agent_reference["id"]), {CREATE_TOKEN_KEY: token}, since=since
+                )
                 if found is not None:
                     return found
             try:
@@ -150,34 +190,30 @@ async def acreate_session(
 
 # --- follow-up turns ---------------------------------------------------------------------------
 
-_TURN_EVENT_TYPES = ["user.message", "user.define_outcome"]
-
-
-async def _turn_event_ids(client: anthropic.AsyncAnthropic, session_id: str) -> list[str]:
-    page = await client.beta.sessions.events.list(
-        session_id,
-        limit=1000,
-        order="asc",
-        types=_TURN_EVENT_TYPES,  # type: ignore[arg-type]
-    )
-    return [str(event.id) async for event in page]
-
 
 async def asend_turn_events(
-    client: anthropic.AsyncAnthropic, session_id: str, events: list[dict[str, Any]]
+    client: anthropic.AsyncAnthropic,
+    session_id: str,
+    events: list[dict[str, Any]],
+    *,
+    settings: RuntimeSettings | None = None,
 ) -> list[str]:
     """Send the events that start a new turn exactly once; return their server ids.
 
     The SDK's own retry would repeat a committed send (a second turn), so the send runs with
     ``max_retries=0``; after a connection error the history is compared with what it held
     before, and user events that appeared since are taken as ours instead of sending again.
+    The history lags the writes, so it is watched for ``history_lag_allowance`` seconds before
+    a send is taken as lost.
 
     Args:
         client: The async SDK client.
         session_id: The session (idle or running: events queue).
         events: ``user.message`` / ``user.define_outcome`` event params.
+        settings: Runtime timing (the environment's when None).
     """
-    before = set(await _turn_event_ids(client, session_id))
+    allowance = (settings or RuntimeSettings()).history_lag_allowance
+    before = set(await poll_history(client, session_id, lambda ids: True, within=0))
     once = client.with_options(max_retries=0)
     uncertain = False
     async for attempt in AsyncRetrying(
@@ -188,7 +224,13 @@ async def asend_turn_events(
     ):
         with attempt:
             if uncertain:
-                appeared = [i for i in await _turn_event_ids(client, session_id) if i not in before]
+                listed = await poll_history(
+                    client,
+                    session_id,
+                    lambda ids: len([i for i in ids if i not in before]) >= len(events),
+                    within=allowance,
+                )
+                appeared = [i for i in listed if i not in before]
                 if len(appeared) >= len(events):
                     return appeared[: len(events)]
             try:
@@ -266,6 +308,10 @@ class LoggingObserver:
             "stream reconnect %d (%s)", attempt, type(error).__name__ if error else "end of stream"
         )
 
+    def on_waiting(self, detail: str) -> None:
+        """Say that the run is still waiting, and on what."""
+        self.logger.info(detail)
+
 
 def _short(value: Any, limit: int = 300) -> str:
     text = value if isinstance(value, str) else repr(value)
@@ -286,6 +332,8 @@ class SessionRunReport:
         outcome: The classified end state.
         transcript: What the run saw.
         session: The final ``BetaManagedAgentsSession`` (retrieved after the post-idle race).
+        ended_at: When this client saw the turn end (its own clock; outputs are indexed after it).
+        turn_started_at: When the service processed the turn's kickoff (its clock), if seen.
     """
 
     session_id: str
@@ -294,6 +342,8 @@ class SessionRunReport:
     outcome: Outcome
     transcript: Transcript
     session: Any
+    ended_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    turn_started_at: datetime | None = None
 
     @property
     def status(self) -> str:
@@ -319,6 +369,7 @@ async def adrive_session(
     kickoff: list[dict[str, Any]] | None = None,
     resume: bool = False,
     turn_event_ids: list[str] | None = None,
+    send_turn: Callable[[], Awaitable[Sequence[str]]] | None = None,
     policy: ConfirmationPolicy | None = None,
     answers: dict[str, ToolAnswer] | None = None,
     custom_tools: CustomToolDispatcher | None = None,
@@ -335,6 +386,8 @@ async def adrive_session(
         kickoff: Events to send once the stream is open.
         resume: Re-attach: send the kickoff only if the history has no user message yet.
         turn_event_ids: Ids of already-sent user events that start the turn (a follow-up).
+        send_turn: Sends the events that start the turn once the stream is open (a follow-up);
+            returns their ids.
         policy: Confirmation policy for ``requires_action``.
         answers: A person's verdicts by tool-use event id (they win over the policy).
         custom_tools: Runs ``agent.custom_tool_use`` calls.
@@ -352,6 +405,7 @@ async def adrive_session(
         kickoff=kickoff,
         resume=resume,
         turn_event_ids=turn_event_ids,
+        send_turn=send_turn,
         policy=policy,
         answers=answers,
         custom_tools=custom_tools,
@@ -360,11 +414,27 @@ async def adrive_session(
         observer=observer,
     )
     end = await engine.run()
+    ended_at = datetime.now(UTC)
     session = await wait_until_not_running(client, session_id)
+    if session.status in ("running", "rescheduling") and end.kind == "idle":
+        logger.warning(
+            "session %s still reports %s after its turn ended; its final usage may be incomplete",
+            session_id,
+            session.status,
+        )
     outcome = classify(
         end, transcript.errors, session_id=session_id, console_url=console_url, max_duration=max_duration
     )
-    return SessionRunReport(session_id, console_url, end, outcome, transcript, session)
+    return SessionRunReport(
+        session_id,
+        console_url,
+        end,
+        outcome,
+        transcript,
+        session,
+        ended_at=ended_at,
+        turn_started_at=engine.turn_started_at,
+    )
 
 
 def build_session_result(
@@ -400,11 +470,21 @@ async def ainterrupt_and_archive(
     *,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     settle_seconds: float = 30.0,
+    turn_ended: bool = False,
 ) -> str:
     """Interrupt a session if it runs, wait until it is not running, then archive it.
 
     Idempotent: an archived or missing session is left alone. Archive is refused while the
-    session runs (and briefly after its idle, the post-idle race), so it is retried.
+    session runs, and briefly after its idle (the post-idle race: the status still says
+    running), so it waits for the status to settle and retries a refused archive.
+
+    Args:
+        client: The async SDK client.
+        session_id: The session.
+        logger: Where to log.
+        settle_seconds: Longest wait for the session to stop running.
+        turn_ended: The caller saw the turn end: a ``running`` status is the post-idle race,
+            so no interrupt is sent, the status is only waited out.
 
     Returns:
         What happened: ``archived``, ``already-archived`` or ``missing``.
@@ -418,11 +498,14 @@ async def ainterrupt_and_archive(
     if getattr(session, "archived_at", None):
         return "already-archived"
     if session.status in ("running", "rescheduling"):
-        log.info("interrupting session %s", session_id)
-        try:
-            await interrupt_session(client, session_id)
-        except anthropic.APIStatusError as exc:
-            log.warning("interrupt of session %s refused (%s); archiving anyway", session_id, exc.status_code)
+        if not turn_ended:
+            log.info("interrupting session %s", session_id)
+            try:
+                await interrupt_session(client, session_id)
+            except anthropic.APIStatusError as exc:
+                log.warning(
+                    "interrupt of session %s refused (%s); archiving anyway", session_id, exc.status_code
+                )
         session = await wait_until_not_running(client, session_id, within=settle_seconds)
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(10),

@@ -1,29 +1,45 @@
-"""The consolidating session event loop: no gap, no duplicate, exact end of turn.
+"""The consolidating session event loop: no gap, no duplicate, an end of turn that cannot hang.
 
 Follows the SDK's own ``lib/tools/_beta_session_runner.py``: open the SSE stream *first*, then
 send the kickoff, then read the history with ``events.list`` and tail the stream, de-duplicating
-by event id. Any dropped stream, connection error or clean end of stream reconnects with backoff
-(0.5 s doubling to 10 s) and backfills again; 401/403 is fatal. The SDK never reconnects itself.
+by event id. Any dropped stream, connection error, clean end of stream or silent stream (no byte
+for ``stream_read_timeout``) reconnects with backoff (0.5 s doubling to 10 s) and backfills
+again; 401/403 is fatal. The SDK never reconnects itself.
 
-The gate: a ``session.status_idle`` whose ``stop_reason`` is not ``requires_action`` ends the turn,
-but only if it comes *after* our kickoff was processed (the start race: a session may report a
-stale idle before its first ``running``). The history decides that: it is the service's own
-order, so an idle counts only when the history lists it after the processed echo of our kickoff
-(or after a ``session.status_running`` that follows our kickoff). An idle first seen on the
-stream is checked against the history; a stale, stream-only idle never appears there. Once our
-kickoff is known to be processed (its processed echo on the stream, or the history), that check
-is one newest-first page, so ending a turn costs the same for 20 events or 20,000.
+The real service lags and races (its history trails the stream, its status trails or leads the
+events), so the end of a turn is decided like this:
+
+* **Armed stream**: once a connection has delivered the processed echo of our kickoff (or was
+  opened after our kickoff was known to be processed), a ``session.status_idle`` it delivers
+  ends the turn at once, as in the SDK runner; ``requires_action`` idles are answered at once. A
+  stale idle from before our kickoff (the start race) comes before that echo on the stream, so
+  it never ends the turn.
+* **Otherwise** (we re-attached, the kickoff was sent before the stream opened, or the stream
+  still delivers what came before the echo): a stream idle is a *suspect*. A watchdog beside
+  the reader checks the history (the service's own order: an idle counts only after the
+  processed echo of our kickoff) and the session's status (``sessions.retrieve``) every
+  0.25 s, backing off to ``settle_backoff_cap``, until they settle: the history shows the end,
+  or the stream shows the session taking up our kickoff. It never gives up after a fixed
+  number of reads; history lag delays the end by at most the lag plus that cap.
+* **Quiet**: when no event arrives for ``status_poll_interval`` seconds the watchdog checks the
+  status too, so an idle or terminated session is noticed even if no event ever arrives; every
+  ``waiting_log_interval`` it says what it is waiting for. If the status says idle for
+  ``idle_settle_timeout`` and the history never shows how the turn ended, the run fails typed.
+* **Gaps**: after a reconnect (or a stream opened after the kickoff was sent) events emitted in
+  the gap may not be in the lagging history yet, so before the turn is reported ended the history
+  is read until it holds the ending event: nothing is lost, whatever the lag.
+
 ``session.status_terminated`` / ``session.deleted`` end the loop always, even when already seen.
-
 No Prefect here: callers pass an observer for logs, progress and Prefect events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -34,6 +50,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from .exceptions import ManagedAgentsError
 from .outcome import SessionEnd
+from .settings import RuntimeSettings
 from .tool_calls import PendingToolCall, ToolAnswer
 from .transcript import Transcript
 from .transient import is_transient_error
@@ -46,11 +63,8 @@ HISTORY_PAGE_SIZE = 1000
 MAX_FAILED_CONNECTIONS = 5
 """Connections in a row that may fail (error, error frame) without an event before giving up
 (about 8 s of backoff); any delivered event resets the count."""
-IDLE_CHECK_READS = 4
-IDLE_CHECK_PAUSE = 0.1
-"""An idle first seen on the stream is checked against up to this many history reads."""
-TAIL_READ_SIZE = 100
-"""Newest events read (descending) to confirm that a stream idle is persisted."""
+SETTLE_BACKOFF_START = 0.25
+"""First pause between checks while stream, history and status disagree (doubling to the cap)."""
 INTERRUPT_GRACE_SECONDS = 15.0
 """How long to wait for the session to go idle after our own ``user.interrupt``."""
 
@@ -67,15 +81,7 @@ _USER_EVENT_TYPES = frozenset(
 )
 """Queued events: listed before they are processed, and may move when they are."""
 _TOOL_USE_TYPES = frozenset({"agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use"})
-_STATUS_TYPES = frozenset(
-    {
-        "session.status_running",
-        "session.status_idle",
-        "session.status_rescheduled",
-        "session.status_terminated",
-        "session.deleted",
-    }
-)
+_ACTIVE_STATUSES = frozenset({"running", "rescheduling"})
 
 
 def is_fatal_stream_error(exc: BaseException) -> bool:
@@ -159,6 +165,9 @@ class StreamObserver(Protocol):
     async def on_reconnect(self, attempt: int, error: BaseException | None) -> None:
         """Called before each reconnect (``error`` is None after a clean end of stream)."""
 
+    def on_waiting(self, detail: str) -> None:
+        """Called every ``waiting_log_interval`` while the turn goes on: what the run waits for."""
+
 
 class NullObserver:
     """An observer that ignores everything."""
@@ -172,6 +181,9 @@ class NullObserver:
     async def on_reconnect(self, attempt: int, error: BaseException | None) -> None:
         """Ignore the reconnect."""
 
+    def on_waiting(self, detail: str) -> None:
+        """Ignore the note."""
+
 
 @dataclass
 class StreamStats:
@@ -181,7 +193,7 @@ class StreamStats:
     reconnects: int = 0
     history_reads: int = 0
     history_events_read: int = 0
-    tail_reads: int = 0
+    status_checks: int = 0
     duplicates_skipped: int = 0
     confirmations_sent: int = 0
     custom_results_sent: int = 0
@@ -200,12 +212,12 @@ class _Tracked:
     saw_user_kickoff: bool = False
     armed: bool = False
     """Our kickoff is known to be processed (history or stream order): later idles end the turn."""
-    kickoff_seen: bool = False
-    """The history listed our kickoff (perhaps still queued): a later ``running`` arms the gate."""
+    turn_started_at: Any = None
+    """``processed_at`` of our kickoff (the service's clock), once known."""
 
 
 class SessionStream:
-    """Drive one session to the end of its turn, consolidating stream and history.
+    """Drive one session to the end of its turn, consolidating stream, history and status.
 
     Example:
         ```python
@@ -224,12 +236,17 @@ class SessionStream:
         turn_event_ids: Ids of user events already sent that start the turn to follow (a
             follow-up message sent by the caller). The turn's end is the first idle after them;
             nothing is sent.
+        send_turn: Sends the events that start the turn to follow (once, however often it is
+            called: e.g. a cached task) and returns their ids; called once the stream is open,
+            so the turn's end is seen on the stream at once (a follow-up).
         policy: Answers for tool confirmations.
         answers: Verdicts a person gave, by tool-use event id; they win over the policy.
         custom_tools: Runs ``agent.custom_tool_use`` calls; without it such calls end the run.
         max_duration: Wall-clock seconds after which the session is interrupted (``timeout`` end).
         transcript: Where distinct events are accumulated (a new one when None).
         observer: Receives events and status changes.
+        settings: How long to wait for the lagging service (``MANAGED_AGENTS_*`` environment
+            variables when None).
     """
 
     def __init__(
@@ -240,12 +257,14 @@ class SessionStream:
         kickoff: Iterable[dict[str, Any]] | None = None,
         resume: bool = False,
         turn_event_ids: Iterable[str] | None = None,
+        send_turn: Callable[[], Awaitable[Sequence[str]]] | None = None,
         policy: ConfirmationPolicy | None = None,
         answers: Mapping[str, ToolAnswer] | None = None,
         custom_tools: CustomToolDispatcher | None = None,
         max_duration: float | None = None,
         transcript: Transcript | None = None,
         observer: StreamObserver | None = None,
+        settings: RuntimeSettings | None = None,
     ) -> None:
         self.client = client
         self.session_id = session_id
@@ -257,11 +276,34 @@ class SessionStream:
         self.max_duration = max_duration
         self.transcript = transcript if transcript is not None else Transcript()
         self.observer: StreamObserver = observer or NullObserver()
+        self.settings = settings or RuntimeSettings()
         self.stats = StreamStats()
         self._state = _Tracked()
         self._kickoff_sent = False
         self._end: SessionEnd | None = None
-        self._anchor: str | None = None  # the newest persisted event handled in order
+        self._end_in_history = False
+        self._watermark: str | None = None
+        """Newest stable event of the last history read: everything up to it has been handled."""
+        self._armed_in_history = False
+        """Our processed kickoff lies at or before the watermark."""
+        self._gap = resume
+        """Events may have been emitted while no stream of ours was open (a reconnect, a re-attach)."""
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._suspect: Any = None
+        """A stream idle that came before we knew our kickoff was processed (history to judge)."""
+        self._suspect_since: float | None = None
+        self._idle_status_since: float | None = None
+        self._settle_delay = SETTLE_BACKOFF_START
+        now = time.monotonic()
+        self._last_event_at = now
+        self._last_check_at = now
+        self._last_note_at = now
+        self._service_status = "unknown"
+        self._delivered = False
+        """The current connection delivered at least one event."""
+        self._stream_armed = False
+        """The current connection delivers only events processed after our kickoff."""
         turn_ids = [str(i) for i in turn_event_ids or []]
         if turn_ids:
             if self.kickoff:
@@ -270,6 +312,18 @@ class SessionStream:
                 )
             self._state.kickoff_ids.update(turn_ids)
             self._kickoff_sent = True
+            self._gap = True  # sent before our stream opened: its processed echo may be missed
+        if send_turn is not None and (self.kickoff or turn_ids):
+            raise ValueError("pass send_turn alone, without kickoff events or turn_event_ids")
+        self._send_turn = send_turn
+        if send_turn is not None:
+            # It may return what an earlier attempt sent: a gap until the stream shows the turn start.
+            self._gap = True
+
+    @property
+    def turn_started_at(self) -> Any:
+        """When the service processed our kickoff (``processed_at``, a datetime), once known."""
+        return self._state.turn_started_at
 
     # --- public ------------------------------------------------------------------------------
 
@@ -281,6 +335,7 @@ class SessionStream:
 
         Raises:
             anthropic.APIStatusError: A non-transient API error (401, 403, 404...).
+            SessionStreamError: The stream kept failing, or the service never said how the turn ended.
         """
         try:
             if self.max_duration is None:
@@ -308,41 +363,44 @@ class SessionStream:
         failures = 0  # connections in a row that ended in an error before delivering any event
         while True:
             error: BaseException | None = None
-            delivered = False
+            self._delivered = False
             try:
-                stream = await self.client.beta.sessions.events.stream(self.session_id)
+                stream = await self.client.beta.sessions.events.stream(
+                    self.session_id, timeout=httpx2.Timeout(self.settings.stream_read_timeout, connect=30.0)
+                )
                 self.stats.connections += 1
+                # Known processed before this connection opened: all it delivers comes after.
+                self._stream_armed = self._state.armed
                 async with stream:
-                    if not self.resume and not self._kickoff_sent:
-                        await self._send_kickoff()
-                    await self._reconcile()
-                    if self.resume and not self._kickoff_sent and not self._state.saw_user_kickoff:
-                        await self._send_kickoff()
+                    async with self._lock:
+                        if self._send_turn is not None and not self._kickoff_sent:
+                            self._state.kickoff_ids.update(await self._send_turn())
+                            self._kickoff_sent = True
+                        if not self.resume and not self._kickoff_sent:
+                            await self._send_kickoff()
+                        await self._reconcile()
+                        if self.resume and not self._kickoff_sent:
+                            await self._send_kickoff_unless_sent()
                     if self._end is None:
-                        try:
-                            async for event in stream:
-                                delivered = True
-                                failures = 0
-                                await self._on_stream_event(event)
-                                if self._end is not None:
-                                    break
-                        except ValueError as exc:  # json.JSONDecodeError: a data line that is not JSON
-                            raise SessionStreamError(
-                                f"Session {self.session_id}: the API sent an event that is not valid JSON ({exc})."
-                            ) from exc
+                        await self._follow(stream)
                 if self._end is not None:
+                    await self._confirm_end_in_history()
                     return self._end
             except (anthropic.APIError, httpx2.HTTPError) as exc:
                 if is_fatal_stream_error(exc):
                     raise
                 error = exc
-                failures += 1
+                failures = 1 if self._delivered else failures + 1
                 if failures >= MAX_FAILED_CONNECTIONS:
                     raise SessionStreamError(
                         f"Session {self.session_id}: the event stream failed {failures} times in a row "
                         f"without delivering an event (last: {type(exc).__name__}: {exc}). The session "
                         "keeps its state; rerun to re-attach."
                     ) from exc
+            delivered = self._delivered
+            if delivered:
+                failures = 0
+            self._gap = True
             self.stats.reconnects += 1
             # A connection that delivered events was healthy: reconnect at once. Back off
             # (0.5 s doubling to 10 s) only while connections keep failing without progress.
@@ -357,17 +415,158 @@ class SessionStream:
             await self.observer.on_reconnect(self.stats.reconnects, error)
             await asyncio.sleep(delay)
 
-    async def _reconcile(self, look_for: str | None = None) -> bool:
+    async def _follow(self, stream: Any) -> None:
+        """Tail one connection while the watchdog checks history and status."""
+
+        async def read() -> None:
+            try:
+                async for event in stream:
+                    self._delivered = True
+                    self._last_event_at = time.monotonic()
+                    async with self._lock:
+                        await self._on_stream_event(event)
+                    if self._end is not None:
+                        return
+            except ValueError as exc:  # json.JSONDecodeError: a data line that is not JSON
+                raise SessionStreamError(
+                    f"Session {self.session_id}: the API sent an event that is not valid JSON ({exc})."
+                ) from exc
+
+        reader = asyncio.create_task(read(), name=f"stream-{self.session_id}")
+        watchdog = asyncio.create_task(self._watch(), name=f"watch-{self.session_id}")
+        try:
+            done, _ = await asyncio.wait({reader, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, watchdog):
+                task.cancel()
+            await asyncio.gather(reader, watchdog, return_exceptions=True)
+        for task in done:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                raise exc
+
+    # --- the watchdog ------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Check history and status when the stream suspects the end or has gone quiet."""
+        while True:
+            self._note_waiting()
+            delay = self._watch_delay()
+            if delay > 0:
+                self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands
+                # as the wake-up does (the reader sets it, then ends and cancels this task).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                continue
+            async with self._lock:
+                if self._end is None:
+                    await self._check()
+                if self._end is not None:
+                    return
+
+    def _watch_delay(self) -> float:
+        now = time.monotonic()
+        if self._suspect_since is not None:
+            return self._last_check_at + self._settle_delay - now
+        quiet_since = max(self._last_event_at, self._last_check_at)
+        return quiet_since + self.settings.status_poll_interval - now
+
+    def _note_waiting(self) -> None:
+        """Say, every ``waiting_log_interval``, that the run still waits and on what."""
+        now = time.monotonic()
+        if now - self._last_note_at < self.settings.waiting_log_interval:
+            return
+        self._last_note_at = now
+        if self._suspect_since is not None:
+            what = "the history to show how the turn ended"
+        elif self._state.armed:
+            what = "the end of the turn"
+        else:
+            what = "the session to take up our message"
+        detail = (
+            f"session {self.session_id} is still {self._service_status}; waiting for {what} "
+            f"({self.transcript.event_count} events so far, the last {now - self._last_event_at:.0f} s ago)"
+        )
+        logger.info(detail)
+        self.observer.on_waiting(detail)
+
+    def _clear_suspect(self) -> None:
+        self._suspect = None
+        self._suspect_since = None
+        self._settle_delay = SETTLE_BACKOFF_START
+
+    async def _check(self) -> None:
+        """One look at history and status; ends the turn when they show it ended."""
+        self._last_check_at = time.monotonic()
+        self.stats.status_checks += 1
+        if self._suspect_since is not None:
+            await self._reconcile()
+            if self._end is not None:
+                return
+        status = await self._retrieve_status()
+        if status is None or self._end is not None:
+            return
+        now = time.monotonic()
+        if status == "terminated":
+            await self._reconcile()  # best effort: the terminal event into the transcript
+            if self._end is None:
+                self._end = SessionEnd(kind="terminated", detail="sessions.retrieve says terminated")
+                await self._status("terminated", None)
+            return
+        if status in _ACTIVE_STATUSES:
+            self._idle_status_since = None
+            if self._suspect is None:
+                self._clear_suspect()  # the session runs on: back to quiet checks
+            else:
+                self._settle_delay = min(self._settle_delay * 2, self.settings.settle_backoff_cap)
+            return
+        # Idle by its status: the turn may be over; the history says how (it may lag, so look again).
+        if self._idle_status_since is None:
+            self._idle_status_since = now
+        if self._suspect_since is None:
+            self._suspect_since = now
+            await self._reconcile()
+            if self._end is not None:
+                return
+        if now - self._idle_status_since > self.settings.idle_settle_timeout:
+            raise SessionStreamError(
+                f"Session {self.session_id} has been idle for {self.settings.idle_settle_timeout:g} s by its "
+                "status, but its event history never showed how the turn ended; inspect it in the console."
+            )
+        self._settle_delay = min(self._settle_delay * 2, self.settings.settle_backoff_cap)
+
+    async def _retrieve_status(self) -> str | None:
+        """The session's status, or None when it could not be read this time."""
+        try:
+            session = await self.client.beta.sessions.retrieve(self.session_id)
+        except anthropic.NotFoundError:
+            self._end = SessionEnd(kind="deleted", detail="sessions.retrieve answered 404")
+            await self._status("terminated", None)
+            return None
+        except (anthropic.APIError, httpx2.HTTPError) as exc:
+            if is_fatal_stream_error(exc):
+                raise
+            logger.debug("session %s: status check failed (%s); trying again later", self.session_id, exc)
+            return None
+        self._service_status = str(session.status)
+        return self._service_status
+
+    # --- history -----------------------------------------------------------------------------
+
+    async def _reconcile(self, look_for: str | None = None, *, handle_pending: bool = True) -> bool:
         """Read the history the engine has not handled yet and decide the gate from it.
 
         History order is the service's order, so it alone decides whether an idle comes after
-        our kickoff was processed. The first read covers the whole history; later reads (after
-        a reconnect) only the events after the last one handled in order (the anchor), read
-        newest first until the anchor, so a reconnect costs the gap, not the session's length.
+        our kickoff was processed. The first read covers the whole history; later reads only the
+        events after the newest one a previous read handled (the watermark), read newest first
+        until it, so a read costs the gap, not the session's length. The history may lag the
+        stream: what a read returns is complete up to its newest event, nothing more is assumed.
         Also answers still-pending ``requires_action`` calls.
 
         Args:
-            look_for: An event id whose presence in the history is reported.
+            look_for: An event id whose presence in this read is reported.
+            handle_pending: Answer pending ``requires_action`` calls found in the read.
 
         Returns:
             True when ``look_for`` was in the history read.
@@ -375,15 +574,19 @@ class SessionStream:
         self.stats.history_reads += 1
         events, whole = await self._unhandled_history()
         found = False
-        kickoff_at: int | None = None
         armed_at: int | None = None
-        if not whole:  # every event read comes after the anchor, so after what it saw
-            if self._state.armed:
-                armed_at = -1
-            elif self._state.kickoff_seen:
-                kickoff_at = -1
+        if not whole and self._armed_in_history:
+            armed_at = -1  # every event read comes after our processed kickoff
+        elif self.resume and not self._kickoff_sent:
+            # Re-attaching: the turn to follow is the one of the newest processed user kickoff.
+            for index in range(len(events) - 1, -1, -1):
+                event = events[index]
+                if getattr(event, "type", "") in _USER_KICKOFF_TYPES and event.processed_at is not None:
+                    armed_at = index
+                    break
         pending: list[str] = []
         pending_event: Any = None
+        watermark = self._watermark
         for index, event in enumerate(events):
             kind = str(getattr(event, "type", ""))
             event_id = str(getattr(event, "id", "") or "")
@@ -391,45 +594,44 @@ class SessionStream:
                 found = True
             new = self._note(event, kind, from_history=True)
             if event_id and kind not in _USER_EVENT_TYPES:
-                self._anchor = event_id  # history events never move; user events may
+                watermark = event_id  # history events never move; user events may
             if kind in _USER_KICKOFF_TYPES:
-                if self._is_kickoff(event_id):
-                    self._state.kickoff_seen = True
-                    kickoff_at = index if kickoff_at is None else kickoff_at
-                    if armed_at is None and getattr(event, "processed_at", None) is not None:
-                        armed_at = index
-                        self._state.armed = True
-            elif kind == "session.status_running":
-                if armed_at is None and kickoff_at is not None:
+                processed = getattr(event, "processed_at", None) is not None
+                if processed and (index == armed_at or (armed_at is None and self._is_kickoff(event_id))):
                     armed_at = index
-                    self._state.armed = True
+                    self._armed_in_history = True
+                    self._arm(event)
+            elif kind == "session.status_running":
                 if new:
                     await self._status("running", event)
             elif kind == "session.status_rescheduled":
                 if new:
                     await self._status("rescheduled", event)
+            elif self._end is not None:
+                continue  # already ended: only completing the transcript
             elif kind == "session.status_idle" and armed_at is not None and index > armed_at:
                 reason = getattr(event, "stop_reason", None)
                 if getattr(reason, "type", None) == "requires_action":
                     pending = [str(i) for i in (getattr(reason, "event_ids", None) or [])]
                     pending_event = event
                 else:
-                    await self._finish_on_idle(event)
-                    return found
+                    pending = []
+                    await self._finish_on_idle(event, from_history=True)
             elif kind in ("session.status_terminated", "session.deleted"):
-                await self._finish_terminated(event, kind)
-                return found
-        if pending:
+                pending = []
+                await self._finish_terminated(event, kind, from_history=True)
+        self._watermark = watermark
+        if pending and handle_pending and self._end is None:
             # Answers may come later in the same history, so decide once the read is complete.
             await self._requires_action(pending, pending_event)
         return found
 
     async def _unhandled_history(self) -> tuple[list[Any], bool]:
-        """The history after the anchor in ascending order; True when that is the whole history.
+        """The history after the watermark in ascending order; True when that is the whole history.
 
-        Without an anchor, or when the anchor is not found, the whole history is returned.
+        Without a watermark, or when it is not found, the whole history is returned.
         """
-        if self._anchor is None:
+        if self._watermark is None:
             page = await self.client.beta.sessions.events.list(
                 self.session_id, limit=HISTORY_PAGE_SIZE, order="asc"
             )
@@ -442,21 +644,40 @@ class SessionStream:
         )
         async for event in page:
             self.stats.history_events_read += 1
-            if str(getattr(event, "id", "") or "") == self._anchor:
+            if str(getattr(event, "id", "") or "") == self._watermark:
                 newer.reverse()
                 return newer, False
             newer.append(event)
         newer.reverse()
+        self._armed_in_history = False
         return newer, True
 
-    async def _requires_action(self, pending: list[str], event: Any) -> None:
-        """Report a ``requires_action`` idle once and answer its calls that are still open."""
-        unanswered = [i for i in pending if i not in self._state.answered]
-        if unanswered:
-            if event.id not in self._state.requires_action_seen:
-                self._state.requires_action_seen.add(event.id)
-                await self._status("requires-action", event)
-            await self._answer_pending(unanswered)
+    async def _await_history(self, event_id: str, what: str) -> None:
+        """Read the history until ``event_id`` shows up in it (it lags the stream)."""
+        delay = SETTLE_BACKOFF_START
+        deadline = time.monotonic() + self.settings.idle_settle_timeout
+        while not await self._reconcile(look_for=event_id, handle_pending=False):
+            if time.monotonic() >= deadline:
+                raise SessionStreamError(
+                    f"Session {self.session_id}: {what} ({event_id}) was on the stream but never appeared "
+                    f"in the event history within {self.settings.idle_settle_timeout:g} s."
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.settle_backoff_cap)
+
+    async def _confirm_end_in_history(self) -> None:
+        """After a gap, read the history until it holds the ending event, so nothing is missed.
+
+        Without a gap (one connection, opened before our kickoff) the stream saw everything.
+        """
+        end = self._end
+        if not self._gap or self._end_in_history or end is None or not end.event_id:
+            return
+        if end.kind not in ("idle", "terminated", "deleted"):
+            return
+        await self._await_history(end.event_id, "the event that ended the turn")
+
+    # --- per event ---------------------------------------------------------------------------
 
     async def _on_stream_event(self, event: Any) -> None:
         kind = str(getattr(event, "type", "") or "")
@@ -468,60 +689,40 @@ class SessionStream:
                 f"(id {getattr(event, 'id', None)!r}); cannot tell what happened."
             )
         new = self._note(event, kind, from_history=False)
-        event_id = str(getattr(event, "id", "") or "")
-        # A new stream event is newer than all seen; a stream idle may be stale (never persisted).
-        if new and event_id and kind not in _USER_EVENT_TYPES and kind != "session.status_idle":
-            self._anchor = event_id
         if (
             kind in _USER_KICKOFF_TYPES
             and getattr(event, "processed_at", None) is not None
             and self._is_kickoff(str(getattr(event, "id", "") or ""))
         ):
-            # The processed echo of our kickoff: whatever this stream sends after it was
-            # processed after it (the echo repeats a known id, so newness does not matter).
-            self._state.armed = True
+            # The processed echo of our kickoff: whatever this stream sends after it was processed
+            # after it, and an idle that came before it was stale (the start race).
+            self._arm(event)
+            self._stream_armed = True
+            if self._send_turn is not None and self.stats.connections == 1:
+                self._gap = False  # sent once this stream was open: the whole turn is on it
+            if self._suspect is not None:
+                self._clear_suspect()
         if kind in ("session.status_terminated", "session.deleted"):
             await self._finish_terminated(event, kind)  # terminal even when already seen
         elif kind == "session.status_idle" and new:
-            await self._verify_idle(event)
+            if self._stream_armed:
+                await self._on_idle_in_order(event)
+            else:
+                self._suspect = event
+                if self._suspect_since is None:
+                    self._suspect_since = time.monotonic()
+                self._wake.set()
         elif kind == "session.status_running" and new:
+            self._clear_suspect()
+            self._idle_status_since = None
             await self._status("running", event)
         elif kind == "session.status_rescheduled" and new:
             await self._status("rescheduled", event)
 
-    async def _verify_idle(self, event: Any) -> None:
-        """Let the history judge an idle first seen on the stream.
-
-        A real idle is persisted; a stale, stream-only idle (the start race) never shows up in
-        the history. Once our kickoff is known to be processed, an idle this stream delivers
-        later came after it, so finding it among the newest events is enough (one short read,
-        whatever the session's length). Before that, the whole history decides whether the idle
-        comes after our kickoff. The history may lag the stream briefly, hence a few reads.
-        """
-        event_id = str(getattr(event, "id", "") or "")
-        for attempt in range(IDLE_CHECK_READS):
-            if self._state.armed:
-                found, complete = await self._in_newest_events(event_id)
-                if found:
-                    await self._on_idle_in_order(event)
-                    return
-                if not complete:  # more than a page came after it: read the whole history
-                    found = await self._reconcile(look_for=event_id)
-            else:
-                found = await self._reconcile(look_for=event_id)
-            if found or self._end is not None:
-                return
-            await asyncio.sleep(IDLE_CHECK_PAUSE * (attempt + 1))
-        logger.debug("session %s: idle %s is not in the history; ignoring it", self.session_id, event_id)
-
-    async def _in_newest_events(self, event_id: str) -> tuple[bool, bool]:
-        """Whether ``event_id`` is among the newest events; and whether that read saw them all."""
-        self.stats.tail_reads += 1
-        page = await self.client.beta.sessions.events.list(
-            self.session_id, limit=TAIL_READ_SIZE, order="desc"
-        )
-        found = any(str(getattr(e, "id", "") or "") == event_id for e in page.data)
-        return found, not page.has_next_page()
+    def _arm(self, event: Any) -> None:
+        self._state.armed = True
+        if self._state.turn_started_at is None:
+            self._state.turn_started_at = getattr(event, "processed_at", None)
 
     async def _on_idle_in_order(self, event: Any) -> None:
         """An idle that came after our kickoff was processed: the turn ends or tools wait."""
@@ -531,7 +732,14 @@ class SessionStream:
         else:
             await self._finish_on_idle(event)
 
-    # --- per event ---------------------------------------------------------------------------
+    async def _requires_action(self, pending: list[str], event: Any) -> None:
+        """Report a ``requires_action`` idle once and answer its calls that are still open."""
+        unanswered = [i for i in pending if i not in self._state.answered]
+        if unanswered:
+            if event.id not in self._state.requires_action_seen:
+                self._state.requires_action_seen.add(event.id)
+                await self._status("requires-action", event)
+            await self._answer_pending(unanswered)
 
     def _dedupe_key(self, event: Any, kind: str) -> str | None:
         event_id = getattr(event, "id", None) or ""
@@ -552,7 +760,7 @@ class SessionStream:
             return False
         else:
             self._state.seen_keys.add(key)
-        self.transcript.add(event)
+        self.transcript.add(event, from_history=from_history)
         self.observer.on_event(event)
         self._track(event, kind)
         return True
@@ -575,7 +783,7 @@ class SessionStream:
         elif kind in _USER_KICKOFF_TYPES:
             state.saw_user_kickoff = True
 
-    async def _finish_on_idle(self, event: Any) -> None:
+    async def _finish_on_idle(self, event: Any, *, from_history: bool = False) -> None:
         reason_type = str(getattr(getattr(event, "stop_reason", None), "type", "") or "")
         details = getattr(event, "stop_details", None)
         self._end = SessionEnd(
@@ -584,11 +792,13 @@ class SessionStream:
             stop_details=details.model_dump() if details is not None else None,
             event_id=str(getattr(event, "id", "") or ""),
         )
+        self._end_in_history = from_history
         await self._status("idle", event)
 
-    async def _finish_terminated(self, event: Any, kind: str) -> None:
+    async def _finish_terminated(self, event: Any, kind: str, *, from_history: bool = False) -> None:
         end_kind: Literal["terminated", "deleted"] = "deleted" if kind == "session.deleted" else "terminated"
         self._end = SessionEnd(kind=end_kind, event_id=str(getattr(event, "id", "") or ""))
+        self._end_in_history = from_history
         await self._status("terminated", event)
 
     async def _status(self, status: str, event: Any) -> None:
@@ -604,10 +814,15 @@ class SessionStream:
 
         Custom tools run through the dispatcher; confirmations come from a person's ``answers``,
         else the policy. Everything that can be answered is sent; calls the policy wants a person
-        to judge end the loop as ``awaiting_approval`` (after the other answers went out).
+        to judge end the loop as ``awaiting_approval`` (after the other answers went out). A call
+        the stream never showed (it fell in a reconnect's gap) is read from the history first.
         """
         state = self._state
         unanswered = [i for i in event_ids if i not in state.answered]
+        for event_id in unanswered:
+            if event_id not in state.tool_calls:
+                await self._await_history(event_id, "a tool call the session waits on")
+        unanswered = [i for i in unanswered if i not in state.answered]
         calls = [state.tool_calls.get(i) or PendingToolCall(i, "agent.tool_use", "") for i in unanswered]
         custom = [c for c in calls if c.kind == "agent.custom_tool_use"]
         if custom and self.custom_tools is None:
@@ -665,11 +880,24 @@ class SessionStream:
                 return await self.client.beta.sessions.events.send(self.session_id, events=events)  # type: ignore[arg-type]
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _send_kickoff_unless_sent(self) -> None:
+        """Re-attaching: send the kickoff only if the previous attempt never did.
+
+        A kickoff sent just before the previous attempt died may not be listed yet (the history
+        lags), so an empty answer is trusted only after ``history_lag_allowance`` seconds.
+        """
+        if not self._state.saw_user_kickoff and self.kickoff:
+            await asyncio.sleep(self.settings.history_lag_allowance)
+            await self._reconcile()
+        if not self._state.saw_user_kickoff:
+            await self._send_kickoff()
+
     async def _send_kickoff(self) -> None:
         """Send the kickoff exactly once, even if a send is committed and the answer lost.
 
         The SDK's own retry would repeat a committed ``user.message`` (a second turn), so send
-        without SDK retries and, after a connection error, look for it in the history first.
+        without SDK retries and, after a connection error, look for it in the history first
+        (for up to ``history_lag_allowance`` seconds, since the history lags).
         """
         self._kickoff_sent = True
         if not self.kickoff:
@@ -696,16 +924,40 @@ class SessionStream:
                 self._state.kickoff_ids.update(str(e.id) for e in sent.data or [])
 
     async def _find_sent_kickoff(self) -> set[str]:
-        found: set[str] = set()
-        page = await self.client.beta.sessions.events.list(
-            self.session_id,
+        """The user kickoffs in the history, waiting up to the lag allowance for them to show."""
+        ids = await poll_history(
+            self.client, self.session_id, lambda ids: bool(ids), within=self.settings.history_lag_allowance
+        )
+        return set(ids)
+
+
+async def poll_history(
+    client: anthropic.AsyncAnthropic,
+    session_id: str,
+    enough: Callable[[list[str]], bool],
+    *,
+    within: float,
+) -> list[str]:
+    """Ids of the turn-starting user events in the history, listed until ``enough`` or ``within`` s.
+
+    The history lags the writes that make it, so a write whose answer was lost is only taken
+    as not made once it has stayed out of the history for ``within`` seconds.
+    """
+    deadline = time.monotonic() + within
+    delay = SETTLE_BACKOFF_START
+    while True:
+        page = await client.beta.sessions.events.list(
+            session_id,
             limit=HISTORY_PAGE_SIZE,
             order="asc",
-            types=["user.message", "user.define_outcome"],
+            types=sorted(_USER_KICKOFF_TYPES),  # type: ignore[arg-type]
         )
-        async for event in page:
-            found.add(str(event.id))
-        return found
+        ids = [str(event.id) async for event in page]
+        remaining = deadline - time.monotonic()
+        if enough(ids) or remaining <= 0:
+            return ids
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 2.0)
 
 
 async def interrupt_session(client: anthropic.AsyncAnthropic, session_id: str) -> None:
@@ -725,15 +977,22 @@ async def wait_until_not_running(
     client: anthropic.AsyncAnthropic,
     session_id: str,
     *,
-    within: float = 5.0,
+    within: float | None = None,
     interval: float = 0.2,
 ) -> Any:
     """Poll ``sessions.retrieve`` until the status is not ``running`` (the post-idle race).
 
+    Args:
+        client: The async SDK client.
+        session_id: The session.
+        within: Longest wait in seconds (``post_idle_settle_timeout`` of the runtime settings when None).
+        interval: Pause between reads.
+
     Returns:
         The last retrieved ``BetaManagedAgentsSession`` (possibly still running at the timeout).
     """
-    deadline = time.monotonic() + within
+    limit = RuntimeSettings().post_idle_settle_timeout if within is None else within
+    deadline = time.monotonic() + limit
     while True:
         session = await client.beta.sessions.retrieve(session_id)
         if session.status != "running" or time.monotonic() >= deadline:

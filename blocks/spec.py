@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from .exceptions import SpecValidationError
+from .exceptions import SpecValidationError, UnknownCustomToolError
 
 BUILTIN_TOOL_NAMES = ("bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search")
 MAX_TOOLS = 256
@@ -220,9 +220,9 @@ class AgentSpec(_SpecModel):
     description: str | None = Field(default=None, max_length=2048)
     tools: list[Tool] = Field(
         default_factory=list,
-        description="Toolsets and custom tools. A Python function or an import path "
-        "'package.module:function' in this list becomes a custom tool whose schema comes from "
-        "the function's type hints and docstring.",
+        description="Toolsets and custom tools. The name of a registered custom tool (see "
+        "blocks.custom_tools.custom_tool), or from Python the function itself, becomes a custom tool "
+        "whose schema comes from the function's type hints and docstring.",
     )
     mcp_servers: list[McpServer] = Field(
         default_factory=list, max_length=MAX_MCP_SERVERS, validate_default=True
@@ -233,7 +233,8 @@ class AgentSpec(_SpecModel):
     @field_validator("tools", mode="before")
     @classmethod
     def _functions_as_custom_tools(cls, tools: Any) -> Any:
-        """Python functions and import paths become custom tools (schema from hints and docstring)."""
+        """Registered tool names and Python functions become custom tools (schema from hints and
+        docstring); a name that is not registered is an :class:`UnknownCustomToolError`."""
         if not isinstance(tools, list):
             return tools
         from .custom_tools import custom_tool_definition  # the SDK's tool helpers load lazily
@@ -462,10 +463,16 @@ class AgentDeploymentSpec(AgentSpec):
 
         Raises:
             SpecValidationError: With one line per problem: the field's path, what is wrong, the fix.
+            UnknownCustomToolError: ``tools`` names a custom tool that is not registered, or an
+                import path outside the allowed tool modules.
         """
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
+            for error in exc.errors():
+                cause = (error.get("ctx") or {}).get("error")
+                if isinstance(cause, UnknownCustomToolError):  # keep its own type and message
+                    raise UnknownCustomToolError(f"Invalid agent spec ({source}): {cause}") from None
             raise spec_error(exc, source) from None
 
 

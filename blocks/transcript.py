@@ -53,6 +53,22 @@ def content_text(content: Any) -> str:
     return "".join(parts)
 
 
+def _place(items: list[Any], stamps: list[Any], item: Any, event: Any, late: bool) -> None:
+    """Append ``item``; a ``late`` one goes after the items processed no later than ``event``.
+
+    ``stamps`` runs beside ``items`` (``processed_at``; None for queued events, which keep their
+    arrival place). Appending is the hot path; an insert only happens for an event backfilled
+    after newer ones.
+    """
+    stamp = getattr(event, "processed_at", None)
+    index = len(items)
+    if late and stamp is not None:
+        while index > 0 and stamps[index - 1] is not None and stamps[index - 1] > stamp:
+            index -= 1
+    items.insert(index, item)
+    stamps.insert(index, stamp)
+
+
 def _compact_json(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
@@ -78,6 +94,10 @@ class Transcript:
     tool_names: dict[str, str] = field(default_factory=dict)
     counts_by_type: dict[str, int] = field(default_factory=dict)
     outcome_grades: list[OutcomeEvaluation] = field(default_factory=list)
+    _latest: dict[str, Any] = field(default_factory=dict, repr=False)
+    _id_stamps: list[Any] = field(default_factory=list, repr=False)
+    _entry_stamps: list[Any] = field(default_factory=list, repr=False)
+    _late: bool = field(default=False, repr=False)
 
     @property
     def event_count(self) -> int:
@@ -89,10 +109,18 @@ class Transcript:
         """Best usage known: the service's cumulative snapshot, else the sum of model requests."""
         return self.session_usage if self.session_usage is not None else self.model_usage
 
-    def add(self, event: Any) -> None:
-        """Record one distinct event (SDK model from the stream or the history)."""
+    def add(self, event: Any, *, from_history: bool = False) -> None:
+        """Record one distinct event (SDK model from the stream or the history).
+
+        Args:
+            event: The event.
+            from_history: It was read from the history, which lags the stream: it may be older
+                than events already recorded (what a reconnect's gap hid), so it is put in its
+                place by ``processed_at`` instead of at the end.
+        """
         kind = str(getattr(event, "type", ""))
-        self.event_ids.append(str(getattr(event, "id", "") or ""))
+        self._late = from_history
+        _place(self.event_ids, self._id_stamps, str(getattr(event, "id", "") or ""), event, from_history)
         self.counts_by_type[kind] = self.counts_by_type.get(kind, 0) + 1
         handler = _HANDLERS.get(kind)
         if handler is not None:
@@ -102,16 +130,29 @@ class Transcript:
         if len(self.entries) >= MAX_ENTRIES:
             self.omitted_entries += 1
             return
-        self.entries.append(TranscriptEntry(role, _cut(text), str(getattr(event, "id", "") or "")))
+        entry = TranscriptEntry(role, _cut(text), str(getattr(event, "id", "") or ""))
+        _place(self.entries, self._entry_stamps, entry, event, self._late)
 
     # --- per-type handlers (looked up in _HANDLERS) --------------------------------------------
 
     def _on_user_message(self, event: Any) -> None:
         self._entry("user", content_text(getattr(event, "content", None)), event)
 
+    def _newest(self, slot: str, event: Any) -> bool:
+        """True when ``event`` is the newest seen for ``slot`` (an event backfilled from a lagging
+        history may arrive after newer ones from the stream)."""
+        processed = getattr(event, "processed_at", None)
+        latest = self._latest.get(slot)
+        if self._late and processed is not None and latest is not None and processed < latest:
+            return False
+        if processed is not None:
+            self._latest[slot] = processed
+        return True
+
     def _on_agent_message(self, event: Any) -> None:
         text = content_text(getattr(event, "content", None))
-        self.final_message = text
+        if self._newest("final_message", event):
+            self.final_message = text
         self._entry("agent", text, event)
 
     def _on_tool_use(self, event: Any) -> None:
@@ -169,7 +210,8 @@ class Transcript:
         self._entry("status", f"outcome iteration {grade.iteration}: {grade.result}", event)
 
     def _on_session_usage(self, event: Any) -> None:
-        self.session_usage = UsageSummary.from_session_usage(getattr(event, "usage", None))
+        if self._newest("session_usage", event):
+            self.session_usage = UsageSummary.from_session_usage(getattr(event, "usage", None))
 
     def _on_idle(self, event: Any) -> None:
         reason = getattr(getattr(event, "stop_reason", None), "type", None)

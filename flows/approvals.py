@@ -18,6 +18,7 @@ A suspended run has no process to notice its timeout; Prefect fails a resume tha
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -120,7 +121,9 @@ async def stream_turn(
     max_duration: float | None,
     kickoff: list[dict[str, Any]] | None = None,
     turn_event_ids: list[str] | None = None,
+    send_turn: Callable[[], Awaitable[Sequence[str]]] | None = None,
     custom_tools: CustomToolDispatcher | None = None,
+    reattached: bool = False,
 ) -> SessionRunReport:
     """Stream one turn to its end, asking a person whenever the policy says ``ask``.
 
@@ -132,9 +135,12 @@ async def stream_turn(
         max_duration: Wall-clock limit of each streaming stretch (waiting for a person excluded).
         kickoff: Events to send instead of the prompt (e.g. ``user.define_outcome``).
         turn_event_ids: The already-sent events that started a follow-up turn.
+        send_turn: Sends a follow-up turn's events once the stream is open (once only).
         custom_tools: Runs ``agent.custom_tool_use`` calls.
+        reattached: The session was started by an earlier attempt, which may have sent the prompt.
     """
     answers: dict[str, ToolAnswer] = {}
+    resume = reattached
     while True:
         report = await stream_session(
             agent,
@@ -144,11 +150,14 @@ async def stream_turn(
             max_duration=max_duration,
             kickoff=kickoff,
             turn_event_ids=turn_event_ids,
+            send_turn=send_turn,
             answers=answers,
             custom_tools=custom_tools,
+            resume=resume,
         )
         if report.end.kind != "awaiting_approval":
             return report
+        resume = True  # the prompt went out in this stretch
         answers.update(
             await ask_for_approval(
                 report.end.pending_calls,

@@ -58,6 +58,7 @@ from blocks.batch_items import (
 )
 from blocks.exceptions import ConfigurationError
 from blocks.results import SessionResult, UsageSummary
+from blocks.roots import check_inside_roots, input_roots, output_roots
 from blocks.session_run import SESSION_LABEL
 from blocks.session_stream import ConfirmationPolicy
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
@@ -85,7 +86,8 @@ ItemsParam = Annotated[
     list[BatchItem | str] | str,
     Field(
         description="The items (prompt, files, memory stores, metadata, key; or just a prompt), "
-        "or a path to a .jsonl or .csv file of them."
+        "or a path to a .jsonl or .csv file of them. The file and every item's files must be "
+        "inside the worker's input roots ('~' is not expanded)."
     ),
 ]
 
@@ -482,11 +484,15 @@ async def run_agent_batch(
     Args:
         agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
         items: The items (prompt, files, memory stores, metadata, key), or a path to a .jsonl or
-            .csv file of them.
+            .csv file of them. The file and every item's files must be inside the input roots
+            (``MANAGED_AGENTS_INPUT_ROOTS`` or the block's ``input_roots``), checked for all items
+            before any session starts.
         max_concurrency: Sessions this batch runs at once.
         spend_limit_usd: Stop starting sessions once finished plus running sessions cost this
             much (list price, USD). No limit when empty.
         output_dir: Folder of the outputs; each item writes to its own subfolder named by its key.
+            Must be inside the output roots (``MANAGED_AGENTS_OUTPUT_ROOTS`` or the block's
+            ``output_roots``; default ``./outputs``).
         concurrency_limit_name: Prefect global concurrency limit shared by batches (created with
             max_concurrency slots when missing).
         confirmation_policy: How every item's session answers tool confirmations.
@@ -506,8 +512,11 @@ async def run_agent_batch(
             "item_runs='task' cannot ask a person to confirm a tool call (Prefect pauses flow runs, "
             "not task runs): use item_runs='flow', or a policy without 'ask'"
         )
+    # Parameters are data: every path they name is checked before any session starts.
     block = await aresolve_agent(agent)
-    loaded = load_batch_items(items)
+    block.credentials.resolved_pair()  # the key only goes where it was saved to go
+    check_inside_roots(output_dir, output_roots(block), kind="output", what="output_dir")
+    loaded = load_batch_items(items, input_roots(block))
     await ensure_global_limit(concurrency_limit_name, max_concurrency)
     limit = Decimal(str(spend_limit_usd)) if spend_limit_usd is not None else None
     batch = _BatchRun(

@@ -20,6 +20,7 @@ from pydantic import Field
 from blocks.agent import ManagedAgent, aresolve_agent
 from blocks.outcome_spec import OutcomeSpec
 from blocks.results import SessionResult
+from blocks.roots import output_roots
 from blocks.session_run import build_session_result, user_message
 from blocks.session_stream import ConfirmationPolicy
 from flows.approvals import stream_turn
@@ -32,11 +33,12 @@ from flows.session import (
     OutputDirParam,
     PolicyParam,
     ToolRetriesParam,
+    check_output_dir,
     publish_outcomes,
     tool_dispatcher,
 )
 from tasks.outputs import collect_outputs, publish_output_table
-from tasks.sessions import label_flow_run, send_follow_up
+from tasks.sessions import FollowUpTurn, label_flow_run, send_follow_up
 
 SessionIdParam = Annotated[str, Field(description="The session to continue (sesn_...).")]
 FollowUpParam = Annotated[str, Field(description="The follow-up message: the next user turn.")]
@@ -54,22 +56,41 @@ async def _continue_agent_session(
     outcome: OutcomeSpec | None,
 ) -> SessionResult:
     logger = get_run_logger()
+    # Parameters are data: check everything they name before anything is sent.
     block = await aresolve_agent(agent)
+    block.credentials.resolved_pair()  # the key only goes where it was saved to go
+    dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
+    check_output_dir(block, output_dir)
     await label_flow_run(session_id)
     events = [outcome.event()] if outcome is not None else [user_message(prompt)]
-    turn_ids = await send_follow_up(block, session_id, events)
+    sent: list[FollowUpTurn] = []
+
+    async def send_turn() -> list[str]:
+        # Cached per flow run: a retry of the stream (or its next stretch after an approval)
+        # gets the same ids back, and nothing is sent twice.
+        sent.append(FollowUpTurn.model_validate(await send_follow_up(block, session_id, events)))
+        return sent[-1].event_ids
+
     report = await stream_turn(
         block,
         session_id,
         prompt,
         policy=confirmation_policy,
         max_duration=max_duration_seconds,
-        turn_event_ids=turn_ids,
-        custom_tools=tool_dispatcher(custom_tools, custom_tool_retries),
+        send_turn=send_turn,
+        custom_tools=dispatcher,
     )
+    turn = sent[-1]
     outputs = []
     if output_dir:
-        outputs = await collect_outputs(block.credentials, session_id, output_dir)
+        outputs = await collect_outputs(
+            block.credentials,
+            session_id,
+            output_dir,
+            exclude_file_ids=turn.earlier_output_ids,
+            turn_ended_at=report.ended_at,
+            roots=output_roots(block),
+        )
         await publish_output_table(outputs, session_id=session_id)
     result = build_session_result(
         report, agent_id=block.agent_id, agent_version=block.version, output_files=outputs
@@ -104,11 +125,14 @@ def continue_agent_session(
         agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
         session_id: The session to continue (sesn_...).
         prompt: The follow-up message: the next user turn.
-        output_dir: Local folder for the session's output files (not collected when empty).
+        output_dir: Local folder for the session's output files (not collected when empty);
+            must be inside the output roots (see ``run_agent_session``).
         confirmation_policy: How to answer tool confirmations (default: fail the run).
         max_duration_seconds: Interrupt the session and fail after this many seconds.
-        custom_tools: Python functions run for the agent's custom tool calls, as import paths
-            'package.module:function' (or the functions themselves from Python).
+        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
+            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
+            or from Python the functions themselves. An unknown name fails before anything is
+            uploaded or created.
         custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
             the agent.
         outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
@@ -157,11 +181,14 @@ async def acontinue_agent_session(
         agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
         session_id: The session to continue (sesn_...).
         prompt: The follow-up message: the next user turn.
-        output_dir: Local folder for the session's output files (not collected when empty).
+        output_dir: Local folder for the session's output files (not collected when empty);
+            must be inside the output roots (see ``run_agent_session``).
         confirmation_policy: How to answer tool confirmations (default: fail the run).
         max_duration_seconds: Interrupt the session and fail after this many seconds.
-        custom_tools: Python functions run for the agent's custom tool calls, as import paths
-            'package.module:function' (or the functions themselves from Python).
+        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
+            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
+            or from Python the functions themselves. An unknown name fails before anything is
+            uploaded or created.
         custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
             the agent.
         outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.

@@ -3,7 +3,9 @@
 Hooks run in another process than the flow (the runner or the worker's hook subprocess), so they
 never use in-memory state: the session id comes from the flow-run label
 ``managed-agents.session-id`` and the client from the flow run's ``agent`` parameter (a block
-name, a ``$ref`` to a block document, or a serialized saved block).
+name, a ``$ref`` to a block document, or a serialized saved block). The block is always loaded
+from its saved document: an inline block in the parameters (whose ``base_url`` anyone who ran
+the flow may have chosen) never gets a client built from it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -28,15 +29,24 @@ from prefect.logging.loggers import flow_run_logger
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from blocks.agent import ManagedAgent
+from blocks.exceptions import PathOutsideRootsError
 from blocks.output_sinks import remove_orphaned_partials
-from blocks.session_run import FLOW_RUN_METADATA_KEY, SESSION_LABEL, ainterrupt_and_archive
+from blocks.roots import check_inside_roots, output_roots
+from blocks.session_run import FLOW_RUN_METADATA_KEY, SESSION_LABEL, ainterrupt_and_archive, sessions_matching
 
 
 async def _load_agent(parameter: Any) -> ManagedAgent | None:
-    """Rebuild the agent block from a stored flow-run parameter (never from memory)."""
+    """Load the saved agent block a stored flow-run parameter names (never from memory).
+
+    Only saved blocks are loaded, always from the Prefect API: an inline block (no block
+    document behind it) gives None, so no client is ever built from a parameter's own fields.
+    """
     if isinstance(parameter, ManagedAgent):
         name = getattr(parameter, "_block_document_name", None)
-        return await ManagedAgent.aload(name) if name else parameter
+        if name:
+            return await ManagedAgent.aload(name)
+        document_id = getattr(parameter, "_block_document_id", None)
+        return await ManagedAgent.aload_from_ref(str(document_id)) if document_id else None
     if isinstance(parameter, str):
         return await ManagedAgent.aload(parameter)
     if isinstance(parameter, dict):
@@ -51,18 +61,21 @@ async def _load_agent(parameter: Any) -> ManagedAgent | None:
     return None
 
 
-async def _sessions_started_by(
+def _sessions_started_by(
     client: anthropic.AsyncAnthropic, agent: ManagedAgent, flow_run: Any
 ) -> AsyncGenerator[Any, None]:
     """The sessions whose metadata names this flow run (created since the run started), page by page."""
     since = getattr(flow_run, "start_time", None) or getattr(flow_run, "created", None)
     if since is None:
-        return
-    async for session in client.beta.sessions.list(
-        agent_id=agent.agent_id, created_at_gte=since - timedelta(minutes=1), limit=100
-    ):
-        if (session.metadata or {}).get(FLOW_RUN_METADATA_KEY) == str(flow_run.id):
-            yield session
+        return _no_sessions()
+    return sessions_matching(
+        client, agent.agent_id, {FLOW_RUN_METADATA_KEY: str(flow_run.id)}, since=since - timedelta(minutes=1)
+    )
+
+
+async def _no_sessions() -> AsyncGenerator[Any, None]:
+    return
+    yield  # an async generator that yields nothing
 
 
 async def _session_started_by(
@@ -183,7 +196,10 @@ def remove_partial_outputs(flow_run: Any, *, per_item: bool = False) -> None:
     output_dir = (getattr(flow_run, "parameters", None) or {}).get("output_dir")
     if not isinstance(output_dir, str) or not output_dir or "://" in output_dir:
         return
-    root = Path(output_dir)
+    try:  # a parameter never points the hook outside the output roots
+        root = check_inside_roots(output_dir, output_roots(), kind="output", what="output_dir")
+    except PathOutsideRootsError:
+        return
     folders = [f for f in root.iterdir() if f.is_dir()] if per_item and root.is_dir() else [root]
     removed = [path for folder in folders for path in remove_orphaned_partials(folder)]
     if removed:

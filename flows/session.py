@@ -19,9 +19,10 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
-from blocks.inputs import InputFile, MemoryStoreAttachment, UploadedFile
+from blocks.inputs import InputFile, MemoryStoreAttachment, UploadedFile, check_input_files
 from blocks.outcome_spec import OutcomeSpec
 from blocks.results import SessionResult
+from blocks.roots import check_inside_roots, input_roots, output_roots
 from blocks.session_run import SessionRunReport, build_session_result
 from blocks.session_stream import ConfirmationPolicy
 from flows.approvals import stream_turn
@@ -44,8 +45,8 @@ PromptParam = Annotated[
 FilesParam = Annotated[
     list[InputFile | str] | None,
     Field(
-        description="Local files to upload and mount (a path, or {path, mount_path}). "
-        "Unchanged files are not uploaded again."
+        description="Local files to upload and mount (a path, or {path, mount_path}), inside the "
+        "worker's input roots ('~' is not expanded). Unchanged files are not uploaded again."
     ),
 ]
 MemoryParam = Annotated[
@@ -53,7 +54,12 @@ MemoryParam = Annotated[
     Field(description="Memory stores to attach, by id or name, with read_write or read_only access."),
 ]
 OutputDirParam = Annotated[
-    str, Field(description="Local folder where the session's output files are written.")
+    str,
+    Field(
+        description="Local folder where the session's output files are written, inside the worker's "
+        "output roots (default ./outputs; '~' is not expanded). Files the run did not write are "
+        "never replaced."
+    ),
 ]
 PolicyParam = Annotated[
     ConfirmationPolicy | None,
@@ -65,8 +71,9 @@ PolicyParam = Annotated[
 CustomToolsParam = Annotated[
     list[Callable[..., Any] | str] | None,
     Field(
-        description="Python functions run for the agent's custom tool calls, as import paths "
-        "'package.module:function' (or the functions themselves from Python)."
+        description="Custom tools run for the agent's custom tool calls: names of tools registered "
+        "in code (@custom_tool, in a module of MANAGED_AGENTS_TOOL_MODULES), or from Python the "
+        "functions themselves."
     ),
 ]
 ToolRetriesParam = Annotated[
@@ -98,8 +105,23 @@ SessionIdParam = Annotated[
 def tool_dispatcher(
     custom_tools: list[Callable[..., Any] | str] | None, retries: int = 0
 ) -> PrefectToolDispatcher | None:
-    """The dispatcher for the flow's custom tools (None when there are none)."""
+    """The dispatcher for the flow's custom tools (None when there are none).
+
+    Raises:
+        UnknownCustomToolError: A name is not a registered tool (checked here, so a flow that
+            builds its dispatcher first fails before anything is uploaded or created).
+    """
     return PrefectToolDispatcher(custom_tools, retries=retries) if custom_tools else None
+
+
+def check_output_dir(block: ManagedAgent, output_dir: str | None) -> None:
+    """Check that ``output_dir`` is inside the block's (or the worker's) output roots.
+
+    Raises:
+        PathOutsideRootsError: It starts with ``~`` or resolves outside every output root.
+    """
+    if output_dir:
+        check_inside_roots(output_dir, output_roots(block), kind="output", what="output_dir")
 
 
 async def publish_outcomes(report: SessionRunReport, result: SessionResult) -> None:
@@ -133,11 +155,17 @@ async def _run_agent_session(
     session_id: str | None = None,
 ) -> SessionResult:
     logger = get_run_logger()
+    # Parameters are data: check everything they name before anything is uploaded or created.
     block = await aresolve_agent(agent)
+    block.credentials.resolved_pair()  # the key only goes where it was saved to go
+    dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
+    in_roots = input_roots(block)
+    check_output_dir(block, output_dir)
     uploaded: list[UploadedFile] = []
     snapshot: dict[str, str | None] | None = None
     if session_id is None:
-        uploaded = await upload_input_files(block.credentials, list(files or []))
+        check_input_files(list(files or []), in_roots)
+        uploaded = await upload_input_files(block.credentials, list(files or []), in_roots)
         attachments = [MemoryStoreAttachment.coerce(m) for m in memory_stores or []]
         memory_resources = await resolve_memory_stores(block.credentials, attachments) if attachments else []
         resources = [*file_resources(uploaded), *memory_resources]
@@ -150,7 +178,6 @@ async def _run_agent_session(
         if files or memory_stores:
             logger.info("Re-attaching to %s: files and memory_stores are already attached", session_id)
         started = await attach_session(block, session_id)
-    dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
     kickoff = [outcome.event()] if outcome is not None else None
     report = await stream_turn(
         block,
@@ -160,19 +187,22 @@ async def _run_agent_session(
         max_duration=max_duration_seconds,
         kickoff=kickoff,
         custom_tools=dispatcher,
+        reattached=started.reattached,
     )
     outputs = await collect_outputs(
         block.credentials,
         started.session_id,
         output_dir,
         exclude_file_ids=[u.file_id for u in uploaded],
+        turn_ended_at=report.ended_at,
+        roots=output_roots(block),
     )
     await publish_output_table(outputs, session_id=started.session_id)
     if snapshot is not None:
         changes = await memory_changes(block.credentials, snapshot)
         await publish_memory_changes(changes, session_id=started.session_id)
     if archive_when_done:
-        await interrupt_and_archive(block, started.session_id)
+        await interrupt_and_archive(block, started.session_id, turn_ended=True)
     result = build_session_result(
         report, agent_id=block.agent_id, agent_version=block.version, output_files=outputs
     )
@@ -212,14 +242,20 @@ def run_agent_session(
     Args:
         agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
         prompt: The task for the agent: the first user message of the session.
-        files: Local files to upload and mount; unchanged files are not uploaded again.
+        files: Local files to upload and mount; unchanged files are not uploaded again. Each
+            must be inside the input roots (``MANAGED_AGENTS_INPUT_ROOTS`` or the block's
+            ``input_roots``; default: the working directory); ``~`` is not expanded.
         memory_stores: Memory stores to attach, by id or name, with their access mode.
-        output_dir: Local folder where the session's output files are written.
+        output_dir: Local folder where the session's output files are written; must be inside
+            the output roots (``MANAGED_AGENTS_OUTPUT_ROOTS`` or the block's ``output_roots``;
+            default: ``./outputs``). A file the run did not write is never replaced.
         confirmation_policy: How to answer tool confirmations (default: fail the run).
         max_duration_seconds: Interrupt the session and fail after this many seconds.
         archive_when_done: Archive the session after its outputs were collected.
-        custom_tools: Python functions run for the agent's custom tool calls, as import paths
-            'package.module:function' (or the functions themselves from Python).
+        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
+            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
+            or from Python the functions themselves. An unknown name fails before anything is
+            uploaded or created.
         custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
             the agent.
         outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
@@ -276,14 +312,20 @@ async def arun_agent_session(
     Args:
         agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
         prompt: The task for the agent: the first user message of the session.
-        files: Local files to upload and mount; unchanged files are not uploaded again.
+        files: Local files to upload and mount; unchanged files are not uploaded again. Each
+            must be inside the input roots (``MANAGED_AGENTS_INPUT_ROOTS`` or the block's
+            ``input_roots``; default: the working directory); ``~`` is not expanded.
         memory_stores: Memory stores to attach, by id or name, with their access mode.
-        output_dir: Local folder where the session's output files are written.
+        output_dir: Local folder where the session's output files are written; must be inside
+            the output roots (``MANAGED_AGENTS_OUTPUT_ROOTS`` or the block's ``output_roots``;
+            default: ``./outputs``). A file the run did not write is never replaced.
         confirmation_policy: How to answer tool confirmations (default: fail the run).
         max_duration_seconds: Interrupt the session and fail after this many seconds.
         archive_when_done: Archive the session after its outputs were collected.
-        custom_tools: Python functions run for the agent's custom tool calls, as import paths
-            'package.module:function' (or the functions themselves from Python).
+        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
+            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
+            or from Python the functions themselves. An unknown name fails before anything is
+            uploaded or created.
         custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
             the agent.
         outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.

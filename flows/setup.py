@@ -20,7 +20,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.tasks import Task
 
-from blocks.agent import ManagedAgent, load_agent_block, require_agent_block
+from blocks.agent import ManagedAgent, load_agent_block, refuse_inline_block, require_agent_block
 from blocks.credentials import AnthropicCredentials
 from blocks.diff import FieldChange, diff_agent_configs, render_changes_markdown
 from blocks.drift import edited_outside, fingerprint_of
@@ -32,6 +32,7 @@ from blocks.exceptions import (
     EnvironmentArchivedError,
     EnvironmentTypeChangeError,
 )
+from blocks.roots import check_inside_roots, input_roots
 from blocks.spec import (
     BLOCK_KEY,
     FINGERPRINT_KEY,
@@ -77,11 +78,15 @@ class AgentOutcome:
 # --- inputs ---------------------------------------------------------------------------------------
 
 
-def _as_spec(spec: AgentDeploymentSpec | str | Path) -> AgentDeploymentSpec:
+def _as_spec(spec: AgentDeploymentSpec | dict[str, Any] | str | Path) -> AgentDeploymentSpec:
     if isinstance(spec, AgentDeploymentSpec):
         # Re-validate: a spec object can be built with model_construct or mutated since.
         return AgentDeploymentSpec.parse(spec.model_dump(exclude_unset=True), source="spec object")
-    return AgentDeploymentSpec.from_yaml(spec)
+    if isinstance(spec, dict):
+        return AgentDeploymentSpec.parse(spec, source="spec parameter")
+    # A spec file is read only from inside the input roots ('~' is not expanded).
+    path = check_inside_roots(spec, input_roots(), kind="input", what="spec file")
+    return AgentDeploymentSpec.from_yaml(path)
 
 
 def _check_block_name(block_name: str) -> None:
@@ -96,6 +101,7 @@ def _resolve_credentials(
     credentials: AnthropicCredentials | str | None, existing: ManagedAgent | None
 ) -> AnthropicCredentials:
     if isinstance(credentials, AnthropicCredentials):
+        refuse_inline_block(credentials, "credentials")
         return credentials
     if isinstance(credentials, str):
         try:
@@ -371,7 +377,7 @@ def _emit(kind: str, agent: BetaManagedAgentsAgent, version: int, payload: dict[
 
 @flow(name="deploy-agent")
 def deploy_agent(
-    spec: AgentDeploymentSpec | str | Path,
+    spec: AgentDeploymentSpec | dict[str, Any] | str | Path,
     block_name: str,
     credentials: AnthropicCredentials | str | None = None,
     force: bool = False,
@@ -386,11 +392,15 @@ def deploy_agent(
 
     Args:
         spec: The spec, or the path of a YAML spec file (keys mirror ``agents.create`` plus an
-            ``environment:`` section).
+            ``environment:`` section) inside the input roots (``MANAGED_AGENTS_INPUT_ROOTS``,
+            default the working directory; ``~`` is not expanded). Custom tools in a spec are
+            names of registered tools (``@custom_tool``), never import paths outside
+            ``MANAGED_AGENTS_TOOL_MODULES``.
         block_name: Name of the ``ManagedAgent`` block to save (lowercase letters, digits, dashes);
             use one per stage, e.g. ``report-writer-dev`` and ``report-writer-prod``.
         credentials: An ``AnthropicCredentials`` block, the name of a saved one, or None to use the
-            block's existing credentials (or ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL).
+            block's existing credentials (or ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL). A deployment
+            run takes only the name of a saved block.
         force: Overwrite an agent that was changed outside this flow since the block's pin.
 
     Returns:
@@ -398,6 +408,10 @@ def deploy_agent(
 
     Raises:
         SpecValidationError: The spec breaks an API rule (nothing is sent).
+        UnknownCustomToolError: The spec names a custom tool that is not registered.
+        PathOutsideRootsError: The spec file is outside the input roots.
+        InlineBlockError: A deployment run was given inline credentials.
+        CredentialsDestinationError: The credentials would send the environment's key elsewhere.
         MissingCredentialsError: No API key is configured.
         BlockNotFoundError: ``credentials`` names a block that does not exist.
         AgentDriftError: The agent was changed outside this flow and ``force`` is False.

@@ -31,6 +31,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
+from blocks.agent import refuse_inline_block
 from blocks.credentials import AnthropicCredentials
 from blocks.session_run import FLOW_RUN_METADATA_KEY, ainterrupt_and_archive
 from tasks.events import emit_managed_agents_event
@@ -211,6 +212,8 @@ async def sweep_sessions(
     if isinstance(credentials, str):
         creds = await AnthropicCredentials.aload(credentials)
     else:
+        if credentials is not None:
+            refuse_inline_block(credentials, "credentials")  # deployment runs name saved blocks
         creds = credentials or AnthropicCredentials()
     now = datetime.now(UTC)
     created_after = now - timedelta(hours=created_within_hours) if created_within_hours else None

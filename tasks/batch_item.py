@@ -24,6 +24,7 @@ from prefect.logging import get_run_logger
 from blocks.inputs import InputFile, MemoryStoreAttachment, UploadedFile
 from blocks.outputs import acollect_session_outputs
 from blocks.results import SessionResult
+from blocks.roots import input_roots, output_roots
 from blocks.session_run import (
     acreate_session,
     adrive_session,
@@ -35,7 +36,14 @@ from blocks.session_stream import ConfirmationPolicy
 from tasks.files import file_resources, upload_input_files
 from tasks.memory import resolve_memory_stores
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
-from tasks.sessions import PrefectObserver, announce_started, finish_turn, session_metadata
+from tasks.sessions import (
+    PrefectObserver,
+    announce_started,
+    find_own_session,
+    finish_turn,
+    flow_run_ran_before,
+    session_metadata,
+)
 
 if TYPE_CHECKING:
     from blocks.agent import ManagedAgent
@@ -114,10 +122,15 @@ async def run_batch_item(
     logger = get_run_logger()
     uploaded: list[UploadedFile] = []
     session_id = sessions.get(key)
-    reattached = session_id is not None
     async with agent.credentials.get_async_client() as client:
+        if session_id is None and flow_run_ran_before():
+            # A batch retry in a new process: the API knows the item's session, this process does not.
+            session_id = await find_own_session(client, agent, {ITEM_METADATA_KEY: key})
+        reattached = session_id is not None
         if session_id is None:
-            uploaded = await upload_input_files(agent.credentials, list(files)) if files else []
+            uploaded = (
+                await upload_input_files(agent.credentials, list(files), input_roots(agent)) if files else []
+            )
             attachments = [MemoryStoreAttachment.coerce(m) for m in memory_stores]
             memory = await resolve_memory_stores(agent.credentials, attachments) if attachments else []
             session = await acreate_session(
@@ -136,7 +149,7 @@ async def run_batch_item(
             session_id,
             console_url=started.console_url,
             kickoff=[user_message(prompt)],
-            resume=True,
+            resume=reattached,
             policy=confirmation_policy,
             max_duration=max_duration_seconds
             if max_duration_seconds is not None
@@ -149,10 +162,12 @@ async def run_batch_item(
             session_id,
             Path(output_dir),
             exclude_file_ids=[u.file_id for u in uploaded],
+            turn_ended_at=report.ended_at,
             logger=logger,
+            roots=output_roots(agent),
         )
         if archive_when_done:
-            await ainterrupt_and_archive(client, session_id, logger=logger)
+            await ainterrupt_and_archive(client, session_id, logger=logger, turn_ended=True)
     logger.info("Item %s: %d output file(s) in %s", key, len(outputs), output_dir)
     return build_session_result(
         report, agent_id=agent.agent_id, agent_version=agent.version, output_files=outputs

@@ -56,7 +56,9 @@ class PrefectToolDispatcher:
         ```
 
     Args:
-        tools: Functions, import paths ``"package.module:function"`` or SDK runnable tools.
+        tools: Names of registered tools (see :func:`blocks.custom_tools.custom_tool`), or from
+            Python functions or SDK runnable tools. Every name is checked here, when the
+            dispatcher is built, so an unknown one fails before anything is uploaded or created.
         retries: Task-run retries of each call before its error is sent to the agent.
         retry_delay_seconds: Delay between those retries.
     """

@@ -22,6 +22,7 @@ import mimetypes
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import anthropic
@@ -135,23 +136,28 @@ async def _upload_one(
 async def upload_input_files(
     credentials: AnthropicCredentials,
     files: Sequence[InputFile | str | os.PathLike[str] | Mapping[str, Any]],
+    roots: Sequence[Path] | None = None,
 ) -> list[UploadedFile]:
     """Upload the input files, skipping any whose unchanged content was uploaded before.
 
-    Every file is checked first (exists, regular file, absolute unique mount path), so a bad
-    input fails before anything is uploaded. Files are hashed and uploaded by streaming.
+    Every file is checked first (inside the input roots, exists, regular file, absolute unique
+    mount path), so a bad input fails before anything is uploaded. Files are hashed and
+    uploaded by streaming.
 
     Args:
         credentials: The ``AnthropicCredentials`` block.
         files: Local files, as paths or ``InputFile`` (path and optional mount path).
+        roots: The input roots in force, resolved (default: ``MANAGED_AGENTS_INPUT_ROOTS``; see
+            :mod:`blocks.roots`).
 
     Returns:
         One ``UploadedFile`` per input, in order (``reused`` marks deduplicated ones).
 
     Raises:
+        PathOutsideRootsError: An input is outside the input roots (or starts with ``~``).
         InputFileError: An input is missing, a directory, or has a bad or duplicate mount path.
     """
-    inputs = check_input_files(files)
+    inputs = check_input_files(files, roots)
     if not inputs:
         return []
     base_url = credentials.display_base_url()

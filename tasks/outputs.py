@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from uuid import UUID
 
 from prefect import task
@@ -36,11 +38,14 @@ async def collect_outputs(
     exclude_file_ids: Sequence[str] = (),
     listing_timeout: float = 10.0,
     expected_count: int | None = None,
+    turn_ended_at: datetime | None = None,
+    roots: Sequence[Path] | None = None,
 ) -> list[OutputFile]:
     """Download every output file of a session into a folder or a filesystem block.
 
-    Lists ``files.list(scope_id=session_id)`` (waiting, bounded, for the listing lag), drops the
-    session's input copies, and streams each file to disk with bounded memory, checked against
+    Lists ``files.list(scope_id=session_id)`` until the service's indexing has settled (see
+    :func:`blocks.outputs.list_session_outputs`), drops the session's input copies and the ids
+    in ``exclude_file_ids``, and streams each file to disk with bounded memory, checked against
     its metadata and written atomically. Server-supplied names are sanitized and can never
     leave ``destination`` (see :mod:`blocks.output_paths`).
 
@@ -48,9 +53,13 @@ async def collect_outputs(
         credentials: The ``AnthropicCredentials`` block.
         session_id: The session whose outputs to collect (``sesn_...``).
         destination: A local folder, or a Prefect ``WritableFileSystem`` block.
-        exclude_file_ids: File ids never to collect (e.g. the uploaded input files).
-        listing_timeout: Longest wait, in seconds, for outputs to appear in the listing.
+        exclude_file_ids: File ids never to collect (the uploaded inputs, earlier turns' outputs).
+        listing_timeout: Longest wait, in seconds, for ``expected_count`` outputs to be listed.
         expected_count: Wait until at least this many outputs are listed (fail otherwise).
+        turn_ended_at: When the turn ended; the indexing window counts from it (now when None).
+        roots: Output roots a folder ``destination`` must be inside (resolved; default
+            ``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`blocks.roots`). An output never replaces a
+            file the collector did not write (:class:`~blocks.exceptions.OutputOverwriteError`).
 
     Returns:
         One ``OutputFile`` (path, size, sha256, file id) per output, oldest first.
@@ -64,8 +73,13 @@ async def collect_outputs(
             exclude_file_ids=exclude_file_ids,
             listing_timeout=listing_timeout,
             expected_count=expected_count,
+            turn_ended_at=turn_ended_at,
             logger=logger,
+            roots=roots,
         )
+    late = [o.filename for o in outputs if o.arrived_late]
+    if late:
+        logger.info("Indexed after the turn ended (waited for): %s", ", ".join(late))
     fresh = sum(not o.skipped for o in outputs)
     logger.info(
         "Collected %d output file(s) of session %s (%d downloaded, %d already present)",

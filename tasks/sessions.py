@@ -9,7 +9,9 @@ create again with ``refresh_cache=True`` (which also replaces the cache record).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -25,15 +27,18 @@ from prefect.transactions import CommitMode, transaction
 from pydantic import BaseModel, Field
 
 from blocks.exceptions import SessionNotAttachableError
+from blocks.outputs import earlier_output_ids
 from blocks.session_run import (
     FLOW_RUN_METADATA_KEY,
     SESSION_LABEL,
+    START_KEY_METADATA_KEY,
     LoggingObserver,
     SessionRunReport,
     acreate_session,
     adrive_session,
     ainterrupt_and_archive,
     asend_turn_events,
+    find_session,
     user_message,
 )
 from blocks.session_stream import ConfirmationPolicy, CustomToolDispatcher
@@ -78,6 +83,45 @@ def session_metadata(agent: ManagedAgent, **extra: str) -> dict[str, str]:
     return {k: v for k, v in metadata.items() if v}
 
 
+def flow_run_ran_before() -> bool:
+    """True when this flow run was running before this attempt (a retry, a re-run, a resume).
+
+    Only then can a session of this run exist that this process has no record of.
+    """
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    if run is None:
+        return False
+    if (run.run_count or 0) > 1:
+        return True
+    # A resumed (paused or suspended) run does not count a new run, but it started earlier.
+    state_at = run.state.timestamp if run.state is not None else None
+    return bool(run.start_time and state_at and (state_at - run.start_time).total_seconds() > 1)
+
+
+async def find_own_session(client: Any, agent: ManagedAgent, metadata: dict[str, str]) -> str | None:
+    """The live session this flow run started with ``metadata``, found through the API.
+
+    The API is the source of truth when a retry runs where the cached record is not (a new
+    container): the session's metadata names the flow run and the run's idempotency key.
+    """
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    if run is None or not run.start_time:
+        return None
+    match = {FLOW_RUN_METADATA_KEY: str(run.id), **metadata}
+    session = await find_session(client, agent.agent_id, match, since=run.start_time - timedelta(minutes=1))
+    if session is None or session.archived_at is not None or session.status == "terminated":
+        return None
+    return str(session.id)
+
+
+def start_key(prompt_sha: str, resources: list[dict[str, Any]], key: str) -> str:
+    """The run's idempotency key for one session: which prompt, resources and caller key."""
+    material = json.dumps([prompt_sha, resources, key], sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
 @task(
     name="create-session",
     cache_policy=RUN_ID + INPUTS,
@@ -89,11 +133,13 @@ async def create_session(
     resources: list[dict[str, Any]],
     prompt_sha: str,
     key: str = "",
-) -> str:
+) -> dict[str, Any]:
     """Create the session pinned to ``agent.agent_reference()`` (cached per flow run and inputs).
 
     Never retried blindly: :func:`blocks.session_run.acreate_session` guards against a
-    commit-then-drop creating a second session.
+    commit-then-drop creating a second session. When the cached record is gone (a retry in a new
+    container, without the first attempt's result storage), the session an earlier attempt of
+    this flow run created is found by its metadata (flow-run id and idempotency key) instead.
 
     Args:
         agent: The ``ManagedAgent`` block.
@@ -102,20 +148,26 @@ async def create_session(
         key: Extra cache-key part, so one flow run can start several sessions with equal inputs.
 
     Returns:
-        The session id.
+        ``{"session_id": ..., "found": bool}``: ``found`` when an earlier attempt had created it.
     """
     title = prefect.runtime.flow_run.name or None
+    idempotency = {START_KEY_METADATA_KEY: start_key(prompt_sha, resources, key)}
     async with agent.credentials.get_async_client() as client:
+        if flow_run_ran_before():
+            found = await find_own_session(client, agent, idempotency)
+            if found is not None:
+                get_run_logger().info("Found session %s, started by an earlier attempt of this run", found)
+                return {"session_id": found, "found": True}
         session = await acreate_session(
             client,
             agent_reference=agent.agent_reference(),
             environment_id=agent.environment_id,
             resources=resources,
-            metadata=session_metadata(agent),
+            metadata=session_metadata(agent, **idempotency),
             title=title,
         )
     get_run_logger().info("Created session %s", session.id)
-    return str(session.id)
+    return {"session_id": str(session.id), "found": False}
 
 
 async def label_flow_run(session_id: str) -> None:
@@ -154,10 +206,12 @@ async def start_session(
     with transaction(commit_mode=CommitMode.EAGER):
         # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
         state = await cast(
-            "Awaitable[State[str]]", create_session(agent, resources, digest, key, return_state=True)
+            "Awaitable[State[dict[str, Any]]]",
+            create_session(agent, resources, digest, key, return_state=True),
         )
-    session_id = str(await state.aresult())
-    reattached = state.name == "Cached"
+    created = await state.aresult()
+    session_id = str(created["session_id"])
+    reattached = state.name == "Cached" or bool(created.get("found"))
     if reattached:
         async with agent.credentials.get_async_client() as client:
             session = await client.beta.sessions.retrieve(session_id)
@@ -168,10 +222,9 @@ async def start_session(
                 "archived" if session.archived_at else "terminated",
             )
             with transaction(commit_mode=CommitMode.EAGER):
-                session_id = str(
-                    await create_session.with_options(refresh_cache=True)(agent, resources, digest, key)
-                )
-            reattached = False
+                created = await create_session.with_options(refresh_cache=True)(agent, resources, digest, key)
+            session_id = str(created["session_id"])
+            reattached = bool(created.get("found"))
     return await _announce(agent, session_id, reattached=reattached)
 
 
@@ -266,13 +319,15 @@ async def stream_session(
     *,
     kickoff: list[dict[str, Any]] | None = None,
     turn_event_ids: list[str] | None = None,
+    send_turn: Callable[[], Awaitable[Sequence[str]]] | None = None,
     answers: dict[str, ToolAnswer] | None = None,
     custom_tools: CustomToolDispatcher | None = None,
+    resume: bool = False,
 ) -> SessionRunReport:
     """Stream the session to the end of its turn; send the prompt once the stream is open.
 
-    Safe to retry: it re-attaches, and sends the prompt only if the history has no user
-    message yet. Publishes the transcript and usage artifacts and the final
+    Safe to retry: a retry (or ``resume=True``) re-attaches, and sends the prompt only if the
+    history has no user message yet. Publishes the transcript and usage artifacts and the final
     ``managed-agents.session.completed`` / ``.failed`` event, then raises the typed
     exception when the session did not complete.
 
@@ -289,13 +344,18 @@ async def stream_session(
         kickoff: Events to send instead of the prompt (e.g. a ``user.define_outcome``).
         turn_event_ids: The turn was started by these already-sent events (a follow-up):
             nothing is sent and earlier turns' idles are ignored.
+        send_turn: Sends a follow-up turn's events once the stream is open (sending once
+            however often it is called) and returns their ids; earlier turns' idles are ignored.
         answers: A person's verdicts by tool-use event id.
         custom_tools: Runs ``agent.custom_tool_use`` calls (e.g. a ``PrefectToolDispatcher``).
+        resume: An earlier attempt may have sent the prompt already (a re-attached session, or a
+            later stretch of the same turn): the history decides whether to send it.
 
     Raises:
         SessionError: A typed subclass carrying the session id and console URL.
     """
     logger = get_run_logger()
+    resume = resume or (prefect.runtime.task_run.run_count or 1) > 1
     limit = max_duration if max_duration is not None else agent.max_duration_seconds
     console_url = str(agent.console_url(session_id))
     observer = PrefectObserver(logger, agent.log_verbosity, session_id, agent.agent_id)
@@ -309,9 +369,10 @@ async def stream_session(
                 client,
                 session_id,
                 console_url=console_url,
-                kickoff=None if turn_event_ids else (kickoff or [user_message(prompt)]),
-                resume=not turn_event_ids,
+                kickoff=None if turn_event_ids or send_turn else (kickoff or [user_message(prompt)]),
+                resume=resume and not turn_event_ids and not send_turn,
                 turn_event_ids=turn_event_ids,
+                send_turn=send_turn,
                 policy=policy,
                 answers=answers,
                 custom_tools=custom_tools,
@@ -381,6 +442,15 @@ def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any) -> N
     outcome.raise_for_failure()
 
 
+class FollowUpTurn(BaseModel):
+    """A follow-up turn that was sent: its event ids and what earlier turns had produced."""
+
+    event_ids: list[str] = Field(description="Server ids of the sent events (the turn's markers).")
+    earlier_output_ids: list[str] = Field(
+        description="Output files of earlier turns, listed before the send: never this turn's outputs."
+    )
+
+
 @task(
     name="send-follow-up",
     cache_policy=RUN_ID + INPUTS,
@@ -392,11 +462,13 @@ async def send_follow_up(
     session_id: str,
     events: list[dict[str, Any]],
     key: str = "",
-) -> list[str]:
+) -> dict[str, list[str]]:
     """Send a follow-up turn's events to an existing session, once per flow run (cached).
 
-    A flow retry finds the cached ids instead of starting a second turn; a lost answer to the
-    send itself is resolved from the history (:func:`blocks.session_run.asend_turn_events`).
+    First lists the outputs earlier turns made (once their indexing settled), so this turn
+    collects only its own files. A flow retry finds the cached answer instead of starting a
+    second turn; a lost answer to the send itself is resolved from the history
+    (:func:`blocks.session_run.asend_turn_events`).
 
     Args:
         agent: The ``ManagedAgent`` block (credentials).
@@ -405,20 +477,30 @@ async def send_follow_up(
         key: Distinguishes equal follow-ups sent by one flow run.
 
     Returns:
-        The server ids of the sent events (the stream engine's turn markers).
+        ``event_ids`` (the stream engine's turn markers) and ``earlier_output_ids``, as a
+        :class:`FollowUpTurn` dump (plain JSON, so the cached record reads back anywhere).
     """
     async with agent.credentials.get_async_client() as client:
+        earlier = await earlier_output_ids(client, session_id)
         ids = await asend_turn_events(client, session_id, events)
     get_run_logger().info("Sent follow-up %s to session %s", ", ".join(ids), session_id)
-    return ids
+    return FollowUpTurn(event_ids=ids, earlier_output_ids=earlier).model_dump()
 
 
 @task(name="interrupt-and-archive", **TRANSIENT_RETRY_OPTIONS)
-async def interrupt_and_archive(agent: ManagedAgent, session_id: str) -> str:
+async def interrupt_and_archive(agent: ManagedAgent, session_id: str, turn_ended: bool = False) -> str:
     """Interrupt the session if it runs, wait until it is idle, then archive it (idempotent).
+
+    Args:
+        agent: The ``ManagedAgent`` block (credentials).
+        session_id: The session.
+        turn_ended: The run saw the turn end, so a ``running`` status is only the post-idle race:
+            it is waited out and no interrupt is sent.
 
     Returns:
         ``archived``, ``already-archived`` or ``missing``.
     """
     async with agent.credentials.get_async_client() as client:
-        return await ainterrupt_and_archive(client, session_id, logger=get_run_logger())
+        return await ainterrupt_and_archive(
+            client, session_id, logger=get_run_logger(), turn_ended=turn_ended
+        )

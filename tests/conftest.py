@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +18,32 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 for _var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
     os.environ.pop(_var, None)
 
+REALISTIC_SCALE = 0.15
+"""The suite runs the emulator's realistic profile with its delays scaled to tenths of a second
+(the same code paths; the reliability campaign runs the full values)."""
+RUNTIME_TIMING = {
+    "MANAGED_AGENTS_STATUS_POLL_INTERVAL": "1.0",
+    "MANAGED_AGENTS_STREAM_READ_TIMEOUT": "4.0",
+    "MANAGED_AGENTS_SETTLE_BACKOFF_CAP": "0.5",
+    "MANAGED_AGENTS_IDLE_SETTLE_TIMEOUT": "30",
+    "MANAGED_AGENTS_HISTORY_LAG_ALLOWANCE": "1.0",
+    "MANAGED_AGENTS_POST_IDLE_SETTLE_TIMEOUT": "10",
+    "MANAGED_AGENTS_OUTPUT_INDEXING_WINDOW": "0.6",
+}
+"""The runtime's waits, scaled like the profile (set for every process the tests start)."""
+for _name, _value in RUNTIME_TIMING.items():
+    os.environ.setdefault(_name, _value)
+
+PATH_ROOTS = {
+    "MANAGED_AGENTS_INPUT_ROOTS": json.dumps([".", tempfile.gettempdir()]),
+    "MANAGED_AGENTS_OUTPUT_ROOTS": json.dumps(["outputs", tempfile.gettempdir()]),
+}
+"""The default input and output roots (the working directory, ./outputs) plus the system temp
+folder, where pytest's tmp_path lives (set for every process the tests start). The security
+tests narrow them with monkeypatch."""
+for _name, _value in PATH_ROOTS.items():
+    os.environ.setdefault(_name, _value)
+
 import anthropic  # noqa: E402
 import pytest  # noqa: E402
 
@@ -24,9 +52,21 @@ from emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 TEST_API_KEY = "sk-ant-test-0123456789-SECRET"
 
 
+REALISTIC_SUITES = ("integration", "e2e", "reliability")
+"""Test folders whose emulator lags and races like the real service by default."""
+
+
 @pytest.fixture
-def emulator_config() -> EmulatorConfig:
-    """Settings for the per-test emulator; override this fixture to change them."""
+def emulator_config(request: pytest.FixtureRequest) -> EmulatorConfig:
+    """Settings for the per-test emulator; override this fixture to change them.
+
+    Integration, end-to-end and reliability tests get the realistic profile (scaled); contract
+    and unit tests, which check exact emulator behaviour, get the instant one.
+    """
+    if any(part in REALISTIC_SUITES for part in request.node.path.parts):
+        # Seeded per test: each test meets its own, repeatable, draw of closed and silent streams.
+        seed = zlib.crc32(request.node.nodeid.encode())
+        return EmulatorConfig.profile("realistic", scale=REALISTIC_SCALE, faults={"seed": seed})
     return EmulatorConfig()
 
 

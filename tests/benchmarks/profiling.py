@@ -29,7 +29,7 @@ from emulator import EmulatorProcess
 
 from .bench import API_KEY, REPO_ROOT, run_worker
 from .scenarios import SingleParams, Target, write_input_file
-from .servers import PrefectServerProcess
+from .servers import INSTANT_RUNTIME, PrefectServerProcess
 
 
 class _LogTimeline(logging.Handler):
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             EmulatorProcess(["--api-key", API_KEY]) as emu,
             PrefectServerProcess(log_path=scratch / "prefect.log") as prefect_server,
         ):
-            env = {**os.environ, **prefect_server.env(), "PYTHONPATH": str(REPO_ROOT)}
+            env = {**os.environ, **prefect_server.env(), **INSTANT_RUNTIME, "PYTHONPATH": str(REPO_ROOT)}
             setup = {"kind": "setup", "base_url": emu.url, "api_key": API_KEY, "block_name": "profile-agent"}
             target = run_worker(setup, env)
             # The profile itself runs in a child too, so it talks to this Prefect server.

@@ -38,6 +38,17 @@ def process_tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+INSTANT_RUNTIME = {
+    "MANAGED_AGENTS_OUTPUT_INDEXING_WINDOW": "0",
+    "MANAGED_AGENTS_INPUT_ROOTS": os.pathsep.join([".", tempfile.gettempdir()]),
+    "MANAGED_AGENTS_OUTPUT_ROOTS": os.pathsep.join(["outputs", tempfile.gettempdir()]),
+}
+"""The benchmark's emulator runs the instant profile, which lists outputs as soon as the turn
+ends; the runtime is told so, as the raw script lists once (both sides do the same work). The
+benchmark's inputs and outputs live in temporary folders, which the roots must allow
+(docs/security.md)."""
+
+
 class PrefectServerProcess:
     """``prefect server start`` on a free loopback port with a throwaway SQLite database.
 

@@ -26,9 +26,9 @@ import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 
-from emulator import EmulatorServer
+from emulator import EmulatorConfig, EmulatorServer
 from emulator.server import free_port
-from tests.conftest import TEST_API_KEY
+from tests.conftest import REALISTIC_SCALE, TEST_API_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORK_POOL = "managed-agents"
@@ -130,8 +130,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
 @pytest.fixture(scope="session")
 def e2e_emulator() -> Iterator[EmulatorServer]:
-    """One emulator for the whole e2e session (the deployments' flows talk to it)."""
-    with EmulatorServer() as server:
+    """One emulator for the whole e2e session (the deployments' flows talk to it), lagging and
+    racing like the real service (the realistic profile, scaled like the rest of the suite)."""
+    with EmulatorServer(EmulatorConfig.profile("realistic", scale=REALISTIC_SCALE)) as server:
         yield server
 
 

@@ -34,7 +34,7 @@ from flows.batch import BATCH_TABLE_KEY
 from flows.sweep import FLOW_RUN_METADATA_KEY
 from tests.conftest import TEST_API_KEY
 from tests.e2e.conftest import PrefectServer, deploy_block, run_deployment_via_api, wait_for, worker_log
-from tests.integration.session_helpers import scenario
+from tests.integration.session_helpers import scenario, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -80,7 +80,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
     )
     assert session_run.state is not None and session_run.state.is_completed(), worker_log(deployed)
     session_id = str(session_run.labels[SESSION_LABEL])
-    session = sdk.beta.sessions.retrieve(session_id)
+    session = settled(sdk).beta.sessions.retrieve(session_id)
     assert session.metadata[FLOW_RUN_METADATA_KEY] == str(session_run.id)
     assert session.metadata["prefect_deployment_id"] == str(deployments["on-demand"].id)
     assert (out / "answer.txt").stat().st_size == 42
@@ -126,7 +126,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
         run = await api.read_flow_run(created.id)
         label = (run.labels or {}).get(SESSION_LABEL)
         running_session = str(label) if label else ""
-        if running_session and sdk.beta.sessions.retrieve(running_session).status == "running":
+        if running_session and settled(sdk).beta.sessions.retrieve(running_session).status == "running":
             break
         assert time.monotonic() < deadline, f"session never started running\n{worker_log(deployed)}"
         await asyncio.sleep(0.5)
@@ -134,12 +134,12 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
     cancelled = await wait_for(api, created.id, deployed, within=120)
     assert cancelled.state is not None and cancelled.state.is_cancelled(), worker_log(deployed)
     deadline = time.monotonic() + 90
-    while sdk.beta.sessions.retrieve(running_session).archived_at is None:
+    while settled(sdk).beta.sessions.retrieve(running_session).archived_at is None:
         assert time.monotonic() < deadline, f"session was not archived\n{worker_log(deployed)}"
         await asyncio.sleep(1)
-    final = sdk.beta.sessions.retrieve(running_session)
+    final = settled(sdk).beta.sessions.retrieve(running_session)
     assert final.status == "idle"
-    events = [e.type for e in sdk.beta.sessions.events.list(running_session, limit=1000)]
+    events = [e.type for e in settled(sdk).beta.sessions.events.list(running_session, limit=1000)]
     assert "user.interrupt" in events
     sdk.close()
 
@@ -171,7 +171,7 @@ async def test_cancelling_a_batch_archives_its_running_sessions(
         running = [sessions[k].id for k in ("item-0002", "item-0003") if k in sessions]
         if (
             len(running) == 2
-            and all(sdk.beta.sessions.retrieve(s).status == "running" for s in running)
+            and all(settled(sdk).beta.sessions.retrieve(s).status == "running" for s in running)
             and await item_finished(api, created.id, "item-0001", item_runs)
         ):
             break
@@ -182,12 +182,14 @@ async def test_cancelling_a_batch_archives_its_running_sessions(
     cancelled = await wait_for(api, created.id, deployed, within=120)
     assert cancelled.state is not None and cancelled.state.is_cancelled(), worker_log(deployed)
     deadline = time.monotonic() + 90
-    while not all(sdk.beta.sessions.retrieve(s).archived_at for s in running):
+    while not all(settled(sdk).beta.sessions.retrieve(s).archived_at for s in running):
         assert time.monotonic() < deadline, f"item sessions were not archived\n{worker_log(deployed)}"
         await asyncio.sleep(1)
     for session_id in running:
-        assert "user.interrupt" in [e.type for e in sdk.beta.sessions.events.list(session_id, limit=1000)]
-    finished = sdk.beta.sessions.retrieve(sessions["item-0001"].id)
+        assert "user.interrupt" in [
+            e.type for e in settled(sdk).beta.sessions.events.list(session_id, limit=1000)
+        ]
+    finished = settled(sdk).beta.sessions.retrieve(sessions["item-0001"].id)
     assert finished.archived_at is None and finished.status == "idle"
     assert (tmp_path / "item-0001" / "q.txt").stat().st_size == 3
     sdk.close()

@@ -26,7 +26,7 @@ from prefect.client.schemas.objects import FlowRun
 from emulator import EmulatorServer
 from tests.conftest import TEST_API_KEY
 from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
-from tests.integration.session_helpers import scenario
+from tests.integration.session_helpers import scenario, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -112,8 +112,8 @@ async def test_suspended_approval_releases_the_worker_and_resumes_the_same_sessi
     while not _process_is_gone(suspended.infrastructure_pid):
         assert time.monotonic() < deadline, f"flow-run process still alive\n{worker_log(deployed)}"
         await asyncio.sleep(0.5)
-    assert sdk.beta.sessions.retrieve(session_id).status == "idle"
-    assert list(sdk.beta.sessions.events.list(session_id, types=["user.tool_confirmation"])) == []
+    assert settled(sdk).beta.sessions.retrieve(session_id).status == "idle"
+    assert list(settled(sdk).beta.sessions.events.list(session_id, types=["user.tool_confirmation"])) == []
 
     form = await _read_form(api, suspended)
     [call] = form["properties"]["decisions"]["default"]
@@ -124,10 +124,12 @@ async def test_suspended_approval_releases_the_worker_and_resumes_the_same_sessi
     assert final.state is not None and final.state.is_completed(), f"{final.state}\n{worker_log(deployed)}"
     assert str((final.labels or {})[SESSION_LABEL]) == session_id  # re-attached, not re-created
     assert (out / "answer.txt").stat().st_size == 42
-    [confirmation] = list(sdk.beta.sessions.events.list(session_id, types=["user.tool_confirmation"]))
+    [confirmation] = list(
+        settled(sdk).beta.sessions.events.list(session_id, types=["user.tool_confirmation"])
+    )
     assert (confirmation.tool_use_id, confirmation.result) == (call["tool_use_id"], "allow")
-    assert len(list(sdk.beta.sessions.events.list(session_id, types=["user.message"]))) == 1
-    agent_id = sdk.beta.sessions.retrieve(session_id).agent.id
+    assert len(list(settled(sdk).beta.sessions.events.list(session_id, types=["user.message"]))) == 1
+    agent_id = settled(sdk).beta.sessions.retrieve(session_id).agent.id
     sessions_of_agent = [s for s in sdk.beta.sessions.list(limit=100) if s.agent.id == agent_id]
     assert len(sessions_of_agent) == 1
     sdk.close()

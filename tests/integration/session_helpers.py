@@ -55,9 +55,18 @@ def message(text: str) -> dict[str, Any]:
     return {"type": "user.message", "content": [{"type": "text", "text": text}]}
 
 
+def settled(client: anthropic.Anthropic) -> anthropic.Anthropic:
+    """Wait until the emulator's lags and races are over (its history, status and file lists
+    are then the server's truth), and return the client: ``settled(client).beta...``."""
+    from emulator import ControlClient
+
+    assert ControlClient(str(client.base_url)).settle(), "the emulator did not settle in 10 s"
+    return client
+
+
 def history_ids(client: anthropic.Anthropic, session_id: str) -> list[str]:
-    """Every persisted event id of a session, in history order."""
-    return [e.id for e in client.beta.sessions.events.list(session_id, limit=1000)]
+    """Every persisted event id of a session, in history order (once the emulator has settled)."""
+    return [e.id for e in settled(client).beta.sessions.events.list(session_id, limit=1000)]
 
 
 def save_agent_block(

@@ -22,7 +22,7 @@ from blocks.session_stream import ConfirmationPolicy
 from emulator import EmulatorServer
 from flows.session import run_agent_session
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario
+from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -94,7 +94,9 @@ def _form(run: FlowRun, timeout: float = 30) -> dict[str, Any]:
 
 
 def _confirmations(client: anthropic.Anthropic, session_id: str) -> list[Any]:
-    return list(client.beta.sessions.events.list(session_id, limit=1000, types=["user.tool_confirmation"]))
+    return list(
+        settled(client).beta.sessions.events.list(session_id, limit=1000, types=["user.tool_confirmation"])
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,7 +134,7 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     time.sleep(1.0)  # the session really waits: nothing was confirmed while paused
     session_id = str((run.labels or {})["managed-agents.session-id"])
     assert _confirmations(client, session_id) == []
-    assert client.beta.sessions.retrieve(session_id).status == "idle"
+    assert settled(client).beta.sessions.retrieve(session_id).status == "idle"
 
     answer = {**call, "decision": decision, "deny_message": deny_message}
     resume_flow_run(run.id, run_input={"decisions": [answer]})
@@ -146,7 +148,7 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     sent = confirmations[0]
     assert (sent.tool_use_id, sent.result, sent.deny_message) == (call["tool_use_id"], decision, deny_message)
     # The kickoff message was sent once, across the pause.
-    assert len(list(client.beta.sessions.events.list(session_id, types=["user.message"]))) == 1
+    assert len(list(settled(client).beta.sessions.events.list(session_id, types=["user.message"]))) == 1
 
 
 def test_no_answer_in_time_denies_by_default(

@@ -31,7 +31,7 @@ from flows.batch import BATCH_TABLE_KEY, read_child_runs, run_agent_batch
 from flows.session import arun_agent_session
 from flows.sweep import FLOW_RUN_METADATA_KEY
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, scenario
+from tests.integration.session_helpers import create_remote_agent, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -104,7 +104,7 @@ async def test_one_failing_item_does_not_fail_the_others(
     broken = result.items[1]
     assert broken.error_type == "SessionRetriesExhaustedError" and broken.session_id
     assert broken.cost_usd is not None
-    assert sdk.beta.sessions.retrieve(broken.session_id).status == "idle"
+    assert settled(sdk).beta.sessions.retrieve(broken.session_id).status == "idle"
     first, third = result.items[0], result.items[2]
     assert first.metadata == {"n": "1"} and first.result is not None and third.result is not None
     assert (out / "first" / "a.txt").stat().st_size == 10
@@ -118,7 +118,7 @@ async def test_one_failing_item_does_not_fail_the_others(
         # Every item's session names its own item flow run, a child of the batch run.
         for item in result.items:
             assert item.flow_run_id in children and item.task_run_id is None
-            session = sdk.beta.sessions.retrieve(str(item.session_id))
+            session = settled(sdk).beta.sessions.retrieve(str(item.session_id))
             assert session.metadata[FLOW_RUN_METADATA_KEY] == item.flow_run_id
             assert children[str(item.flow_run_id)].name.endswith(f"-{item.key}")
     else:
@@ -130,7 +130,7 @@ async def test_one_failing_item_does_not_fail_the_others(
                 assert item.flow_run_id is None and item.task_run_id
                 task_run = await prefect.read_task_run(uuid.UUID(item.task_run_id))
                 assert task_run.name == f"item-{item.key}" and task_run.flow_run_id == batch_run_id
-                session = sdk.beta.sessions.retrieve(str(item.session_id))
+                session = settled(sdk).beta.sessions.retrieve(str(item.session_id))
                 assert session.metadata[FLOW_RUN_METADATA_KEY] == str(batch_run_id)
                 assert session.metadata["prefect_task_run_id"] == item.task_run_id
                 assert session.metadata["prefect_batch_item"] == item.key
@@ -362,7 +362,7 @@ async def test_prefect_outage_after_the_session_started_re_attaches_to_it(
     assert after.calls[1]["session_id"] == item.session_id
     assert item.result is not None and item.result.final_message.startswith("b")
     assert (tmp_path / "b" / item.key / "o.txt").stat().st_size == 7
-    sent = list(sdk.beta.sessions.events.list(item.session_id, types=["user.message"]))
+    sent = list(settled(sdk).beta.sessions.events.list(item.session_id, types=["user.message"]))
     assert len(sent) == 1  # the prompt was not sent again
 
 

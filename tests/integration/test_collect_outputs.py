@@ -11,6 +11,7 @@ import hashlib
 import os
 import tracemalloc
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from emulator.blobs import generated_sha256
 from tasks.outputs import collect_outputs, output_rows, publish_output_table
 from tests.conftest import TEST_API_KEY
 from tests.integration.outputs_support import content_requests, credentials_for, run_turn
-from tests.integration.session_helpers import RemoteAgent, create_remote_agent
+from tests.integration.session_helpers import RemoteAgent, create_remote_agent, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -131,17 +132,30 @@ async def test_download_cut_every_time_fails_without_partial_files(
     assert [p.name for p in tmp_outputs.iterdir()] == []
 
 
+# One knob only (instant otherwise): the test counts the list requests that lag alone causes.
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(output_listing_delay=1.5)])
 async def test_listing_lag_is_waited_for(
-    client: anthropic.Anthropic, emulator: EmulatorServer, agent: RemoteAgent, tmp_outputs: Path
+    client: anthropic.Anthropic,
+    emulator: EmulatorServer,
+    agent: RemoteAgent,
+    tmp_outputs: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     session_id = run_turn(client, agent, outputs=[{"name": "late.txt", "size": 42}])
     async with anthropic.AsyncAnthropic(api_key=TEST_API_KEY, base_url=emulator.url) as aclient:
         with pytest.raises(OutputError, match="expected 1"):
+            # Its indexing window long over: only expected_count keeps it waiting, for 0.2 s.
             await acollect_session_outputs(
-                aclient, session_id, tmp_outputs, listing_timeout=0.2, expected_count=1
+                aclient,
+                session_id,
+                tmp_outputs,
+                listing_timeout=0.2,
+                expected_count=1,
+                turn_ended_at=datetime.now(UTC) - timedelta(minutes=1),
             )
     emulator.control.clear_requests()
+    # The collector waits its indexing window (here longer than the emulator's 1.5 s lag).
+    monkeypatch.setenv("MANAGED_AGENTS_OUTPUT_INDEXING_WINDOW", "2.0")
     [out] = await collect_outputs(
         credentials_for(emulator.url), session_id, str(tmp_outputs), listing_timeout=10
     )
@@ -192,6 +206,7 @@ async def test_input_copies_are_not_collected(
     tmp_path: Path,
     tmp_outputs: Path,
 ) -> None:
+    # Instant but for listing the input copies: the listing is compared exactly.
     emulator_store_shows_copies = EmulatorConfig(list_input_copies_in_scope=True)
     with EmulatorServer(emulator_store_shows_copies) as emu:
         sync = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emu.url)
@@ -208,7 +223,8 @@ async def test_input_copies_are_not_collected(
             outputs=[{"name": "out.txt", "size": 5}],
         )
         listed = [
-            f.filename for f in sync.beta.files.list(scope_id=session_id, betas=["managed-agents-2026-04-01"])
+            f.filename
+            for f in settled(sync).beta.files.list(scope_id=session_id, betas=["managed-agents-2026-04-01"])
         ]
         assert sorted(listed) == ["input.txt", "out.txt"]  # the emulator shows the copy, as configured
         outputs = await collect_outputs(credentials_for(emu.url), session_id, str(tmp_outputs))

@@ -1,4 +1,8 @@
-"""Custom tools as Python functions, run as Prefect task runs: emulator + real local Prefect server."""
+"""Custom tools as Python functions, run as Prefect task runs: emulator + real local Prefect server.
+
+``lookup_ticket`` is registered with ``@custom_tool``, so a run names it the way a deployment's
+form does; ``slow_lookup`` is passed as the function itself, the way Python callers do.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 
+from blocks.custom_tools import custom_tool
 from emulator import EmulatorServer
 from flows.session import run_agent_session
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario
+from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -24,6 +29,7 @@ CALLS: Counter[str] = Counter()
 BARRIER = threading.Barrier(2, timeout=10)
 
 
+@custom_tool
 def lookup_ticket(id: str) -> str:
     """Look up a support ticket's status.
 
@@ -60,7 +66,9 @@ def agent_name(emulator: EmulatorServer, client: anthropic.Anthropic, prefect_ha
 
 
 def _results_sent(client: anthropic.Anthropic, session_id: str) -> list[Any]:
-    events = client.beta.sessions.events.list(session_id, limit=1000, types=["user.custom_tool_result"])
+    events = settled(client).beta.sessions.events.list(
+        session_id, limit=1000, types=["user.custom_tool_result"]
+    )
     return list(events)
 
 
@@ -87,7 +95,7 @@ def test_a_tool_that_succeeds_and_one_that_raises(
         agent_name,
         prompt,
         output_dir=str(tmp_outputs),
-        custom_tools=[f"{__name__}:lookup_ticket"],  # an import path, as a deployment form sends it
+        custom_tools=["lookup_ticket"],  # a registered tool's name, as a deployment's form sends it
         custom_tool_retries=1,
         return_state=True,
     )
@@ -151,7 +159,7 @@ def test_dropped_streams_while_tools_run_dispatch_each_call_once(
     assert len(_results_sent(client, result.session_id)) == 2
     drops = [r for r in emulator.control.requests() if r.get("injected") == "drop_stream"]
     assert len(drops) >= 3
-    history = [e.id for e in client.beta.sessions.events.list(result.session_id, limit=1000)]
+    history = [e.id for e in settled(client).beta.sessions.events.list(result.session_id, limit=1000)]
     assert result.event_count == len(history)
 
 

@@ -15,7 +15,13 @@ from blocks.session_run import SESSION_LABEL
 from emulator import EmulatorServer
 from flows.hooks import acleanup_session, cleanup_session_after_timeout
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, message, save_agent_block, scenario
+from tests.integration.session_helpers import (
+    create_remote_agent,
+    message,
+    save_agent_block,
+    scenario,
+    settled,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -53,9 +59,9 @@ async def test_hook_interrupts_then_archives_and_is_idempotent(
 
     assert await acleanup_session(None, flow_run, state) == "archived"
     assert await acleanup_session(None, flow_run, state) == "already-archived"
-    history = [e.type for e in client.beta.sessions.events.list(session.id, limit=1000)]
+    history = [e.type for e in settled(client).beta.sessions.events.list(session.id, limit=1000)]
     assert "user.interrupt" in history
-    assert client.beta.sessions.retrieve(session.id).archived_at is not None
+    assert settled(client).beta.sessions.retrieve(session.id).archived_at is not None
 
 
 async def test_hook_without_label_or_agent_does_nothing_and_never_raises(emulator: EmulatorServer) -> None:

@@ -17,7 +17,7 @@ from blocks.session_run import ManagedAgentSessionRun
 from blocks.session_stream import ConfirmationPolicy
 from emulator import EmulatorServer
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, history_ids, scenario
+from tests.integration.session_helpers import create_remote_agent, history_ids, scenario, settled
 
 
 @pytest.fixture
@@ -39,10 +39,12 @@ def test_sync_trigger_wait_fetch(agent_block: ManagedAgent, client: anthropic.An
         agent_block.trigger(scenario(reply="job done", stream={"count": 20}), title="job block test"),
     )
     assert isinstance(run, ManagedAgentSessionRun)
-    session = client.beta.sessions.retrieve(run.session_id)
+    session = settled(client).beta.sessions.retrieve(run.session_id)
     assert session.agent.version == agent_block.version  # pinned
     assert session.title == "job block test"
-    assert client.beta.sessions.events.list(run.session_id).data == []  # nothing sent before the stream opens
+    assert (
+        settled(client).beta.sessions.events.list(run.session_id).data == []
+    )  # nothing sent before the stream opens
 
     run.wait_for_completion()
     result = cast(SessionResult, run.fetch_result())
@@ -82,7 +84,7 @@ def test_failed_session_raises_typed_error_and_archive_is_idempotent(
         run.fetch_result()
     assert run.archive() == "archived"
     assert run.archive() == "already-archived"
-    assert client.beta.sessions.retrieve(run.session_id).archived_at is not None
+    assert settled(client).beta.sessions.retrieve(run.session_id).archived_at is not None
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -12,7 +12,7 @@ from emulator import EmulatorServer
 from flows.follow_up import acontinue_agent_session, continue_agent_session
 from flows.session import run_agent_session
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario
+from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -23,7 +23,7 @@ def agent_name(emulator: EmulatorServer, client: anthropic.Anthropic, prefect_ha
 
 
 def _user_messages(client: anthropic.Anthropic, session_id: str) -> list[str]:
-    events = client.beta.sessions.events.list(session_id, limit=1000, types=["user.message"])
+    events = settled(client).beta.sessions.events.list(session_id, limit=1000, types=["user.message"])
     return [e.content[0].text for e in events]  # type: ignore[union-attr,index]
 
 
@@ -44,7 +44,7 @@ def test_a_follow_up_turn_sees_the_first_turns_state(
     assert second.final_message == "second Remembered: blue."
     assert second.event_count > first.event_count
     assert len(_user_messages(client, first.session_id)) == 2  # the follow-up was sent once
-    history = [e.id for e in client.beta.sessions.events.list(first.session_id, limit=1000)]
+    history = [e.id for e in settled(client).beta.sessions.events.list(first.session_id, limit=1000)]
     assert second.event_count == len(history)
 
     from prefect.client.orchestration import get_client
@@ -72,7 +72,10 @@ async def test_async_follow_up_with_a_dropped_stream_and_a_custom_tool(
     emulator.control.set_faults()
     assert second.final_message == "two lookup_ticket returned: T-9: open"
     assert [
-        e.type for e in client.beta.sessions.events.list(first.session_id, types=["user.custom_tool_result"])
+        e.type
+        for e in settled(client).beta.sessions.events.list(
+            first.session_id, types=["user.custom_tool_result"]
+        )
     ] == ["user.custom_tool_result"]
     assert len(_user_messages(client, first.session_id)) == 2
 

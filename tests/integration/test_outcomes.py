@@ -13,7 +13,7 @@ from blocks.outcome_spec import OutcomeSpec
 from emulator import EmulatorServer
 from flows.session import run_agent_session
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario
+from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -39,7 +39,7 @@ def test_outcome_is_sent_instead_of_the_prompt_and_its_grades_are_reported(
     assert result.stop_reason == "end_turn"
 
     # What the session itself recorded is what the result reports.
-    session = client.beta.sessions.retrieve(result.session_id)
+    session = settled(client).beta.sessions.retrieve(result.session_id)
     assert len(session.outcome_evaluations) == 1
     remote = session.outcome_evaluations[0]
     assert [(e.outcome_id, e.result, e.iteration, e.explanation) for e in result.outcome_evaluations] == [
@@ -47,7 +47,9 @@ def test_outcome_is_sent_instead_of_the_prompt_and_its_grades_are_reported(
     ]
     # One user.define_outcome and no user.message were sent.
     sent = list(
-        client.beta.sessions.events.list(result.session_id, types=["user.define_outcome", "user.message"])
+        settled(client).beta.sessions.events.list(
+            result.session_id, types=["user.define_outcome", "user.message"]
+        )
     )
     assert [e.type for e in sent] == ["user.define_outcome"]
     assert sent[0].rubric.content == "- has a title\n- cites every input"  # type: ignore[union-attr]

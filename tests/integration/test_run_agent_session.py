@@ -35,7 +35,13 @@ from blocks.session_run import SESSION_LABEL
 from emulator import EmulatorServer
 from flows.session import arun_agent_session, run_agent_session
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, session_creates
+from tests.integration.session_helpers import (
+    create_remote_agent,
+    save_agent_block,
+    scenario,
+    session_creates,
+    settled,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -76,7 +82,9 @@ def test_end_to_end_with_files_and_memory_store(
     assert result.console_url.endswith(result.session_id)
 
     # Outputs are byte-identical to what the emulator wrote.
-    remote = list(client.beta.files.list(scope_id=result.session_id, betas=["managed-agents-2026-04-01"]))
+    remote = list(
+        settled(client).beta.files.list(scope_id=result.session_id, betas=["managed-agents-2026-04-01"])
+    )
     assert {f.filename for f in remote} >= {"report.md"}
     assert result.output_files, "no output collected"
     for out in result.output_files:
@@ -88,7 +96,7 @@ def test_end_to_end_with_files_and_memory_store(
     # The read_write memory store got the session's report; the session is pinned and labelled.
     memories = list(client.beta.memory_stores.memories.list(store.id))
     assert any(result.session_id in m.path for m in memories)
-    session = client.beta.sessions.retrieve(result.session_id)
+    session = settled(client).beta.sessions.retrieve(result.session_id)
     assert session.metadata["prefect_flow_run_id"] == str(state.state_details.flow_run_id)
     assert session.agent.version == result.agent_version
     with get_client(sync_client=True) as prefect_client:
@@ -176,7 +184,7 @@ def test_completes_with_20_percent_of_requests_failing_and_one_session_despite_c
     injected = [r["injected"] for r in requests if r.get("injected")]
     assert any(i.startswith("error_") for i in injected) and "commit_then_drop" in ",".join(injected)
     sessions = list(
-        client.beta.sessions.list(agent_id=client.beta.sessions.retrieve(result.session_id).agent.id)
+        client.beta.sessions.list(agent_id=settled(client).beta.sessions.retrieve(result.session_id).agent.id)
     )
     assert [s.id for s in sessions] == [result.session_id]
     out = next(o for o in result.output_files if o.filename == "out.bin")

@@ -21,7 +21,7 @@ from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
 from flows.sweep import FLOW_RUN_METADATA_KEY, sweep_sessions
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import RemoteAgent, create_remote_agent, message, scenario
+from tests.integration.session_helpers import RemoteAgent, create_remote_agent, message, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -67,7 +67,7 @@ def make_running(sdk: anthropic.Anthropic, session_id: str) -> None:
         events=[message(scenario(stream={"count": 1200, "delay": 0.05}))],  # type: ignore[list-item]
     )
     deadline = time.monotonic() + 10
-    while sdk.beta.sessions.retrieve(session_id).status != "running":
+    while settled(sdk).beta.sessions.retrieve(session_id).status != "running":
         assert time.monotonic() < deadline, "session never started running"
         time.sleep(0.05)
 
@@ -119,13 +119,13 @@ async def test_sweeper_archives_exactly_the_orphans(
         if r["method"] == "POST" and r["path"].endswith("/events")
     ]
     assert interrupts == [f"/v1/sessions/{orphan_running}/events"]
-    kinds = [e.type for e in sdk.beta.sessions.events.list(orphan_running, limit=1000)]
+    kinds = [e.type for e in settled(sdk).beta.sessions.events.list(orphan_running, limit=1000)]
     assert "user.interrupt" in kinds
     for sid in swept:
-        assert sdk.beta.sessions.retrieve(sid).archived_at is not None
+        assert settled(sdk).beta.sessions.retrieve(sid).archived_at is not None
     for sid in (keep_live_owner, keep_unknown_owner, keep_no_metadata, keep_running_unowned):
-        assert sdk.beta.sessions.retrieve(sid).archived_at is None
-    assert sdk.beta.sessions.retrieve(keep_running_unowned).status == "running"
+        assert settled(sdk).beta.sessions.retrieve(sid).archived_at is None
+    assert settled(sdk).beta.sessions.retrieve(keep_running_unowned).status == "running"
 
     # A second sweep finds nothing left to do.
     again = await sweep_sessions(credentials=creds, grace_period_seconds=0)
@@ -147,4 +147,4 @@ async def test_grace_period_and_dry_run_change_nothing(
     assert within_grace.orphans == []
     assert [o.session_id for o in dry.orphans] == [orphan] and dry.orphans[0].outcome is None
     assert archive_paths(emulator) == set()
-    assert sdk.beta.sessions.retrieve(orphan).archived_at is None
+    assert settled(sdk).beta.sessions.retrieve(orphan).archived_at is None

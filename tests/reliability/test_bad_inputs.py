@@ -5,11 +5,16 @@ parameter of the wrong type, Prefect's own ``ParameterTypeError`` / pydantic's
 ``ValidationError`` raised before the flow runs). "Nothing behind" means no write request
 reached the API (no upload, no session, no agent) and no file appeared in the output folder,
 except where the case is about what the server sends back after the work was done.
+
+The ``security-*`` cases are the attacks of docs/security.md (tests/security has them with more
+variants): a parameter that would send the worker's key elsewhere, make it import code, or read
+and write outside its roots (narrowed to ``<tmp>/in`` and ``<tmp>/out`` for those cases).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,14 +29,20 @@ from prefect.exceptions import ParameterTypeError
 
 from blocks.exceptions import (
     ConfigurationError,
+    CredentialsDestinationError,
+    InlineBlockError,
     InputFileError,
     ManagedAgentsError,
     OutputIntegrityError,
+    OutputOverwriteError,
+    PathOutsideRootsError,
     SpecValidationError,
+    UnknownCustomToolError,
 )
 from emulator import EmulatorServer
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import scenario
+from tests.security.helpers import automation_parameters, inline_agent, run_as_deployment, state_error
 
 from .campaign import MODE, record
 from .conftest import leftovers
@@ -70,12 +81,29 @@ class CaseContext:
     block: str
     tmp: Path
     out: Path
+    monkeypatch: pytest.MonkeyPatch
 
     def file(self, name: str = "input.csv", content: bytes = b"a,b\n1,2\n") -> str:
         """Write a small valid input file and return its path."""
         path = self.tmp / name
         path.write_bytes(content)
         return str(path)
+
+    def narrow_roots(self) -> Path:
+        """Input root ``<tmp>/in`` (holding ``ok.csv``), output root ``<tmp>/out``; a secret
+        outside both at ``<tmp>/secret/credentials``. Returns the input root."""
+        inputs = self.tmp / "in"
+        for folder in (inputs, self.tmp / "secret"):
+            folder.mkdir(exist_ok=True)
+        (inputs / "ok.csv").write_text("a,b\n1,2\n")
+        (self.tmp / "secret" / "credentials").write_text("aws_secret_access_key = not-for-agents\n")
+        self.monkeypatch.setenv("MANAGED_AGENTS_INPUT_ROOTS", str(inputs))
+        self.monkeypatch.setenv("MANAGED_AGENTS_OUTPUT_ROOTS", str(self.out))
+        return inputs
+
+    def worker_key(self) -> None:
+        """Put a key in the worker's environment (the attack's prize)."""
+        self.monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-worker-campaign-SECRET")
 
 
 def _write(ctx: CaseContext, name: str, text: str) -> Path:
@@ -145,6 +173,60 @@ def _processed_kickoff() -> list[dict[str, Any]]:
         },
         {"type": "session.status_running", "id": "sevt_run", "processed_at": "2026-01-01T00:00:00Z"},
     ]
+
+
+def _deployment_run(flow_name: str, parameters: dict[str, Any]) -> Any:
+    """Run the flow as a deployment run with these parameters; raise the error its state holds."""
+    from flows.session import run_agent_session
+    from flows.setup import deploy_agent
+
+    flow: Any = {"run_agent_session": run_agent_session, "deploy_agent": deploy_agent}[flow_name]
+    state = run_as_deployment(flow, parameters)
+    if state.is_failed():
+        raise state_error(state)
+    return state
+
+
+def _narrowed(run: Callable[[CaseContext, Path], Any]) -> Callable[[CaseContext], Any]:
+    """A case that runs with the roots narrowed (see :meth:`CaseContext.narrow_roots`)."""
+    return lambda ctx: run(ctx, ctx.narrow_roots())
+
+
+def _inline_agent_session(ctx: CaseContext) -> Any:
+    from blocks.agent import ManagedAgent
+
+    ctx.worker_key()
+    return _session(ctx, agent=ManagedAgent(**inline_agent("http://127.0.0.1:9")))
+
+
+def _symlinked_input(ctx: CaseContext, inputs: Path) -> Any:
+    (inputs / "innocent.csv").symlink_to(ctx.tmp / "secret" / "credentials")
+    return _session(ctx, files=[str(inputs / "ok.csv"), str(inputs / "innocent.csv")])
+
+
+def _symlinked_output(ctx: CaseContext, inputs: Path) -> Any:
+    ctx.out.mkdir(exist_ok=True)
+    (ctx.out / "reports").symlink_to(ctx.tmp / "secret")
+    return _session(ctx, output_dir=str(ctx.out / "reports"))
+
+
+def _items_outside(ctx: CaseContext, inputs: Path) -> Any:
+    """A batch file inside the root whose second item names a file outside it (relative to the file)."""
+    items = inputs / "items.jsonl"
+    lines = [{"prompt": "x", "files": ["ok.csv"]}, {"prompt": "y", "files": ["../secret/credentials"]}]
+    items.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return _batch(ctx, str(items))
+
+
+def _overwrite(ctx: CaseContext, inputs: Path) -> Any:
+    """A session writes ``authorized_keys`` where someone else's file is: it must stay as it was."""
+    ctx.out.mkdir(exist_ok=True)
+    existing = ctx.out / "authorized_keys"
+    existing.write_text("ssh-ed25519 AAAA owner\n")
+    try:
+        return _session(ctx, prompt=scenario(outputs=[{"name": "authorized_keys", "size": 64}]))
+    finally:
+        assert existing.read_text() == "ssh-ed25519 AAAA owner\n", "a foreign file was replaced"
 
 
 def _outputs(ctx: CaseContext, *outputs: dict[str, Any], **faults: Any) -> Any:
@@ -278,6 +360,65 @@ CASES: dict[str, Case] = {
         (OutputIntegrityError,),
         writes_allowed=True,
     ),
+    # --- parameters are data (docs/security.md) -------------------------------------------
+    "security-base-url-exfiltration": Case(_inline_agent_session, (CredentialsDestinationError,)),
+    "security-inline-agent-deployment-run": Case(
+        lambda c: _deployment_run(
+            "run_agent_session",
+            {"agent": inline_agent("http://127.0.0.1:9"), "prompt": "x", "output_dir": str(c.out)},
+        ),
+        (InlineBlockError,),
+    ),
+    "security-automation-templated-agent": Case(
+        lambda c: _deployment_run(
+            "run_agent_session",
+            automation_parameters(
+                {"agent": "{{ event.payload.agent }}", "prompt": "x", "output_dir": str(c.out)},
+                {"agent": inline_agent("http://127.0.0.1:9")},
+            ),
+        ),
+        (InlineBlockError,),
+    ),
+    "security-tool-unregistered": Case(
+        lambda c: _session(c, files=[c.file()], custom_tools=["no_such_tool"]), (UnknownCustomToolError,)
+    ),
+    "security-tool-import-path": Case(
+        lambda c: _session(c, files=[c.file()], custom_tools=["subprocess:getoutput"]),
+        (UnknownCustomToolError,),
+    ),
+    "security-tool-builtin": Case(
+        lambda c: _session(c, files=[c.file()], custom_tools=["builtins:eval"]), (UnknownCustomToolError,)
+    ),
+    "security-inline-spec-import-path": Case(
+        lambda c: _deployment_run(
+            "deploy_agent",
+            {"spec": {**GOOD_SPEC, "tools": ["os:system"]}, "block_name": "campaign-agent"},
+        ),
+        (UnknownCustomToolError,),
+    ),
+    "security-file-dotdot": Case(
+        _narrowed(lambda c, i: _session(c, files=[str(i / ".." / "secret" / "credentials")])),
+        (PathOutsideRootsError,),
+    ),
+    "security-file-symlink": Case(_narrowed(_symlinked_input), (PathOutsideRootsError,)),
+    "security-file-tilde": Case(
+        _narrowed(lambda c, i: _session(c, files=["~/.aws/credentials"])), (PathOutsideRootsError,)
+    ),
+    "security-file-absolute": Case(
+        _narrowed(lambda c, i: _session(c, files=["/etc/passwd"])), (PathOutsideRootsError,)
+    ),
+    "security-output-dir-tilde": Case(
+        _narrowed(lambda c, i: _session(c, output_dir="~/.ssh")), (PathOutsideRootsError,)
+    ),
+    "security-output-dir-dotdot": Case(
+        _narrowed(lambda c, i: _session(c, output_dir=str(c.out / ".." / "secret"))), (PathOutsideRootsError,)
+    ),
+    "security-output-dir-symlink": Case(_narrowed(_symlinked_output), (PathOutsideRootsError,)),
+    "security-batch-items-outside": Case(_narrowed(_items_outside), (PathOutsideRootsError,)),
+    "security-spec-path-outside": Case(
+        _narrowed(lambda c, i: _deploy_path(c, c.tmp / "secret" / "credentials")), (PathOutsideRootsError,)
+    ),
+    "security-output-overwrite": Case(_narrowed(_overwrite), (OutputOverwriteError,), writes_allowed=True),
 }
 
 
@@ -307,7 +448,7 @@ def test_bad_input_gets_a_typed_error_and_leaves_nothing_behind(
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     case = CASES[name]
-    ctx = CaseContext(emulator, agent_block, tmp_path, tmp_path / "out")
+    ctx = CaseContext(emulator, agent_block, tmp_path, tmp_path / "out", monkeypatch)
     emulator.control.clear_requests()
     started = time.monotonic()
     error: BaseException | None = None

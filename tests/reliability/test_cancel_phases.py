@@ -28,7 +28,7 @@ from prefect.states import Cancelling
 from blocks.session_run import SESSION_LABEL
 from emulator import EmulatorServer
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario
+from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 
 from .campaign import record
 from .conftest import leftovers
@@ -110,7 +110,9 @@ class Phase:
             return _in_flight(emulator, "POST", "/v1/sessions")
         if self.name == "download":  # the answer has started; its body trickles in
             return any("slow_download" in (r["injected"] or "") for r in emulator.control.requests())
-        return session_id is not None and client.beta.sessions.retrieve(session_id).status == "running"
+        return (
+            session_id is not None and settled(client).beta.sessions.retrieve(session_id).status == "running"
+        )
 
 
 PHASES = [
@@ -202,6 +204,6 @@ def test_cancelling_in_each_phase_leaves_no_session_running(
     assert all(s.status != "running" and s.archived_at is not None for s in found), line
     assert all(dict(s.metadata or {})["prefect_flow_run_id"] == str(flow_run_id) for s in found), line
     if phase.name == "stream":
-        history = [e.type for e in client.beta.sessions.events.list(found[0].id, limit=1000)]
+        history = [e.type for e in settled(client).beta.sessions.events.list(found[0].id, limit=1000)]
         assert "user.interrupt" in history, line
     assert leftovers(out) == [], line

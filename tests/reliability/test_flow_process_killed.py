@@ -2,9 +2,12 @@
 
 This is what a crashed worker machine or the OOM killer does, followed by Prefect running the
 flow run again (a reschedule of the same flow-run id). Both runs are separate Python processes
-against the session's real Prefect test server and the emulator, sharing the result storage
-(where ``create-session`` keeps its cache record). The second run must take over the session
-the first one started: one session, the prompt sent once, the outputs complete.
+against the session's real Prefect test server and the emulator, either sharing the result
+storage (where ``create-session`` keeps its cache record) or not: a retry in a new container of
+a Kubernetes or Docker work pool has none of the first attempt's disk, so the API must be the
+source of truth (the session's metadata names the flow run and the run's idempotency key). The
+second run must take over the session the first one started: one session, the prompt sent
+once, the outputs complete.
 
 Nothing runs the ``on_crashed`` hook here (a SIGKILLed process cannot, and no runner watches
 it); under a worker, Prefect runs that hook after a crash and it archives the session, so a
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +30,7 @@ import anthropic
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from tests.integration.session_helpers import RemoteAgent, scenario
+from tests.integration.session_helpers import RemoteAgent, scenario, settled
 
 from .campaign import record
 from .conftest import leftovers
@@ -77,8 +81,13 @@ def _sessions_of(sdk: anthropic.Anthropic, agent_id: str) -> list[str]:
     return [s.id for s in sdk.beta.sessions.list(agent_id=agent_id, limit=100)]
 
 
+@pytest.mark.parametrize("result_storage", ["shared", "deleted"])
 def test_flow_process_sigkilled_mid_stream_then_run_again_resumes_the_same_session(
-    agent_block: str, remote_agent: RemoteAgent, client: anthropic.Anthropic, tmp_path: Path
+    agent_block: str,
+    remote_agent: RemoteAgent,
+    client: anthropic.Anthropic,
+    tmp_path: Path,
+    result_storage: str,
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
@@ -100,7 +109,11 @@ def test_flow_process_sigkilled_mid_stream_then_run_again_resumes_the_same_sessi
         deadline = time.monotonic() + 120
         while True:
             sessions = _sessions_of(client, remote_agent.agent_id)
-            seen = len(list(client.beta.sessions.events.list(sessions[0], limit=1000))) if sessions else 0
+            seen = (
+                len(list(settled(client).beta.sessions.events.list(sessions[0], limit=1000)))
+                if sessions
+                else 0
+            )
             if seen >= 100:
                 break
             assert first.poll() is None, log.read_text()[-3000:]
@@ -114,8 +127,12 @@ def test_flow_process_sigkilled_mid_stream_then_run_again_resumes_the_same_sessi
         if first.poll() is None:
             first.kill()
     [session_id] = sessions
-    assert client.beta.sessions.retrieve(session_id).status == "running"  # the work goes on remotely
+    assert settled(client).beta.sessions.retrieve(session_id).status == "running"  # the work goes on remotely
     killed_at_events = seen
+    if result_storage == "deleted":
+        # The first attempt's cache record of its session is what a new container would not have.
+        assert [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
+        shutil.rmtree(tmp_path / "results")
 
     started = time.monotonic()
     again = subprocess.run(
@@ -129,9 +146,9 @@ def test_flow_process_sigkilled_mid_stream_then_run_again_resumes_the_same_sessi
     assert again.returncode == 0, f"{again.stdout[-3000:]}\n{again.stderr[-3000:]}"
     result = json.loads(again.stdout.split("RESULT ", 1)[1])
     output = out / "result.bin"
-    user_messages = list(client.beta.sessions.events.list(session_id, types=["user.message"]))
+    user_messages = list(settled(client).beta.sessions.events.list(session_id, types=["user.message"]))
     line = record(
-        "flow process SIGKILLed mid-stream, same flow run run again",
+        f"flow process SIGKILLed mid-stream, same flow run run again (result storage {result_storage})",
         events_before_kill=killed_at_events,
         sessions_created=len(_sessions_of(client, remote_agent.agent_id)),
         same_session=result["session_id"] == session_id,

@@ -1,4 +1,5 @@
-"""Custom tools from Python functions: schema from hints and docstring, the spec entry, results."""
+"""Custom tools from Python functions: schema from hints and docstring, the registry, the spec
+entry, results."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from pydantic import BaseModel, Field
 
 from blocks.custom_tools import (
     as_runnable_tool,
+    custom_tool,
     custom_tool_definition,
     error_content,
-    import_callable,
+    lookup_custom_tool,
+    register_custom_tool,
     result_content,
     run_tool,
     tool_registry,
 )
-from blocks.exceptions import SpecValidationError
+from blocks.exceptions import SpecValidationError, UnknownCustomToolError
 from blocks.spec import AgentSpec, CustomTool
 from blocks.tool_calls import PendingToolCall
 
@@ -32,6 +35,7 @@ def lookup_ticket(ticket_id: str, include_history: bool = False) -> str:
     return f"{ticket_id}: open" + (" (history)" if include_history else "")
 
 
+@custom_tool(name="unit_add")
 async def add(a: int, b: int) -> int:
     """Add two integers.
 
@@ -95,48 +99,86 @@ def test_a_pydantic_model_parameter_is_the_input_schema() -> None:
         asyncio.run(run_tool(tool, _call("refund", order_id="O-7", cents=0)))
 
 
-def test_import_paths_and_async_functions() -> None:
-    path = f"{__name__}:lookup_ticket"
-    assert import_callable(path) is lookup_ticket
-    assert import_callable(f"{__name__}.add") is add
-    assert custom_tool_definition(path) == custom_tool_definition(lookup_ticket)
-    tool = as_runnable_tool(add)
-    assert asyncio.run(run_tool(tool, _call("add", a=2, b=3))) == [{"type": "text", "text": "5"}]
-    with pytest.raises(SpecValidationError, match="Cannot import"):
-        import_callable("tests.unit.no_such_module:thing")
-    with pytest.raises(SpecValidationError, match="import path"):
-        import_callable("nocolon")
+def test_registered_names_and_async_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert lookup_custom_tool("unit_add").name == "unit_add"  # registered by the decorator
+    assert custom_tool_definition("unit_add") == custom_tool_definition(add)
+    tool = as_runnable_tool("unit_add")
+    assert asyncio.run(run_tool(tool, _call("unit_add", a=2, b=3))) == [{"type": "text", "text": "5"}]
+    # An import path is only looked up inside the allowed tool modules, and must be registered.
+    with pytest.raises(UnknownCustomToolError, match="outside the allowed tool modules"):
+        lookup_custom_tool(f"{__name__}:add")
+    monkeypatch.setenv("MANAGED_AGENTS_TOOL_MODULES", __name__)
+    assert lookup_custom_tool(f"{__name__}:add") is lookup_custom_tool("unit_add")
+    with pytest.raises(UnknownCustomToolError, match="not a registered custom tool"):
+        lookup_custom_tool(f"{__name__}:undocumented")
+
+
+def test_unregistered_names_builtins_and_foreign_modules_are_refused() -> None:
+    for reference in ("no_such_tool", "os:system", "subprocess.getoutput", "builtins:eval", "eval"):
+        with pytest.raises(UnknownCustomToolError):
+            lookup_custom_tool(reference)
+    with pytest.raises(UnknownCustomToolError, match="builtin"):
+        as_runnable_tool(print)
+    with pytest.raises(SpecValidationError, match="built-in tool"):
+        register_custom_tool(lookup_ticket, name="bash")
+
+
+def test_a_taken_name_is_not_silently_replaced() -> None:
+    def other(x: int) -> int:
+        """Another function.
+
+        Args:
+            x: A number.
+        """
+        return x
+
+    with pytest.raises(SpecValidationError, match="already registered"):
+        register_custom_tool(other, name="unit_add")
+    # Passed from Python, a function is used as given even when its name is taken by another.
+    assert as_runnable_tool(other).name == "other"
+    assert tool_registry([other])["other"].func is other
 
 
 def test_undocumented_functions_and_duplicate_names_are_rejected() -> None:
     with pytest.raises(SpecValidationError, match="no description"):
         as_runnable_tool(undocumented)
-    with pytest.raises(SpecValidationError, match="named 'lookup_ticket'"):
-        tool_registry([lookup_ticket, f"{__name__}:lookup_ticket"])
+    with pytest.raises(SpecValidationError, match="named 'unit_add'"):
+        tool_registry([add, "unit_add"])
 
 
-def test_agent_spec_accepts_functions_and_import_paths_in_tools() -> None:
+def test_agent_spec_accepts_functions_and_registered_names_in_tools() -> None:
     spec = AgentSpec.model_validate(
         {
             "name": "support",
             "model": "claude-opus-4-8",
-            "tools": [{"type": "agent_toolset_20260401"}, lookup_ticket, f"{__name__}:add"],
+            "tools": [{"type": "agent_toolset_20260401"}, lookup_ticket, "unit_add"],
         }
     )
     customs = [t for t in spec.tools if isinstance(t, CustomTool)]
-    assert [t.name for t in customs] == ["lookup_ticket", "add"]
+    assert [t.name for t in customs] == ["lookup_ticket", "unit_add"]
     params = spec.agent_params()
     assert params["tools"][1]["input_schema"]["required"] == ["ticket_id"]
-    # Same function, same fingerprint: deploy_agent stays idempotent.
-    again = AgentSpec.model_validate(
-        {"name": "support", "model": "claude-opus-4-8", "tools": [lookup_ticket]}
-    )
+    # Same function, same fingerprint: deploy_agent stays idempotent (by object or by name).
+    again = AgentSpec.model_validate({"name": "support", "model": "claude-opus-4-8", "tools": [add]})
     assert (
         again.fingerprint()
         == AgentSpec.model_validate(
-            {"name": "support", "model": "claude-opus-4-8", "tools": [f"{__name__}:lookup_ticket"]}
+            {"name": "support", "model": "claude-opus-4-8", "tools": ["unit_add"]}
         ).fingerprint()
     )
+
+
+def test_a_spec_naming_an_import_path_gets_the_typed_error() -> None:
+    from blocks.spec import AgentDeploymentSpec
+
+    data = {
+        "name": "support",
+        "model": "claude-opus-4-8",
+        "tools": ["os:system"],
+        "environment": {"name": "env"},
+    }
+    with pytest.raises(UnknownCustomToolError, match="outside the allowed tool modules"):
+        AgentDeploymentSpec.parse(data)
 
 
 def test_results_and_errors_become_content_blocks() -> None:

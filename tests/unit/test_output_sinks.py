@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from blocks.exceptions import OutputError, UnsafeOutputPathError
+from blocks.exceptions import OutputError, OutputOverwriteError, PathOutsideRootsError, UnsafeOutputPathError
 from blocks.output_sinks import (
     RECORDS_DIR,
     TEMP_PREFIX,
@@ -50,7 +50,7 @@ async def test_local_commit_is_a_rename_and_records_round_trip(tmp_path: Path) -
     assert not await sink.holds_copy(record)
 
 
-async def test_symlink_at_target_is_replaced_not_followed(tmp_path: Path) -> None:
+async def test_symlink_at_target_is_neither_followed_nor_replaced(tmp_path: Path) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_bytes(b"precious")
     dest = tmp_path / "dest"
@@ -59,10 +59,48 @@ async def test_symlink_at_target_is_replaced_not_followed(tmp_path: Path) -> Non
     sink = LocalDirectorySink(dest)
     record = _record("a.txt", b"precious")
     assert not await sink.holds_copy(record)  # a symlink is never taken for a downloaded copy
-    await sink.commit(_stage(dest, b"new"), "a.txt")
+    await sink.write_record(record)  # even with a record of that name: a link is not our file
+    with pytest.raises(OutputOverwriteError, match="did not write"):
+        await sink.commit(_stage(dest, b"new"), "a.txt")
     assert outside.read_bytes() == b"precious"
-    assert not (dest / "a.txt").is_symlink()
-    assert (dest / "a.txt").read_bytes() == b"new"
+    assert (dest / "a.txt").is_symlink()
+
+
+async def test_only_files_the_collector_wrote_are_replaced(tmp_path: Path) -> None:
+    sink = LocalDirectorySink(tmp_path / "out")
+    foreign = tmp_path / "out" / "authorized_keys"
+    foreign.write_bytes(b"ssh-ed25519 AAAA someone")
+    with pytest.raises(OutputOverwriteError, match="'authorized_keys'"):
+        await sink.commit(_stage(sink.staging_dir, b"ssh-ed25519 BBBB attacker"), "authorized_keys")
+    assert foreign.read_bytes() == b"ssh-ed25519 AAAA someone"
+    # A file the collector wrote (a record of its name, same bytes) is replaced by a later turn's.
+    await sink.commit(_stage(sink.staging_dir, b"v1"), "report.md")
+    await sink.write_record(_record("report.md", b"v1", file_id="file_v1"))
+    await sink.commit(_stage(sink.staging_dir, b"v2"), "report.md")
+    assert (tmp_path / "out" / "report.md").read_bytes() == b"v2"
+    await sink.write_record(_record("report.md", b"v2", file_id="file_v2"))
+    # Edited since, it is still the collector's file (its record names it): collecting restores it.
+    (tmp_path / "out" / "report.md").write_bytes(b"v2 edited by hand")
+    await sink.commit(_stage(sink.staging_dir, b"v2"), "report.md")
+    assert (tmp_path / "out" / "report.md").read_bytes() == b"v2"
+    # Records are per folder: another folder's record does not make a file there ours.
+    other = LocalDirectorySink(tmp_path / "other")
+    (tmp_path / "other" / "report.md").write_bytes(b"someone's")
+    with pytest.raises(OutputOverwriteError):
+        await other.commit(_stage(other.staging_dir, b"v3"), "report.md")
+    assert (tmp_path / "other" / "report.md").read_bytes() == b"someone's"
+
+
+def test_open_sink_checks_the_output_roots(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "link").symlink_to(tmp_path / "elsewhere")
+    for bad in (tmp_path / "elsewhere", root / ".." / "elsewhere", root / "link" / "x", "~/.ssh"):
+        with pytest.raises(PathOutsideRootsError, match=str(root)):
+            open_sink(str(bad), roots=[root.resolve()])
+    assert not (tmp_path / "elsewhere" / "x").exists()
+    assert isinstance(open_sink(str(root / "in"), roots=[root.resolve()]), LocalDirectorySink)
 
 
 async def test_destination_that_is_a_symlink_is_resolved(tmp_path: Path) -> None:

@@ -192,3 +192,27 @@ def test_unknown_event_types_are_counted_not_rendered() -> None:
         )
     )
     assert t.event_count == 1 and t.entries == []
+
+
+def _message(event_id: str, text: str, second: int) -> Any:
+    return _ADAPTER.validate_python(
+        {
+            "type": "agent.message",
+            "id": event_id,
+            "content": [{"type": "text", "text": text}],
+            "processed_at": f"2026-03-15T10:00:{second:02d}Z",
+        }
+    )
+
+
+def test_an_event_backfilled_from_the_lagging_history_goes_back_in_its_place() -> None:
+    t = Transcript()
+    t.add(_message("sevt_1", "one", 1))
+    t.add(_message("sevt_3", "three", 3))
+    # Hidden by a reconnect's gap, read from the history later: older than what the stream gave.
+    t.add(_message("sevt_2", "two", 2), from_history=True)
+    assert t.event_ids == ["sevt_1", "sevt_2", "sevt_3"]
+    assert [e.text for e in t.entries] == ["one", "two", "three"]
+    assert t.final_message == "three"  # the newest message, not the last one read
+    t.add(_message("sevt_4", "four", 4), from_history=True)
+    assert t.event_ids[-1] == "sevt_4" and t.final_message == "four"

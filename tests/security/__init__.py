@@ -1,0 +1,1 @@
+"""Security tests: flow-run parameters are data (docs/security.md)."""
