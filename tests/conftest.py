@@ -46,6 +46,7 @@ for _name, _value in PATH_ROOTS.items():
 
 import anthropic  # noqa: E402
 import pytest  # noqa: E402
+from _pytest.terminal import TerminalReporter  # noqa: E402
 
 from emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
@@ -89,6 +90,31 @@ async def async_client(emulator: EmulatorServer) -> AsyncIterator[anthropic.Asyn
     """The real async SDK client pointed at the emulator."""
     async with anthropic.AsyncAnthropic(api_key=TEST_API_KEY, base_url=emulator.url) as c:
         yield c
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Schedule for pytest-xdist: the 200-item batches (minutes each) first, so that no worker
+    ends the run alone with one of them; the end-to-end tests on one worker, where they share a
+    ``prefect server start``, a work pool and a worker that take a minute to set up."""
+    items.sort(key=lambda item: item.get_closest_marker("batch200") is None)
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    """Print the figures tests recorded (``record_property(section, line)``), whatever ``-s``/``-q``
+    say and whichever pytest-xdist worker ran them, one section per property name."""
+    sections: dict[str, list[str]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) == "call":
+                for name, line in getattr(report, "user_properties", ()):
+                    sections.setdefault(name, []).append(str(line))
+    for name, lines in sections.items():
+        terminalreporter.section(name)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

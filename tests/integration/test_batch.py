@@ -240,7 +240,7 @@ async def test_two_hundred_items_in_one_flow_run(
     agent: ManagedAgent,
     emulator: EmulatorServer,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    record_property: Any,
     item_runs: str,
 ) -> None:
     count = 200
@@ -267,11 +267,11 @@ async def test_two_hundred_items_in_one_flow_run(
 
     wall = time.monotonic() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with capsys.disabled():
-        print(
-            f"\n200-item batch, items as {item_runs} runs: wall {wall:.1f} s, "
-            f"peak RSS of the test process {peak_mib:.0f} MiB"
-        )
+    record_property(
+        "figures",
+        f"200-item batch, items as {item_runs} runs: wall {wall:.1f} s, "
+        f"peak RSS of the test process {peak_mib:.0f} MiB",
+    )
     assert state.is_completed(), state.message
     assert len(result.completed) == count, [i.error for i in result.failed][:3]
     sizes = {}

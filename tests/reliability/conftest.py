@@ -7,7 +7,6 @@ from pathlib import Path
 
 import anthropic
 import pytest
-from _pytest.terminal import TerminalReporter
 
 from emulator import EmulatorServer
 from tests.conftest import TEST_API_KEY
@@ -15,14 +14,24 @@ from tests.integration.session_helpers import RemoteAgent, create_remote_agent
 
 from .campaign import LINES, MODE
 
+_FIRST_LINE = pytest.StashKey[int]()
 
-def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
-    """Print the campaign's figures, whatever ``-s``/``-q`` say."""
-    if not LINES:
-        return
-    terminalreporter.section(f"reliability campaign ({MODE})")
-    for line in LINES:
-        terminalreporter.write_line(line)
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    item.stash[_FIRST_LINE] = len(LINES)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the lines a check recorded to its report: the summary reads them from there, also
+    when the check ran in a pytest-xdist worker."""
+    outcome = yield
+    if call.when == "call":
+        report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+        first = item.stash.get(_FIRST_LINE, len(LINES))
+        report.user_properties.extend((f"reliability campaign ({MODE})", line) for line in LINES[first:])
 
 
 @pytest.fixture
