@@ -4,10 +4,8 @@ Every block, the declarative spec models and the typed exceptions are exported h
 ``prefect block register`` only sees top-level members of this module.
 """
 
-from .agent import ManagedAgent
-from .credentials import AnthropicCredentials
-from .diff import FieldChange, diff_agent_configs, render_changes_markdown
-from .exceptions import (
+from managed_agents_core.diff import FieldChange, diff_agent_configs, render_changes_markdown
+from managed_agents_core.exceptions import (
     AgentArchivedError,
     AgentDriftError,
     AgentVersionNotFoundError,
@@ -43,13 +41,18 @@ from .exceptions import (
     UnknownCustomToolError,
     UnsafeOutputPathError,
 )
-from .inputs import InputFile, MemoryStoreAttachment, UploadedFile
-from .outcome_spec import OutcomeSpec
-from .results import OutcomeEvaluation, OutputFile, SessionErrorRecord, SessionResult, UsageSummary
-from .session_run import ManagedAgentSessionRun
-from .session_stream import ConfirmationPolicy
-from .settings import AnthropicSettings, SecuritySettings
-from .spec import (
+from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile
+from managed_agents_core.outcome_spec import OutcomeSpec
+from managed_agents_core.results import (
+    OutcomeEvaluation,
+    OutputFile,
+    SessionErrorRecord,
+    SessionResult,
+    UsageSummary,
+)
+from managed_agents_core.session_stream import ConfirmationPolicy
+from managed_agents_core.settings import AnthropicSettings, SecuritySettings
+from managed_agents_core.spec import (
     AgentDeploymentSpec,
     AgentSpec,
     AgentToolset,
@@ -69,6 +72,9 @@ from .spec import (
     ToolsetDefaults,
     UnrestrictedNetworking,
 )
+
+from .agent import ManagedAgent, ManagedAgentSessionRun
+from .credentials import AnthropicCredentials
 
 __all__ = [
     "AgentArchivedError",

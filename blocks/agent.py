@@ -1,22 +1,34 @@
-"""``ManagedAgent``: one deployed agent, pinned to a version, with the credentials to run it."""
+"""``ManagedAgent``: one deployed agent, pinned to a version, with the credentials to run it, and
+``ManagedAgentSessionRun``, the ``JobRun`` its ``trigger()`` returns (a JobBlock and its JobRun
+live together, as in ``prefect-kubernetes``' ``jobs.py``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, cast
+import asyncio
+from typing import Any, Literal, cast
 
 from prefect._internal.compatibility.async_dispatch import async_dispatch
-from prefect.blocks.abstract import JobBlock
+from prefect.blocks.abstract import JobBlock, JobRun
 from prefect.blocks.core import Block
 from prefect.context import FlowRunContext
+from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import ConfigDict, Field
 
-from .credentials import AnthropicCredentials
-from .exceptions import BlockNotFoundError, InlineBlockError
-from .package_info import DOCUMENTATION_URL, LOGO_URL
-from .results import SessionResult
+from managed_agents_core.exceptions import BlockNotFoundError, InlineBlockError
+from managed_agents_core.lifecycle import (
+    LoggingObserver,
+    SessionRunReport,
+    acreate_session,
+    adrive_session,
+    ainterrupt_and_archive,
+    build_session_result,
+    user_message,
+)
+from managed_agents_core.package_info import DOCUMENTATION_URL, LOGO_URL
+from managed_agents_core.results import SessionResult
+from managed_agents_core.session_stream import ConfirmationPolicy, interrupt_session
 
-if TYPE_CHECKING:
-    from .session_run import ManagedAgentSessionRun
+from .credentials import AnthropicCredentials
 
 CONSOLE_SESSION_URL = "https://platform.claude.com/workspaces/default/sessions/{session_id}"
 
@@ -113,11 +125,9 @@ class ManagedAgent(JobBlock[SessionResult]):
 
         Args:
             prompt: The first user message.
-            **options: Passed to ``blocks.session_run.atrigger_session`` (title, metadata,
+            **options: Passed to :func:`atrigger_session` (title, metadata,
                 resources, policy, max_duration).
         """
-        from .session_run import atrigger_session
-
         return await atrigger_session(self, prompt, **options)
 
     @async_dispatch(atrigger)
@@ -126,10 +136,8 @@ class ManagedAgent(JobBlock[SessionResult]):
 
         Args:
             prompt: The first user message.
-            **options: Passed to ``blocks.session_run.trigger_session``.
+            **options: Passed to :func:`trigger_session`.
         """
-        from .session_run import trigger_session
-
         # _sync=True: the dispatch here already chose the sync path; never hand back a coroutine.
         return cast("ManagedAgentSessionRun", trigger_session(self, prompt, _sync=True, **options))  # type: ignore[call-arg]
 
@@ -235,3 +243,188 @@ def require_agent_block(name: str) -> ManagedAgent:
     if block is None:
         raise _missing_block(name)
     return block
+
+
+class ManagedAgentSessionRun(JobRun[SessionResult]):
+    """A started agent session: wait for it, fetch its result, or interrupt and archive it.
+
+    Returned by ``ManagedAgent.trigger()``. The stream opens in :meth:`await_for_completion`,
+    *before* the kickoff message is sent.
+
+    Example:
+        ```python
+        run = ManagedAgent.load("my-agent").trigger("Summarize the repo")
+        run.wait_for_completion()
+        result = run.fetch_result()
+        ```
+
+    Args:
+        agent: The ``ManagedAgent`` block the session was started from.
+        session_id: The session's id.
+        kickoff: Events to send once the stream is open.
+        resume: Re-attach to a session that may already have received its kickoff.
+        policy: Confirmation policy for ``requires_action``.
+        max_duration: Wall-clock limit in seconds; defaults to the block's ``max_duration_seconds``.
+    """
+
+    def __init__(
+        self,
+        agent: ManagedAgent,
+        session_id: str,
+        *,
+        kickoff: list[dict[str, Any]] | None = None,
+        resume: bool = False,
+        policy: ConfirmationPolicy | None = None,
+        max_duration: float | None = None,
+    ) -> None:
+        self.agent = agent
+        self.session_id = session_id
+        self.kickoff = kickoff
+        self.resume = resume
+        self.policy = policy
+        self.max_duration = max_duration if max_duration is not None else agent.max_duration_seconds
+        self.report: SessionRunReport | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def console_url(self) -> str:
+        """Where to inspect the session."""
+        return str(self.agent.console_url(self.session_id))
+
+    async def await_for_completion(self) -> None:
+        """Stream the session until its turn ends.
+
+        Raises:
+            SessionError: A typed subclass when the session did not complete (carries the id).
+        """
+        async with self._lock:
+            if self.report is None:
+                self.logger.info("Streaming session %s (%s)", self.session_id, self.console_url)
+                async with self.agent.credentials.get_async_client() as client:
+                    self.report = await adrive_session(
+                        client,
+                        self.session_id,
+                        console_url=self.console_url,
+                        kickoff=self.kickoff,
+                        resume=self.resume,
+                        policy=self.policy,
+                        max_duration=self.max_duration,
+                        observer=LoggingObserver(self.logger, self.agent.log_verbosity, self.session_id),
+                    )
+        for warning in self.report.outcome.warnings:
+            self.logger.warning(warning)
+        self.report.outcome.raise_for_failure()
+
+    @async_dispatch(await_for_completion)
+    def wait_for_completion(self) -> None:  # type: ignore[override]
+        """Stream the session until its turn ends (sync twin of :meth:`await_for_completion`)."""
+        run_coro_as_sync(self.await_for_completion())
+
+    async def afetch_result(self) -> SessionResult:
+        """Return the run's :class:`SessionResult`, waiting for completion first if needed.
+
+        Output files are collected by the ``run_agent_session`` flow; this result lists none.
+        """
+        await self.await_for_completion()
+        assert self.report is not None
+        return build_session_result(
+            self.report, agent_id=self.agent.agent_id, agent_version=self.agent.version
+        )
+
+    @async_dispatch(afetch_result)
+    def fetch_result(self) -> SessionResult:  # type: ignore[override]
+        """Return the run's :class:`SessionResult` (sync twin of :meth:`afetch_result`)."""
+        result = run_coro_as_sync(self.afetch_result())
+        assert result is not None
+        return result
+
+    async def ainterrupt(self) -> None:
+        """Ask the session to stop at its next safe point (``user.interrupt``)."""
+        async with self.agent.credentials.get_async_client() as client:
+            await interrupt_session(client, self.session_id)
+
+    @async_dispatch(ainterrupt)
+    def interrupt(self) -> None:
+        """Ask the session to stop at its next safe point (sync twin of :meth:`ainterrupt`)."""
+        run_coro_as_sync(self.ainterrupt())
+
+    async def aarchive(self) -> str:
+        """Interrupt the session if it runs, then archive it (idempotent)."""
+        async with self.agent.credentials.get_async_client() as client:
+            return await ainterrupt_and_archive(client, self.session_id, logger=self.logger)
+
+    @async_dispatch(aarchive)
+    def archive(self) -> str:
+        """Interrupt the session if it runs, then archive it (sync twin of :meth:`aarchive`)."""
+        return str(run_coro_as_sync(self.aarchive()))
+
+
+async def atrigger_session(
+    agent: ManagedAgent,
+    prompt: str,
+    *,
+    title: str | None = None,
+    metadata: dict[str, str] | None = None,
+    resources: list[dict[str, Any]] | None = None,
+    policy: ConfirmationPolicy | None = None,
+    max_duration: float | None = None,
+) -> ManagedAgentSessionRun:
+    """Start a session pinned to the block's agent version; return its ``JobRun``.
+
+    The prompt is sent by :meth:`ManagedAgentSessionRun.await_for_completion` once the event
+    stream is open, so no early event is missed.
+
+    Args:
+        agent: The ``ManagedAgent`` block.
+        prompt: The first user message.
+        title: Session title.
+        metadata: Extra session metadata (string values).
+        resources: File / memory-store resource params.
+        policy: Confirmation policy for ``requires_action``.
+        max_duration: Wall-clock limit in seconds (defaults to the block's).
+    """
+    block_name = getattr(agent, "_block_document_name", None)
+    meta = {"prefect_agent_version": str(agent.version), **(metadata or {})}
+    if block_name:
+        meta["prefect_block"] = str(block_name)
+    async with agent.credentials.get_async_client() as client:
+        session = await acreate_session(
+            client,
+            agent_reference=agent.agent_reference(),
+            environment_id=agent.environment_id,
+            resources=resources,
+            metadata=meta,
+            title=title,
+        )
+    run = ManagedAgentSessionRun(
+        agent, str(session.id), kickoff=[user_message(prompt)], policy=policy, max_duration=max_duration
+    )
+    run.logger.info("Started session %s: %s", session.id, run.console_url)
+    return run
+
+
+@async_dispatch(atrigger_session)
+def trigger_session(
+    agent: ManagedAgent,
+    prompt: str,
+    *,
+    title: str | None = None,
+    metadata: dict[str, str] | None = None,
+    resources: list[dict[str, Any]] | None = None,
+    policy: ConfirmationPolicy | None = None,
+    max_duration: float | None = None,
+) -> ManagedAgentSessionRun:
+    """Start a session pinned to the block's agent version (sync twin of :func:`atrigger_session`)."""
+    run = run_coro_as_sync(
+        atrigger_session(
+            agent,
+            prompt,
+            title=title,
+            metadata=metadata,
+            resources=resources,
+            policy=policy,
+            max_duration=max_duration,
+        )
+    )
+    assert run is not None
+    return run

@@ -11,9 +11,13 @@ import httpx2
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import ConfigDict, Field, SecretStr
 
-from .exceptions import ApiUnreachableError, CredentialsDestinationError, MissingCredentialsError
-from .package_info import DOCUMENTATION_URL, INTEGRATION_HEADER, LOGO_URL
-from .settings import AnthropicSettings
+from managed_agents_core.exceptions import (
+    ApiUnreachableError,
+    CredentialsDestinationError,
+    MissingCredentialsError,
+)
+from managed_agents_core.package_info import DOCUMENTATION_URL, INTEGRATION_HEADER, LOGO_URL
+from managed_agents_core.settings import AnthropicSettings
 
 
 class AnthropicCredentials(CredentialsBlock):
@@ -27,7 +31,7 @@ class AnthropicCredentials(CredentialsBlock):
     ``base_url`` (or, when that is empty, the environment's); a block without one uses the
     environment's key, which is only ever sent to the environment's ``ANTHROPIC_BASE_URL`` (or
     https://api.anthropic.com when that is unset). A block that would send the environment's key
-    to another ``base_url`` fails with :class:`~blocks.exceptions.CredentialsDestinationError`
+    to another ``base_url`` fails with :class:`~managed_agents_core.exceptions.CredentialsDestinationError`
     when its client is built, before any request.
 
     Examples:

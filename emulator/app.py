@@ -10,11 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import EmulatorConfig
+from .engine import SessionEngine
 from .errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from .faults import FaultMiddleware
 from .middleware import ApiMiddleware
 from .routes import agents, control, environments, events, files, memory_stores, resources, sessions
 from .runtime import Emulator
+from .script import run_turn
 
 
 def create_app(config: EmulatorConfig | None = None) -> FastAPI:
@@ -27,6 +29,8 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         A FastAPI app whose ``state.emulator`` is the live :class:`Emulator`.
     """
     emulator = Emulator(config or EmulatorConfig())
+    # The engine runs turns; the script decides what a turn does (kept apart: no import cycle).
+    emulator.services["sessions"] = SessionEngine(emulator, run_turn)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

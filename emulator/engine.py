@@ -148,15 +148,11 @@ class SessionEngine:
 
     Args:
         emulator: The app's emulator context.
-        run_turn: The scripted agent (defaults to :func:`emulator.script.run_turn`).
+        run_turn: The scripted agent (the app passes :func:`emulator.script.run_turn`).
     """
 
-    def __init__(self, emulator: Emulator, run_turn: TurnRunner | None = None) -> None:
+    def __init__(self, emulator: Emulator, run_turn: TurnRunner) -> None:
         self.emulator = emulator
-        if run_turn is None:
-            from .script import run_turn as default_run_turn
-
-            run_turn = default_run_turn
         self.run_turn = run_turn
         self._runtimes: dict[str, SessionRuntime] = {}
         self._dirty = False
@@ -977,9 +973,7 @@ def _split_text(text: str, parts: int = 3) -> list[str]:
 
 
 def get_engine(emulator: Emulator) -> SessionEngine:
-    """Return the app's session engine, creating and registering it on first use."""
-    engine = emulator.services.get("sessions")
-    if engine is None:
-        engine = emulator.services["sessions"] = SessionEngine(emulator)
+    """Return the app's session engine (registered by :func:`emulator.app.create_app`)."""
+    engine = emulator.services["sessions"]
     assert isinstance(engine, SessionEngine)
     return engine

@@ -32,11 +32,17 @@ from prefect.logging import get_run_logger
 from prefect.states import Running
 
 from blocks.agent import ManagedAgent
-from blocks.approvals import ToolApprovals, answers_from_form, approval_form, approval_key, timeout_answers
-from blocks.exceptions import SessionRequiresActionError
-from blocks.session_run import SessionRunReport
-from blocks.session_stream import ConfirmationPolicy, CustomToolDispatcher
-from blocks.tool_calls import PendingToolCall, ToolAnswer
+from flows.approval_forms import (
+    ToolApprovals,
+    answers_from_form,
+    approval_form,
+    approval_key,
+    timeout_answers,
+)
+from managed_agents_core.exceptions import SessionRequiresActionError
+from managed_agents_core.lifecycle import SessionRunReport
+from managed_agents_core.session_stream import ConfirmationPolicy, CustomToolDispatcher
+from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
 from tasks.events import emit_managed_agents_event
 from tasks.sessions import stream_session
 

@@ -48,7 +48,9 @@ from pydantic import Field
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from blocks.agent import ManagedAgent, aresolve_agent
-from blocks.batch_items import (
+from flows.hooks import acleanup_session, acleanup_task_item_sessions
+from flows.session import arun_agent_session
+from managed_agents_core.batch_items import (
     BatchItem,
     BatchItemResult,
     BatchResult,
@@ -56,13 +58,11 @@ from blocks.batch_items import (
     load_batch_items,
     sum_usage,
 )
-from blocks.exceptions import ConfigurationError
-from blocks.results import SessionResult, UsageSummary
-from blocks.roots import check_inside_roots, input_roots, output_roots
-from blocks.session_run import SESSION_LABEL
-from blocks.session_stream import ConfirmationPolicy
-from flows.hooks import acleanup_session, acleanup_task_item_sessions
-from flows.session import arun_agent_session
+from managed_agents_core.exceptions import ConfigurationError
+from managed_agents_core.lifecycle import SESSION_LABEL
+from managed_agents_core.results import SessionResult, UsageSummary
+from managed_agents_core.roots import check_inside_roots, input_roots, output_roots
+from managed_agents_core.session_stream import ConfirmationPolicy
 from tasks.batch_item import ItemSessions, run_batch_item
 
 DEFAULT_LIMIT_NAME = "managed-agents-sessions"

@@ -18,11 +18,6 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
-from blocks.outcome_spec import OutcomeSpec
-from blocks.results import SessionResult
-from blocks.roots import output_roots
-from blocks.session_run import build_session_result, user_message
-from blocks.session_stream import ConfirmationPolicy
 from flows.approvals import stream_turn
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
 from flows.session import (
@@ -37,6 +32,11 @@ from flows.session import (
     publish_outcomes,
     tool_dispatcher,
 )
+from managed_agents_core.lifecycle import build_session_result, user_message
+from managed_agents_core.outcome_spec import OutcomeSpec
+from managed_agents_core.results import SessionResult
+from managed_agents_core.roots import output_roots
+from managed_agents_core.session_stream import ConfirmationPolicy
 from tasks.outputs import collect_outputs, publish_output_table
 from tasks.sessions import FollowUpTurn, label_flow_run, send_follow_up
 

@@ -29,10 +29,15 @@ from prefect.logging.loggers import flow_run_logger
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from blocks.agent import ManagedAgent
-from blocks.exceptions import PathOutsideRootsError
-from blocks.output_sinks import remove_orphaned_partials
-from blocks.roots import check_inside_roots, output_roots
-from blocks.session_run import FLOW_RUN_METADATA_KEY, SESSION_LABEL, ainterrupt_and_archive, sessions_matching
+from managed_agents_core.exceptions import PathOutsideRootsError
+from managed_agents_core.lifecycle import (
+    FLOW_RUN_METADATA_KEY,
+    SESSION_LABEL,
+    ainterrupt_and_archive,
+    sessions_matching,
+)
+from managed_agents_core.output_sinks import remove_orphaned_partials
+from managed_agents_core.roots import check_inside_roots, output_roots
 
 
 async def _load_agent(parameter: Any) -> ManagedAgent | None:

@@ -19,14 +19,14 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
-from blocks.inputs import InputFile, MemoryStoreAttachment, UploadedFile, check_input_files
-from blocks.outcome_spec import OutcomeSpec
-from blocks.results import SessionResult
-from blocks.roots import check_inside_roots, input_roots, output_roots
-from blocks.session_run import SessionRunReport, build_session_result
-from blocks.session_stream import ConfirmationPolicy
 from flows.approvals import stream_turn
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
+from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile, check_input_files
+from managed_agents_core.lifecycle import SessionRunReport, build_session_result
+from managed_agents_core.outcome_spec import OutcomeSpec
+from managed_agents_core.results import SessionResult
+from managed_agents_core.roots import check_inside_roots, input_roots, output_roots
+from managed_agents_core.session_stream import ConfirmationPolicy
 from tasks.custom_tools import PrefectToolDispatcher
 from tasks.files import file_resources, upload_input_files
 from tasks.memory import resolve_memory_stores

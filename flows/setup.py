@@ -22,9 +22,9 @@ from prefect.tasks import Task
 
 from blocks.agent import ManagedAgent, load_agent_block, refuse_inline_block, require_agent_block
 from blocks.credentials import AnthropicCredentials
-from blocks.diff import FieldChange, diff_agent_configs, render_changes_markdown
-from blocks.drift import edited_outside, fingerprint_of
-from blocks.exceptions import (
+from managed_agents_core.diff import FieldChange, diff_agent_configs, render_changes_markdown
+from managed_agents_core.drift import edited_outside, fingerprint_of
+from managed_agents_core.exceptions import (
     AgentArchivedError,
     AgentDriftError,
     BlockNotFoundError,
@@ -32,8 +32,8 @@ from blocks.exceptions import (
     EnvironmentArchivedError,
     EnvironmentTypeChangeError,
 )
-from blocks.roots import check_inside_roots, input_roots
-from blocks.spec import (
+from managed_agents_core.roots import check_inside_roots, input_roots
+from managed_agents_core.spec import (
     BLOCK_KEY,
     FINGERPRINT_KEY,
     RESERVED_METADATA_KEYS,

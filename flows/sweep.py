@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from blocks.agent import refuse_inline_block
 from blocks.credentials import AnthropicCredentials
-from blocks.session_run import FLOW_RUN_METADATA_KEY, ainterrupt_and_archive
+from managed_agents_core.lifecycle import FLOW_RUN_METADATA_KEY, ainterrupt_and_archive
 from tasks.events import emit_managed_agents_event
 
 FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})

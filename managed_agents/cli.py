@@ -235,9 +235,9 @@ def _run_quickstart(base_url: str | None, api_key: str | None, output_dir: Path,
 
     import flows
     from blocks import AnthropicCredentials
-    from blocks.inputs import InputFile, MemoryStoreAttachment
     from flows.session import run_agent_session
     from flows.setup import deploy_agent
+    from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
 
     specs = Path(flows.__file__).parent / "specs"
     credentials = AnthropicCredentials(api_key=SecretStr(api_key) if api_key else None, base_url=base_url)

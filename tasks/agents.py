@@ -17,7 +17,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.credentials import api_unreachable_error
-from blocks.exceptions import (
+from managed_agents_core.exceptions import (
     AgentArchivedError,
     AgentVersionNotFoundError,
     EnvironmentArchivedError,
@@ -25,7 +25,7 @@ from blocks.exceptions import (
     SpecValidationError,
     StaleAgentVersionError,
 )
-from blocks.spec import FINGERPRINT_KEY
+from managed_agents_core.spec import FINGERPRINT_KEY
 
 from .retry import TRANSIENT_RETRY_OPTIONS
 
@@ -35,7 +35,7 @@ _WRITE: dict[str, Any] = {"retries": 0, "cache_policy": NO_CACHE}
 
 @contextmanager
 def api_errors(client: anthropic.Anthropic) -> Iterator[None]:
-    """Turn connection failures into :class:`~blocks.exceptions.ApiUnreachableError` (URL only, no key).
+    """Turn connection failures into :class:`~managed_agents_core.exceptions.ApiUnreachableError` (URL only, no key).
 
     Args:
         client: The client making the calls inside the block.

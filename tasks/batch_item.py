@@ -21,18 +21,18 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from blocks.inputs import InputFile, MemoryStoreAttachment, UploadedFile
-from blocks.outputs import acollect_session_outputs
-from blocks.results import SessionResult
-from blocks.roots import input_roots, output_roots
-from blocks.session_run import (
+from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile
+from managed_agents_core.lifecycle import (
     acreate_session,
     adrive_session,
     ainterrupt_and_archive,
     build_session_result,
     user_message,
 )
-from blocks.session_stream import ConfirmationPolicy
+from managed_agents_core.outputs import acollect_session_outputs
+from managed_agents_core.results import SessionResult
+from managed_agents_core.roots import input_roots, output_roots
+from managed_agents_core.session_stream import ConfirmationPolicy
 from tasks.files import file_resources, upload_input_files
 from tasks.memory import resolve_memory_stores
 from tasks.retry import TRANSIENT_RETRY_OPTIONS

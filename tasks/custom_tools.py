@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 from prefect.transactions import CommitMode, atransaction
 
-from blocks.custom_tools import (
+from managed_agents_core.custom_tools import (
     RunnableTool,
     ToolSource,
     error_content,
@@ -28,7 +28,7 @@ from blocks.custom_tools import (
     tool_registry,
     unknown_tool_event,
 )
-from blocks.tool_calls import PendingToolCall
+from managed_agents_core.tool_calls import PendingToolCall
 
 
 @task(name="custom-tool", cache_policy=NO_CACHE)
@@ -56,7 +56,7 @@ class PrefectToolDispatcher:
         ```
 
     Args:
-        tools: Names of registered tools (see :func:`blocks.custom_tools.custom_tool`), or from
+        tools: Names of registered tools (see :func:`managed_agents_core.custom_tools.custom_tool`), or from
             Python functions or SDK runnable tools. Every name is checked here, when the
             dispatcher is built, so an unknown one fails before anything is uploaded or created.
         retries: Task-run retries of each call before its error is sent to the agent.

@@ -33,8 +33,8 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from blocks.credentials import AnthropicCredentials
-from blocks.exceptions import InputFileError
-from blocks.inputs import InputFile, LocalInput, UploadedFile, check_input_files, file_sha256
+from managed_agents_core.exceptions import InputFileError
+from managed_agents_core.inputs import InputFile, LocalInput, UploadedFile, check_input_files, file_sha256
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 MAX_PARALLEL_UPLOADS = 4
@@ -148,7 +148,7 @@ async def upload_input_files(
         credentials: The ``AnthropicCredentials`` block.
         files: Local files, as paths or ``InputFile`` (path and optional mount path).
         roots: The input roots in force, resolved (default: ``MANAGED_AGENTS_INPUT_ROOTS``; see
-            :mod:`blocks.roots`).
+            :mod:`managed_agents_core.roots`).
 
     Returns:
         One ``UploadedFile`` per input, in order (``reused`` marks deduplicated ones).

@@ -25,13 +25,13 @@ from prefect.logging import get_run_logger
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from blocks.credentials import AnthropicCredentials
-from blocks.exceptions import (
+from managed_agents_core.exceptions import (
     AmbiguousMemoryStoreError,
     MemoryStoreArchivedError,
     MemoryStoreConfigError,
     MemoryStoreNotFoundError,
 )
-from blocks.inputs import MemoryStoreAttachment, check_memory_attachments
+from managed_agents_core.inputs import MemoryStoreAttachment, check_memory_attachments
 from tasks.retry import TRANSIENT_RETRY_OPTIONS, is_transient_error
 
 CREATE_ATTEMPTS = 3

@@ -21,7 +21,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks.credentials import AnthropicCredentials
-from blocks.memory_audit import (
+from managed_agents_core.memory_audit import (
     MemoryChange,
     change_from_version,
     diff_markdown,

@@ -1,7 +1,7 @@
 """Output tasks: collect a session's output files, and show them as a table artifact.
 
 The download logic (streamed, verified, atomic, contained, cut downloads retried) is in
-:mod:`blocks.outputs`; these tasks add Prefect logging, retries on transient failures and the
+:mod:`managed_agents_core.outputs`; these tasks add Prefect logging, retries on transient failures and the
 artifact. A task retry (or a flow retry) downloads nothing twice: files already written with
 the same size and SHA-256 are reported with ``skipped=True``.
 """
@@ -21,8 +21,9 @@ from prefect.filesystems import WritableFileSystem
 from prefect.logging import get_run_logger
 
 from blocks.credentials import AnthropicCredentials
-from blocks.outputs import acollect_session_outputs
-from blocks.results import OutputFile
+from blocks.filesystem_sink import output_destination
+from managed_agents_core.outputs import acollect_session_outputs
+from managed_agents_core.results import OutputFile
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 OUTPUT_TABLE_KEY = "managed-agents-output-files"
@@ -44,10 +45,10 @@ async def collect_outputs(
     """Download every output file of a session into a folder or a filesystem block.
 
     Lists ``files.list(scope_id=session_id)`` until the service's indexing has settled (see
-    :func:`blocks.outputs.list_session_outputs`), drops the session's input copies and the ids
+    :func:`managed_agents_core.outputs.list_session_outputs`), drops the session's input copies and the ids
     in ``exclude_file_ids``, and streams each file to disk with bounded memory, checked against
     its metadata and written atomically. Server-supplied names are sanitized and can never
-    leave ``destination`` (see :mod:`blocks.output_paths`).
+    leave ``destination`` (see :mod:`managed_agents_core.output_paths`).
 
     Args:
         credentials: The ``AnthropicCredentials`` block.
@@ -58,8 +59,8 @@ async def collect_outputs(
         expected_count: Wait until at least this many outputs are listed (fail otherwise).
         turn_ended_at: When the turn ended; the indexing window counts from it (now when None).
         roots: Output roots a folder ``destination`` must be inside (resolved; default
-            ``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`blocks.roots`). An output never replaces a
-            file the collector did not write (:class:`~blocks.exceptions.OutputOverwriteError`).
+            ``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`managed_agents_core.roots`). An output never replaces a
+            file the collector did not write (:class:`~managed_agents_core.exceptions.OutputOverwriteError`).
 
     Returns:
         One ``OutputFile`` (path, size, sha256, file id) per output, oldest first.
@@ -69,7 +70,7 @@ async def collect_outputs(
         outputs = await acollect_session_outputs(
             client,
             session_id,
-            destination,
+            output_destination(destination),
             exclude_file_ids=exclude_file_ids,
             listing_timeout=listing_timeout,
             expected_count=expected_count,

@@ -22,9 +22,9 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 
-from blocks.results import OutcomeEvaluation, UsageSummary
-from blocks.session_run import SessionRunReport
-from blocks.transcript import Transcript
+from managed_agents_core.lifecycle import SessionRunReport
+from managed_agents_core.results import OutcomeEvaluation, UsageSummary
+from managed_agents_core.transcript import Transcript
 
 PROGRESS_INTERVAL_SECONDS = 2.0
 """Least time between two progress artifact updates."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from blocks.transient import is_transient_error
+from managed_agents_core.transient import is_transient_error
 
 __all__ = ["TRANSIENT_RETRY_OPTIONS", "is_transient_error", "retry_on_transient"]
 

@@ -26,9 +26,8 @@ from prefect.logging import get_run_logger
 from prefect.transactions import CommitMode, transaction
 from pydantic import BaseModel, Field
 
-from blocks.exceptions import SessionNotAttachableError
-from blocks.outputs import earlier_output_ids
-from blocks.session_run import (
+from managed_agents_core.exceptions import SessionNotAttachableError
+from managed_agents_core.lifecycle import (
     FLOW_RUN_METADATA_KEY,
     SESSION_LABEL,
     START_KEY_METADATA_KEY,
@@ -41,9 +40,10 @@ from blocks.session_run import (
     find_session,
     user_message,
 )
-from blocks.session_stream import ConfirmationPolicy, CustomToolDispatcher
-from blocks.tool_calls import ToolAnswer
-from blocks.transcript import Transcript
+from managed_agents_core.outputs import earlier_output_ids
+from managed_agents_core.session_stream import ConfirmationPolicy, CustomToolDispatcher
+from managed_agents_core.tool_calls import ToolAnswer
+from managed_agents_core.transcript import Transcript
 from tasks.events import emit_managed_agents_event
 from tasks.reporting import progress_artifact, publish_session_link, publish_transcript, publish_usage_table
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
@@ -136,7 +136,7 @@ async def create_session(
 ) -> dict[str, Any]:
     """Create the session pinned to ``agent.agent_reference()`` (cached per flow run and inputs).
 
-    Never retried blindly: :func:`blocks.session_run.acreate_session` guards against a
+    Never retried blindly: :func:`managed_agents_core.lifecycle.acreate_session` guards against a
     commit-then-drop creating a second session. When the cached record is gone (a retry in a new
     container, without the first attempt's result storage), the session an earlier attempt of
     this flow run created is found by its metadata (flow-run id and idempotency key) instead.
@@ -468,7 +468,7 @@ async def send_follow_up(
     First lists the outputs earlier turns made (once their indexing settled), so this turn
     collects only its own files. A flow retry finds the cached answer instead of starting a
     second turn; a lost answer to the send itself is resolved from the history
-    (:func:`blocks.session_run.asend_turn_events`).
+    (:func:`managed_agents_core.lifecycle.asend_turn_events`).
 
     Args:
         agent: The ``ManagedAgent`` block (credentials).

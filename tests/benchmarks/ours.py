@@ -15,9 +15,9 @@ from pydantic import SecretStr
 
 import flows
 from blocks.credentials import AnthropicCredentials
-from blocks.outputs import acollect_session_outputs
-from blocks.session_run import LoggingObserver, Verbosity
-from blocks.session_stream import SessionStream
+from managed_agents_core.lifecycle import LoggingObserver, Verbosity
+from managed_agents_core.outputs import acollect_session_outputs
+from managed_agents_core.session_stream import SessionStream
 
 from .scenarios import FanOutParams, Target, user_message
 
@@ -74,8 +74,8 @@ async def fan_out(
     target: Target, params: FanOutParams, output_dir: Path, item_runs: ItemRuns = "task"
 ) -> dict[str, Any]:
     """``run_agent_batch`` over ``params.sessions`` items at ``params.concurrency``."""
-    from blocks.batch_items import BatchItem, BatchResult
     from flows.batch import run_agent_batch
+    from managed_agents_core.batch_items import BatchItem, BatchResult
 
     items: list[BatchItem | str] = [
         BatchItem(prompt=params.prompt(i), key=f"item-{i}") for i in range(params.sessions)

@@ -23,13 +23,13 @@ from prefect.client.orchestration import get_client
 
 import flows.batch
 from blocks.agent import ManagedAgent
-from blocks.batch_items import BatchItem, BatchResult
 from blocks.credentials import AnthropicCredentials
-from blocks.session_stream import ConfirmationPolicy
 from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY, read_child_runs, run_agent_batch
 from flows.session import arun_agent_session
 from flows.sweep import FLOW_RUN_METADATA_KEY
+from managed_agents_core.batch_items import BatchItem, BatchResult
+from managed_agents_core.session_stream import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, scenario, settled
 

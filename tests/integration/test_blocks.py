@@ -9,8 +9,8 @@ import pytest
 from prefect import get_client
 
 from blocks import AnthropicCredentials, ManagedAgent, MissingCredentialsError
-from blocks.package_info import INTEGRATION_HEADER
 from emulator import EmulatorServer
+from managed_agents_core.package_info import INTEGRATION_HEADER
 from tests.conftest import TEST_API_KEY
 
 

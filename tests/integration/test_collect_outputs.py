@@ -19,10 +19,10 @@ import anthropic
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from blocks.exceptions import OutputError, OutputIntegrityError
-from blocks.outputs import acollect_session_outputs, is_retryable_download_error
 from emulator import EmulatorConfig, EmulatorServer
 from emulator.blobs import generated_sha256
+from managed_agents_core.exceptions import OutputError, OutputIntegrityError
+from managed_agents_core.outputs import acollect_session_outputs, is_retryable_download_error
 from tasks.outputs import collect_outputs, output_rows, publish_output_table
 from tests.conftest import TEST_API_KEY
 from tests.integration.outputs_support import content_requests, credentials_for, run_turn
@@ -274,7 +274,7 @@ async def test_large_output_downloads_with_bounded_memory(
 async def test_output_table_artifact(tmp_outputs: Path) -> None:
     from prefect.client.orchestration import get_client
 
-    from blocks.results import OutputFile
+    from managed_agents_core.results import OutputFile
 
     files = [
         OutputFile(

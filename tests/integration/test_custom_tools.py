@@ -17,9 +17,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 
-from blocks.custom_tools import custom_tool
 from emulator import EmulatorServer
 from flows.session import run_agent_session
+from managed_agents_core.custom_tools import custom_tool
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 

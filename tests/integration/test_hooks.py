@@ -11,9 +11,9 @@ import pytest
 from prefect.client.schemas.objects import FlowRun
 
 from blocks.agent import ManagedAgent
-from blocks.session_run import SESSION_LABEL
 from emulator import EmulatorServer
 from flows.hooks import acleanup_session, cleanup_session_after_timeout
+from managed_agents_core.lifecycle import SESSION_LABEL
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     create_remote_agent,

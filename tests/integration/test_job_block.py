@@ -7,14 +7,13 @@ from typing import cast
 
 import anthropic
 import pytest
-from prefect import flow
-
-from blocks.agent import ManagedAgent
-from blocks.credentials import AnthropicCredentials
 from blocks.exceptions import SessionRefusedError
 from blocks.results import SessionResult
-from blocks.session_run import ManagedAgentSessionRun
 from blocks.session_stream import ConfirmationPolicy
+from prefect import flow
+
+from blocks.agent import ManagedAgent, ManagedAgentSessionRun
+from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, history_ids, scenario, settled

@@ -16,13 +16,13 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from blocks.outputs import acollect_session_outputs
-from blocks.session_run import ainterrupt_and_archive
-from blocks.session_stream import SessionStream
-from blocks.settings import RuntimeSettings
 from emulator import EmulatorConfig, EmulatorServer, FaultConfig
 from flows.follow_up import continue_agent_session
 from flows.session import run_agent_session
+from managed_agents_core.lifecycle import ainterrupt_and_archive
+from managed_agents_core.outputs import acollect_session_outputs
+from managed_agents_core.session_stream import SessionStream
+from managed_agents_core.settings import RuntimeSettings
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     RemoteAgent,

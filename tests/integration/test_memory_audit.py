@@ -14,9 +14,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from blocks.credentials import AnthropicCredentials
-from blocks.inputs import MemoryStoreAttachment
 from emulator import EmulatorServer
 from flows.session import run_agent_session
+from managed_agents_core.inputs import MemoryStoreAttachment
 from tasks.memory_audit import export_memories, redact_memory_version, seed_memories
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario

@@ -11,14 +11,14 @@ from typing import Any
 import anthropic
 import pytest
 
-from blocks.exceptions import (
+from emulator import EmulatorServer
+from managed_agents_core.exceptions import (
     AmbiguousMemoryStoreError,
     MemoryStoreArchivedError,
     MemoryStoreConfigError,
     MemoryStoreNotFoundError,
 )
-from blocks.inputs import MemoryStoreAttachment
-from emulator import EmulatorServer
+from managed_agents_core.inputs import MemoryStoreAttachment
 from tasks.memory import resolve_memory_stores
 from tests.integration.outputs_support import credentials_for, run_turn
 from tests.integration.session_helpers import create_remote_agent

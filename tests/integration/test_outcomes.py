@@ -9,9 +9,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from blocks.outcome_spec import OutcomeSpec
 from emulator import EmulatorServer
 from flows.session import run_agent_session
+from managed_agents_core.outcome_spec import OutcomeSpec
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 

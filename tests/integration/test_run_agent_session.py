@@ -20,7 +20,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-from blocks.exceptions import (
+from emulator import EmulatorServer
+from flows.session import arun_agent_session, run_agent_session
+from managed_agents_core.exceptions import (
     SessionBudgetReachedError,
     SessionError,
     SessionRefusedError,
@@ -29,11 +31,9 @@ from blocks.exceptions import (
     SessionTerminatedError,
     SessionTimeoutError,
 )
-from blocks.inputs import MemoryStoreAttachment
-from blocks.results import SessionResult
-from blocks.session_run import SESSION_LABEL
-from emulator import EmulatorServer
-from flows.session import arun_agent_session, run_agent_session
+from managed_agents_core.inputs import MemoryStoreAttachment
+from managed_agents_core.lifecycle import SESSION_LABEL
+from managed_agents_core.results import SessionResult
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     create_remote_agent,

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import anthropic
 import pytest
 
-from blocks.exceptions import SessionRequiresActionError, SessionTimeoutError
-from blocks.outcome import classify
-from blocks.session_stream import ConfirmationPolicy, SessionStream
 from emulator import EmulatorConfig, EmulatorServer
+from managed_agents_core.exceptions import SessionRequiresActionError, SessionTimeoutError
+from managed_agents_core.outcome import classify
+from managed_agents_core.session_stream import ConfirmationPolicy, SessionStream
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     RemoteAgent,

@@ -33,10 +33,10 @@ from blocks import (
     SpecValidationError,
     StaleAgentVersionError,
 )
-from blocks.spec import FINGERPRINT_KEY
 from emulator import EmulatorServer
 from emulator.server import free_port
 from flows.setup import deploy_agent, deploy_lock_name, pin_agent_version
+from managed_agents_core.spec import FINGERPRINT_KEY
 from tests.conftest import TEST_API_KEY
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

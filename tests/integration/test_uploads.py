@@ -16,9 +16,9 @@ import pytest
 from prefect import flow
 
 from blocks.credentials import AnthropicCredentials
-from blocks.exceptions import InputFileError
-from blocks.inputs import InputFile, UploadedFile
 from emulator import EmulatorServer
+from managed_agents_core.exceptions import InputFileError
+from managed_agents_core.inputs import InputFile, UploadedFile
 from tasks.files import file_resources, upload_input_files
 from tests.integration.outputs_support import credentials_for
 

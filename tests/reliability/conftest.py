@@ -50,7 +50,7 @@ def agent_block(emulator: EmulatorServer, remote_agent: RemoteAgent, prefect_har
 
 def leftovers(folder: Path) -> list[str]:
     """Files under ``folder`` that a failed or interrupted run must not leave: partial downloads."""
-    from blocks.output_sinks import TEMP_PREFIX
+    from managed_agents_core.output_sinks import TEMP_PREFIX
 
     if not folder.exists():
         return []

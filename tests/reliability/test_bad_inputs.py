@@ -1,6 +1,6 @@
 """Bad inputs: each must end in a clear, typed error and leave nothing behind.
 
-"Typed" means a :class:`blocks.exceptions.ManagedAgentsError` subclass (or, for a flow
+"Typed" means a :class:`managed_agents_core.exceptions.ManagedAgentsError` subclass (or, for a flow
 parameter of the wrong type, Prefect's own ``ParameterTypeError`` / pydantic's
 ``ValidationError`` raised before the flow runs). "Nothing behind" means no write request
 reached the API (no upload, no session, no agent) and no file appeared in the output folder,
@@ -27,7 +27,8 @@ import pytest
 import yaml
 from prefect.exceptions import ParameterTypeError
 
-from blocks.exceptions import (
+from emulator import EmulatorServer
+from managed_agents_core.exceptions import (
     ConfigurationError,
     CredentialsDestinationError,
     InlineBlockError,
@@ -39,7 +40,6 @@ from blocks.exceptions import (
     SpecValidationError,
     UnknownCustomToolError,
 )
-from emulator import EmulatorServer
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import scenario
 from tests.security.helpers import automation_parameters, inline_agent, run_as_deployment, state_error
@@ -146,7 +146,7 @@ def _broken_stream(frames: bytes, history: list[dict[str, Any]]) -> Callable[[Ca
     """Drive a session on a broken server; the turn must end in a typed error (bounded time)."""
 
     def run(ctx: CaseContext) -> Any:
-        from blocks.session_run import adrive_session, user_message
+        from managed_agents_core.lifecycle import adrive_session, user_message
 
         async def main() -> Any:
             with BrokenApi(frames, history) as api:
@@ -488,7 +488,7 @@ def test_the_campaign_has_at_least_30_bad_inputs() -> None:
 
 def test_unknown_event_types_are_passed_over_and_the_turn_ends_normally() -> None:
     """A newer API may send event types this SDK does not know: they must not break the run."""
-    from blocks.session_run import adrive_session, user_message
+    from managed_agents_core.lifecycle import adrive_session, user_message
 
     unknown = event_json("agent.future_feature", 1, payload={"x": 1})
     history = [*_processed_kickoff(), {"type": "agent.future_feature", "id": "sevt_fake0001"}, eval_idle()]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from blocks.session_stream import SessionStream
 from emulator import EmulatorServer
+from managed_agents_core.session_stream import SessionStream
 from tests.integration.session_helpers import RemoteAgent, history_ids, message, scenario
 
 from .campaign import record, sized

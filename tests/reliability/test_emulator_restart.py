@@ -13,8 +13,8 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from blocks.exceptions import ManagedAgentsError, SessionError
 from emulator import EmulatorProcess
+from managed_agents_core.exceptions import ManagedAgentsError, SessionError
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario
 

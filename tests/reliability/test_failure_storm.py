@@ -14,9 +14,9 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from blocks.batch_items import BatchItem, BatchResult
 from emulator import EmulatorServer
 from flows.batch import run_agent_batch
+from managed_agents_core.batch_items import BatchItem, BatchResult
 from tests.integration.session_helpers import scenario
 
 from .campaign import record, sized

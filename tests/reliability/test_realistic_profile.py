@@ -18,10 +18,10 @@ from typing import Any
 import anthropic
 import pytest
 
-from blocks.results import SessionResult
 from emulator import EmulatorConfig, EmulatorServer
 from flows.follow_up import acontinue_agent_session
 from flows.session import arun_agent_session
+from managed_agents_core.results import SessionResult
 from tests.conftest import RUNTIME_TIMING, TEST_API_KEY
 from tests.integration.session_helpers import (
     RemoteAgent,

@@ -6,7 +6,7 @@ it, and ``@custom_tool`` registers ``security_echo``, which deployment runs may 
 
 from __future__ import annotations
 
-from blocks.custom_tools import custom_tool
+from managed_agents_core.custom_tools import custom_tool
 
 
 @custom_tool

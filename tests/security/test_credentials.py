@@ -20,8 +20,8 @@ from prefect.exceptions import ParameterTypeError
 
 from blocks.agent import ManagedAgent
 from blocks.credentials import AnthropicCredentials
-from blocks.exceptions import CredentialsDestinationError, InlineBlockError
 from emulator import EmulatorServer
+from managed_agents_core.exceptions import CredentialsDestinationError, InlineBlockError
 from tests.integration.session_helpers import RemoteAgent, scenario
 
 from .conftest import Roots

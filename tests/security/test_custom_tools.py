@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from blocks.exceptions import UnknownCustomToolError
 from emulator import EmulatorServer
+from managed_agents_core.exceptions import UnknownCustomToolError
 from tests.integration.session_helpers import scenario
 
 from .conftest import Roots

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from blocks.exceptions import OutputOverwriteError, PathOutsideRootsError
 from emulator import EmulatorServer
+from managed_agents_core.exceptions import OutputOverwriteError, PathOutsideRootsError
 from tests.integration.session_helpers import RemoteAgent, scenario
 
 from .conftest import Roots

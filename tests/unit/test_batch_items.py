@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from blocks.batch_items import (
+from managed_agents_core.batch_items import (
     BatchItem,
     BatchItemResult,
     BatchItemsError,
@@ -17,8 +17,8 @@ from blocks.batch_items import (
     load_batch_items,
     sum_usage,
 )
-from blocks.inputs import InputFile, MemoryStoreAttachment
-from blocks.results import UsageSummary
+from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
+from managed_agents_core.results import UsageSummary
 
 
 def test_list_of_prompts_dicts_and_models_gets_default_keys() -> None:

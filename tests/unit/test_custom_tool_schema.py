@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from blocks.custom_tools import (
+from managed_agents_core.custom_tools import (
     as_runnable_tool,
     custom_tool,
     custom_tool_definition,
@@ -20,9 +20,9 @@ from blocks.custom_tools import (
     run_tool,
     tool_registry,
 )
-from blocks.exceptions import SpecValidationError, UnknownCustomToolError
-from blocks.spec import AgentSpec, CustomTool
-from blocks.tool_calls import PendingToolCall
+from managed_agents_core.exceptions import SpecValidationError, UnknownCustomToolError
+from managed_agents_core.spec import AgentSpec, CustomTool
+from managed_agents_core.tool_calls import PendingToolCall
 
 
 def lookup_ticket(ticket_id: str, include_history: bool = False) -> str:
@@ -169,7 +169,7 @@ def test_agent_spec_accepts_functions_and_registered_names_in_tools() -> None:
 
 
 def test_a_spec_naming_an_import_path_gets_the_typed_error() -> None:
-    from blocks.spec import AgentDeploymentSpec
+    from managed_agents_core.spec import AgentDeploymentSpec
 
     data = {
         "name": "support",

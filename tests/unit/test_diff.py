@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.diff import FieldChange, diff_agent_configs, render_changes_markdown
-from blocks.drift import agent_content, edited_outside, fingerprint_of, introducing_version
-from blocks.spec import BLOCK_KEY, FINGERPRINT_KEY
+from managed_agents_core.diff import FieldChange, diff_agent_configs, render_changes_markdown
+from managed_agents_core.drift import agent_content, edited_outside, fingerprint_of, introducing_version
+from managed_agents_core.spec import BLOCK_KEY, FINGERPRINT_KEY
 
 
 def snapshot(version: int, *, system: str = "s", stamp: str | None = "f1", **extra: Any) -> dict[str, Any]:

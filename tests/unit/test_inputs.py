@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blocks.exceptions import ConfigurationError, InputFileError, MemoryStoreConfigError
-from blocks.inputs import (
+from managed_agents_core.exceptions import ConfigurationError, InputFileError, MemoryStoreConfigError
+from managed_agents_core.inputs import (
     DEFAULT_MOUNT_DIR,
     InputFile,
     MemoryStoreAttachment,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blocks.exceptions import (
+from managed_agents_core.exceptions import (
     SessionBudgetReachedError,
     SessionError,
     SessionRefusedError,
@@ -14,8 +14,8 @@ from blocks.exceptions import (
     SessionTimeoutError,
     UnexpectedStopReasonError,
 )
-from blocks.outcome import SessionEnd, classify
-from blocks.results import SessionErrorRecord
+from managed_agents_core.outcome import SessionEnd, classify
+from managed_agents_core.results import SessionErrorRecord
 
 SID = "sesn_011CZkZAtmR3yMPDzynEDxu7"
 URL = f"https://platform.claude.com/workspaces/default/sessions/{SID}"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blocks.exceptions import UnsafeOutputPathError
-from blocks.output_paths import (
+from managed_agents_core.exceptions import UnsafeOutputPathError
+from managed_agents_core.output_paths import (
     MAX_NAME_BYTES,
     ServerFile,
     contained_path,

@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from blocks.exceptions import OutputError, OutputOverwriteError, PathOutsideRootsError, UnsafeOutputPathError
-from blocks.output_sinks import (
+from blocks.filesystem_sink import FileSystemBlockSink, output_destination
+from managed_agents_core.exceptions import (
+    OutputError,
+    OutputOverwriteError,
+    PathOutsideRootsError,
+    UnsafeOutputPathError,
+)
+from managed_agents_core.output_sinks import (
     RECORDS_DIR,
     TEMP_PREFIX,
-    FileSystemBlockSink,
     LocalDirectorySink,
     OutputRecord,
     open_sink,
@@ -137,10 +142,12 @@ async def test_unsafe_names_and_ids_are_refused(tmp_path: Path) -> None:
 
 def test_open_sink_picks_the_destination_kind(tmp_path: Path) -> None:
     assert isinstance(open_sink(str(tmp_path)), LocalDirectorySink)
-    local_block = open_sink(LocalFileSystem(basepath=str(tmp_path / "lfs")))
+    local_block = open_sink(output_destination(LocalFileSystem(basepath=str(tmp_path / "lfs"))))
     assert isinstance(local_block, LocalDirectorySink)
     assert local_block.directory == (tmp_path / "lfs").resolve()
-    assert isinstance(open_sink(RemoteFileSystem(basepath="memory://outputs/rfs")), FileSystemBlockSink)
+    assert isinstance(
+        open_sink(output_destination(RemoteFileSystem(basepath="memory://outputs/rfs"))), FileSystemBlockSink
+    )
     with pytest.raises(OutputError, match="WritableFileSystem"):
         open_sink(42)  # type: ignore[arg-type]
 
@@ -149,7 +156,7 @@ async def test_remote_filesystem_block_streams_and_verifies(tmp_path: Path) -> N
     # fsspec's in-memory file system: a real RemoteFileSystem backend that needs no server.
     base = f"memory://outputs/{tmp_path.name}"
     block = RemoteFileSystem(basepath=base)
-    sink = open_sink(block)
+    sink = open_sink(output_destination(block))
     assert isinstance(sink, FileSystemBlockSink)
     fs = block.filesystem
     data = b"0123456789" * 300_000  # 3 MB: several chunks when verified

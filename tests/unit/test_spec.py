@@ -10,7 +10,7 @@ from anthropic.types.beta import agent_create_params, environment_create_params
 from pydantic import TypeAdapter
 
 from blocks import AgentDeploymentSpec, SpecValidationError
-from blocks.spec import FINGERPRINT_KEY, MAX_TOOLS, tool_count
+from managed_agents_core.spec import FINGERPRINT_KEY, MAX_TOOLS, tool_count
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "flows" / "specs" / "example-agent.yaml"
 

@@ -8,8 +8,8 @@ from typing import Any
 from anthropic.types.beta.sessions import BetaManagedAgentsSessionEvent
 from pydantic import TypeAdapter
 
-from blocks import transcript as transcript_module
-from blocks.transcript import Transcript
+from managed_agents_core import transcript as transcript_module
+from managed_agents_core.transcript import Transcript
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(BetaManagedAgentsSessionEvent)
 

@@ -16,7 +16,7 @@ directly inside the destination:
 * names are NFC-normalized and cut to 255 UTF-8 bytes, keeping the extension.
 
 :func:`contained_path` then checks the result once more and raises
-:class:`~blocks.exceptions.UnsafeOutputPathError` if the name could still leave the destination,
+:class:`~managed_agents_core.exceptions.UnsafeOutputPathError` if the name could still leave the destination,
 so nothing is ever written outside it even if the rules above had a gap.
 """
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -28,8 +27,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from .exceptions import SpecValidationError, UnknownCustomToolError
+from .tool_names import BUILTIN_TOOL_NAMES, CUSTOM_TOOL_NAME
 
-BUILTIN_TOOL_NAMES = ("bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search")
 MAX_TOOLS = 256
 MAX_MCP_SERVERS = 20
 MAX_SKILLS = 20
@@ -43,7 +42,6 @@ FINGERPRINT_KEY = "prefect-managed-agents.spec-fingerprint"
 BLOCK_KEY = "prefect-managed-agents.block"
 """Agent metadata key holding the name of the block that deployed the version."""
 RESERVED_METADATA_KEYS = (FINGERPRINT_KEY, BLOCK_KEY)
-CUSTOM_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 BuiltinToolName = Literal["bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"]
 
@@ -221,7 +219,7 @@ class AgentSpec(_SpecModel):
     tools: list[Tool] = Field(
         default_factory=list,
         description="Toolsets and custom tools. The name of a registered custom tool (see "
-        "blocks.custom_tools.custom_tool), or from Python the function itself, becomes a custom tool "
+        "managed_agents_core.custom_tools.custom_tool), or from Python the function itself, becomes a custom tool "
         "whose schema comes from the function's type hints and docstring.",
     )
     mcp_servers: list[McpServer] = Field(

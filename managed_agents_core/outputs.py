@@ -7,7 +7,7 @@ them in a task. The steps:
    settled (the service indexes outputs one by one, seconds after the turn ends), without the
    session's input copies and earlier turns' outputs (ids in ``exclude_file_ids`` and every
    ``file`` resource of the session).
-2. :func:`~blocks.output_paths.plan_output_names`: a safe, distinct local name per file.
+2. :func:`~managed_agents_core.output_paths.plan_output_names`: a safe, distinct local name per file.
 3. :func:`download_output`: skip when the destination already holds the same bytes (its record
    says so and the size and SHA-256 still match); otherwise stream the body in 1 MiB chunks to a
    staging file while hashing, check the size against the metadata, and commit it. A download
@@ -34,7 +34,6 @@ import anthropic
 import anyio
 import httpx2
 from anthropic.types.beta import BetaFileMetadata
-from prefect.filesystems import WritableFileSystem
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .exceptions import OutputError, OutputIntegrityError
@@ -226,7 +225,7 @@ async def download_output(
     Args:
         client: The async SDK client.
         meta: The file's metadata from the listing.
-        name: The safe local name (from :func:`~blocks.output_paths.plan_output_names`).
+        name: The safe local name (from :func:`~managed_agents_core.output_paths.plan_output_names`).
         sink: The destination.
         attempts: Tries when the download is cut or fails transiently.
         logger: Where to log retries and skips.
@@ -290,7 +289,7 @@ async def download_output(
 async def acollect_session_outputs(
     client: anthropic.AsyncAnthropic,
     session_id: str,
-    destination: str | os.PathLike[str] | WritableFileSystem,
+    destination: str | os.PathLike[str] | OutputSink,
     *,
     exclude_file_ids: Sequence[str] = (),
     listing_timeout: float = 10.0,
@@ -304,14 +303,15 @@ async def acollect_session_outputs(
     Args:
         client: The async SDK client.
         session_id: The session (``sesn_...``).
-        destination: A local folder, or a Prefect ``WritableFileSystem`` block.
+        destination: A local folder, or an output sink (a Prefect filesystem block's, see
+            :func:`blocks.filesystem_sink.output_destination`).
         exclude_file_ids: Ids never to collect (the uploaded inputs, earlier turns' outputs).
         listing_timeout: Longest wait for ``expected_count`` files, in seconds.
         expected_count: Wait until at least this many outputs are listed.
         turn_ended_at: When the turn ended (the indexing window counts from it; now when None).
         logger: Where to log progress.
         roots: Output roots a folder ``destination`` must be inside (resolved; default
-            ``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`blocks.roots`).
+            ``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`managed_agents_core.roots`).
 
     Returns:
         One ``OutputFile`` per output, oldest first; ``skipped`` marks identical copies kept and

@@ -14,7 +14,7 @@ File formats (decided here; the issue leaves them open):
 Relative input-file paths in a file are resolved against the folder of that file, so a batch
 file and its inputs can move together. With ``roots`` (as ``run_agent_batch`` passes them) the
 batch file and every item's files must resolve inside those input roots, and ``~`` is not
-expanded (see :mod:`blocks.roots`).
+expanded (see :mod:`managed_agents_core.roots`).
 """
 
 from __future__ import annotations

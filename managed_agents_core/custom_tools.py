@@ -36,8 +36,8 @@ from pydantic import BaseModel
 
 from .exceptions import ConfigurationError, SpecValidationError, UnknownCustomToolError
 from .settings import SecuritySettings
-from .spec import BUILTIN_TOOL_NAMES, CUSTOM_TOOL_NAME
 from .tool_calls import PendingToolCall
+from .tool_names import BUILTIN_TOOL_NAMES, CUSTOM_TOOL_NAME
 
 RunnableTool: TypeAlias = BetaFunctionTool[Any] | BetaAsyncFunctionTool[Any]
 ToolSource: TypeAlias = Callable[..., Any] | str | RunnableTool
@@ -207,7 +207,7 @@ def custom_tool(func: F | None = None, /, *, name: str | None = None) -> F | Cal
 
     Example:
         ```python
-        from blocks.custom_tools import custom_tool
+        from managed_agents_core.custom_tools import custom_tool
 
         @custom_tool
         def lookup_ticket(id: str) -> str:

@@ -1,4 +1,5 @@
-"""Where collected output files go: a local folder or a Prefect filesystem block.
+"""Where collected output files go: a local folder, or any :class:`OutputSink` (a Prefect
+filesystem block's, from :mod:`blocks.filesystem_sink`).
 
 Every download is first streamed to a *staging* file and checked; only a complete, verified
 file is put in place. Each destination also keeps a small JSON record per downloaded file id
@@ -7,22 +8,15 @@ tell that an identical copy is already there and skip the download, and one per 
 so an output **never replaces a file the collector did not write**: something already at the
 destination name is only replaced when a record says the collector wrote a file of that name
 there and it is still a plain file (not a link or a folder); otherwise
-:class:`~blocks.exceptions.OutputOverwriteError` and nothing is overwritten. (A recorded output
+:class:`~managed_agents_core.exceptions.OutputOverwriteError` and nothing is overwritten. (A recorded output
 that was edited since is the collector's file: collecting it again restores it.)
 
 A local folder given as a path must resolve, after symlinks, inside the output roots
-(``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`blocks.roots`), checked before it is created and
+(``MANAGED_AGENTS_OUTPUT_ROOTS``, see :mod:`managed_agents_core.roots`), checked before it is created and
 again on its real path after.
 
-* A local folder (``str``/``Path``, or a ``LocalFileSystem`` block, whose ``basepath`` is used):
-  the staging file lives in the destination itself and is moved into place with ``os.replace``
-  (atomic); memory stays bounded at any size.
-* A ``RemoteFileSystem`` block (fsspec): staged in a local temporary folder, then streamed with
-  ``put_file`` to a partial name and moved to the final one (atomic where the file system's
-  ``mv`` is, e.g. ``file://``; a copy then delete on object stores). Memory stays bounded.
-* Any other ``WritableFileSystem`` block: its API only takes and returns whole ``bytes``
-  (``write_path``/``read_path``), so each file is held in memory once while it is handed over
-  or checked. Use a local folder or a ``RemoteFileSystem`` for very large outputs.
+A local folder's staging file lives in the destination itself and is moved into place with
+``os.replace`` (atomic); memory stays bounded at any size.
 """
 
 from __future__ import annotations
@@ -30,16 +24,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import stat
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import anyio
-from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 from pydantic import BaseModel, Field, ValidationError
 
 from .exceptions import OutputError, OutputOverwriteError
@@ -278,146 +269,26 @@ class LocalDirectorySink(OutputSink):
                 raise
 
 
-class FileSystemBlockSink(OutputSink):
-    """A Prefect ``WritableFileSystem`` block (see the module docstring for memory use).
-
-    Args:
-        block: The filesystem block; paths are relative to its base path.
-    """
-
-    def __init__(self, block: WritableFileSystem) -> None:
-        self.block = block
-        self.staging_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
-        self.fs: Any = block.filesystem if isinstance(block, RemoteFileSystem) else None
-        self.base = block.basepath.rstrip("/") if isinstance(block, RemoteFileSystem) else ""
-
-    def _relative(self, name: str) -> str:
-        # The same containment rules as a local folder, checked on a stand-in path.
-        contained_path(self.staging_dir, name)
-        return name
-
-    def _remote(self, relative: str) -> str:
-        return f"{self.base}/{relative}"
-
-    def describe(self, name: str) -> str:
-        """Return the block's full path of ``name`` (its URL for a RemoteFileSystem)."""
-        relative = self._relative(name)
-        return self._remote(relative) if self.fs is not None else relative
-
-    async def holds_copy(self, record: OutputRecord) -> bool:
-        """Check size and SHA-256 of the copy in the block (streamed for a RemoteFileSystem)."""
-        relative = self._relative(record.name)
-        if self.fs is not None:
-            return await anyio.to_thread.run_sync(self._remote_matches, self._remote(relative), record)
-        try:
-            content = await self.block.read_path(relative)
-        except (OSError, ValueError):
-            return False
-        return len(content) == record.size_bytes and hashlib.sha256(content).hexdigest() == record.sha256
-
-    def _remote_matches(self, path: str, record: OutputRecord) -> bool:
-        if not self.fs.exists(path) or self.fs.isdir(path):
-            return False
-        if int(self.fs.info(path).get("size", -1)) != record.size_bytes:
-            return False
-        digest = hashlib.sha256()
-        with self.fs.open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK_BYTES):
-                digest.update(chunk)
-        return digest.hexdigest() == record.sha256
-
-    async def is_plain_file(self, name: str) -> bool:
-        """True unless the block holds a folder at ``name``."""
-        if self.fs is None:
-            return True
-        return not await anyio.to_thread.run_sync(self.fs.isdir, self._remote(self._relative(name)))
-
-    async def exists(self, name: str) -> bool:
-        """True when the block already holds a file (or folder) at ``name``."""
-        relative = self._relative(name)
-        if self.fs is not None:
-            return bool(await anyio.to_thread.run_sync(self.fs.exists, self._remote(relative)))
-        try:
-            await self.block.read_path(relative)
-        except (OSError, ValueError):
-            return False
-        return True
-
-    async def commit(self, staged: Path, name: str) -> str:
-        """Hand the verified staging file to the block (replacing only a file this collector wrote).
-
-        Raises:
-            OutputOverwriteError: Another file is at ``name``.
-        """
-        relative = self._relative(name)
-        await self.ensure_replaceable(name)
-        if self.fs is not None:
-            final = self._remote(relative)
-            partial = self._remote(f"{TEMP_PREFIX}{os.path.basename(staged)}")
-            await anyio.to_thread.run_sync(self._put_remote, staged, partial, final)
-            return final
-        content = await anyio.Path(staged).read_bytes()  # the block API takes whole bytes
-        await self.block.write_path(relative, content)
-        return relative
-
-    def _put_remote(self, staged: Path, partial: str, final: str) -> None:
-        self.fs.makedirs(self.base, exist_ok=True)
-        self.fs.put_file(str(staged), partial)
-        self.fs.mv(partial, final)
-
-    async def read_record(self, file_id: str) -> OutputRecord | None:
-        """Read the record from ``.managed-agents-records/<file_id>.json`` in the block."""
-        relative = f"{RECORDS_DIR}/{check_file_id(file_id)}.json"
-        try:
-            if self.fs is not None:
-                raw = await anyio.to_thread.run_sync(self.fs.cat_file, self._remote(relative))
-            else:
-                raw = await self.block.read_path(relative)
-            return OutputRecord.model_validate_json(raw)
-        except (OSError, ValueError):
-            return None
-
-    async def write_record(self, record: OutputRecord) -> None:
-        """Write the record into the block, by file id and by name."""
-        data = record.model_dump_json().encode()
-        for record_id in (check_file_id(record.file_id), name_record_id(record.name)):
-            relative = f"{RECORDS_DIR}/{record_id}.json"
-            if self.fs is not None:
-                await anyio.to_thread.run_sync(self._pipe_remote, self._remote(relative), data)
-            else:
-                await self.block.write_path(relative, data)
-
-    def _pipe_remote(self, path: str, data: bytes) -> None:
-        self.fs.makedirs(f"{self.base}/{RECORDS_DIR}", exist_ok=True)
-        self.fs.pipe_file(path, data)
-
-    async def aclose(self) -> None:
-        """Remove the local staging folder."""
-        await anyio.to_thread.run_sync(shutil.rmtree, self.staging_dir, True)
-
-
 def open_sink(
-    destination: str | os.PathLike[str] | WritableFileSystem, roots: Sequence[Path] | None = None
+    destination: str | os.PathLike[str] | OutputSink, roots: Sequence[Path] | None = None
 ) -> OutputSink:
-    """Return the sink for a destination: a folder path or a Prefect filesystem block.
+    """Return the sink for a destination: a folder path, or a sink made already.
 
-    A ``LocalFileSystem`` block is treated as its ``basepath`` folder (streamed and atomic). A
-    folder given as a path must be inside the output roots: checked (after symlinks) before the
-    folder is created, and again on its real path after; ``~`` is not expanded. A filesystem
-    block is configuration (code or a saved block), so its own base path is used as it is.
+    A folder given as a path must be inside the output roots: checked (after symlinks) before
+    the folder is created, and again on its real path after; ``~`` is not expanded. A sink made
+    already (a Prefect filesystem block's, :func:`blocks.filesystem_sink.output_destination`) is
+    configuration (code or a saved block), so its own base path is used as it is.
 
     Args:
-        destination: A folder path, or a Prefect ``WritableFileSystem`` block.
+        destination: A folder path, or an :class:`OutputSink`.
         roots: The output roots in force, resolved (default: ``MANAGED_AGENTS_OUTPUT_ROOTS``).
 
     Raises:
-        OutputError: The destination is neither a path nor a ``WritableFileSystem``.
+        OutputError: The destination is neither a path nor a sink.
         PathOutsideRootsError: A folder path outside every output root (nothing is created).
     """
-    if isinstance(destination, LocalFileSystem):
-        return LocalDirectorySink(Path(destination.basepath or ".").expanduser())
-    if isinstance(destination, WritableFileSystem):
-        return FileSystemBlockSink(destination)
+    if isinstance(destination, OutputSink):
+        return destination
     if isinstance(destination, str | os.PathLike):
         allowed = output_roots() if roots is None else list(roots)
         folder = check_inside_roots(destination, allowed, kind="output", what="output_dir")
@@ -426,6 +297,6 @@ def open_sink(
         check_inside_roots(os.path.realpath(folder), allowed, kind="output", what="output_dir")
         return LocalDirectorySink(folder)
     raise OutputError(
-        f"Output destination must be a folder path or a Prefect WritableFileSystem block, "
+        "Output destination must be a folder path or a Prefect WritableFileSystem block, "
         f"got {type(destination).__name__}."
     )

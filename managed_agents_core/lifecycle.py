@@ -1,6 +1,7 @@
-"""One agent session as a Prefect ``JobRun``, and the session steps every caller shares.
+"""A session's lifecycle, the steps every caller shares: create it once, drive it to the end of
+its turn, build its result, interrupt and archive it.
 
-``ManagedAgent.trigger()`` returns a :class:`ManagedAgentSessionRun`; the ``run_agent_session``
+``ManagedAgent.trigger()``'s ``JobRun`` (:mod:`managed_agents_core.lifecycle`) and the ``run_agent_session``
 flow's tasks call the same functions (:func:`acreate_session`, :func:`adrive_session`,
 :func:`ainterrupt_and_archive`, :func:`build_session_result`), so both paths stream, classify
 and clean up identically.
@@ -8,19 +9,15 @@ and clean up identically.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anthropic
-from prefect._internal.compatibility.async_dispatch import async_dispatch
-from prefect.blocks.abstract import JobRun
-from prefect.utilities.asyncutils import run_coro_as_sync
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .outcome import Outcome, SessionEnd, classify
@@ -39,9 +36,6 @@ from .settings import RuntimeSettings
 from .tool_calls import ToolAnswer
 from .transcript import Transcript, content_text
 from .transient import is_transient_error
-
-if TYPE_CHECKING:
-    from .agent import ManagedAgent
 
 logger = logging.getLogger(__name__)
 
@@ -527,191 +521,3 @@ async def ainterrupt_and_archive(
                 raise
     log.info("archived session %s", session_id)
     return "archived"
-
-
-# --- JobRun ----------------------------------------------------------------------------------
-
-
-class ManagedAgentSessionRun(JobRun[SessionResult]):
-    """A started agent session: wait for it, fetch its result, or interrupt and archive it.
-
-    Returned by ``ManagedAgent.trigger()``. The stream opens in :meth:`await_for_completion`,
-    *before* the kickoff message is sent.
-
-    Example:
-        ```python
-        run = ManagedAgent.load("my-agent").trigger("Summarize the repo")
-        run.wait_for_completion()
-        result = run.fetch_result()
-        ```
-
-    Args:
-        agent: The ``ManagedAgent`` block the session was started from.
-        session_id: The session's id.
-        kickoff: Events to send once the stream is open.
-        resume: Re-attach to a session that may already have received its kickoff.
-        policy: Confirmation policy for ``requires_action``.
-        max_duration: Wall-clock limit in seconds; defaults to the block's ``max_duration_seconds``.
-    """
-
-    def __init__(
-        self,
-        agent: ManagedAgent,
-        session_id: str,
-        *,
-        kickoff: list[dict[str, Any]] | None = None,
-        resume: bool = False,
-        policy: ConfirmationPolicy | None = None,
-        max_duration: float | None = None,
-    ) -> None:
-        self.agent = agent
-        self.session_id = session_id
-        self.kickoff = kickoff
-        self.resume = resume
-        self.policy = policy
-        self.max_duration = max_duration if max_duration is not None else agent.max_duration_seconds
-        self.report: SessionRunReport | None = None
-        self._lock = asyncio.Lock()
-
-    @property
-    def console_url(self) -> str:
-        """Where to inspect the session."""
-        return str(self.agent.console_url(self.session_id))
-
-    async def await_for_completion(self) -> None:
-        """Stream the session until its turn ends.
-
-        Raises:
-            SessionError: A typed subclass when the session did not complete (carries the id).
-        """
-        async with self._lock:
-            if self.report is None:
-                self.logger.info("Streaming session %s (%s)", self.session_id, self.console_url)
-                async with self.agent.credentials.get_async_client() as client:
-                    self.report = await adrive_session(
-                        client,
-                        self.session_id,
-                        console_url=self.console_url,
-                        kickoff=self.kickoff,
-                        resume=self.resume,
-                        policy=self.policy,
-                        max_duration=self.max_duration,
-                        observer=LoggingObserver(self.logger, self.agent.log_verbosity, self.session_id),
-                    )
-        for warning in self.report.outcome.warnings:
-            self.logger.warning(warning)
-        self.report.outcome.raise_for_failure()
-
-    @async_dispatch(await_for_completion)
-    def wait_for_completion(self) -> None:  # type: ignore[override]
-        """Stream the session until its turn ends (sync twin of :meth:`await_for_completion`)."""
-        run_coro_as_sync(self.await_for_completion())
-
-    async def afetch_result(self) -> SessionResult:
-        """Return the run's :class:`SessionResult`, waiting for completion first if needed.
-
-        Output files are collected by the ``run_agent_session`` flow; this result lists none.
-        """
-        await self.await_for_completion()
-        assert self.report is not None
-        return build_session_result(
-            self.report, agent_id=self.agent.agent_id, agent_version=self.agent.version
-        )
-
-    @async_dispatch(afetch_result)
-    def fetch_result(self) -> SessionResult:  # type: ignore[override]
-        """Return the run's :class:`SessionResult` (sync twin of :meth:`afetch_result`)."""
-        result = run_coro_as_sync(self.afetch_result())
-        assert result is not None
-        return result
-
-    async def ainterrupt(self) -> None:
-        """Ask the session to stop at its next safe point (``user.interrupt``)."""
-        async with self.agent.credentials.get_async_client() as client:
-            await interrupt_session(client, self.session_id)
-
-    @async_dispatch(ainterrupt)
-    def interrupt(self) -> None:
-        """Ask the session to stop at its next safe point (sync twin of :meth:`ainterrupt`)."""
-        run_coro_as_sync(self.ainterrupt())
-
-    async def aarchive(self) -> str:
-        """Interrupt the session if it runs, then archive it (idempotent)."""
-        async with self.agent.credentials.get_async_client() as client:
-            return await ainterrupt_and_archive(client, self.session_id, logger=self.logger)
-
-    @async_dispatch(aarchive)
-    def archive(self) -> str:
-        """Interrupt the session if it runs, then archive it (sync twin of :meth:`aarchive`)."""
-        return str(run_coro_as_sync(self.aarchive()))
-
-
-async def atrigger_session(
-    agent: ManagedAgent,
-    prompt: str,
-    *,
-    title: str | None = None,
-    metadata: dict[str, str] | None = None,
-    resources: list[dict[str, Any]] | None = None,
-    policy: ConfirmationPolicy | None = None,
-    max_duration: float | None = None,
-) -> ManagedAgentSessionRun:
-    """Start a session pinned to the block's agent version; return its ``JobRun``.
-
-    The prompt is sent by :meth:`ManagedAgentSessionRun.await_for_completion` once the event
-    stream is open, so no early event is missed.
-
-    Args:
-        agent: The ``ManagedAgent`` block.
-        prompt: The first user message.
-        title: Session title.
-        metadata: Extra session metadata (string values).
-        resources: File / memory-store resource params.
-        policy: Confirmation policy for ``requires_action``.
-        max_duration: Wall-clock limit in seconds (defaults to the block's).
-    """
-    block_name = getattr(agent, "_block_document_name", None)
-    meta = {"prefect_agent_version": str(agent.version), **(metadata or {})}
-    if block_name:
-        meta["prefect_block"] = str(block_name)
-    async with agent.credentials.get_async_client() as client:
-        session = await acreate_session(
-            client,
-            agent_reference=agent.agent_reference(),
-            environment_id=agent.environment_id,
-            resources=resources,
-            metadata=meta,
-            title=title,
-        )
-    run = ManagedAgentSessionRun(
-        agent, str(session.id), kickoff=[user_message(prompt)], policy=policy, max_duration=max_duration
-    )
-    run.logger.info("Started session %s: %s", session.id, run.console_url)
-    return run
-
-
-@async_dispatch(atrigger_session)
-def trigger_session(
-    agent: ManagedAgent,
-    prompt: str,
-    *,
-    title: str | None = None,
-    metadata: dict[str, str] | None = None,
-    resources: list[dict[str, Any]] | None = None,
-    policy: ConfirmationPolicy | None = None,
-    max_duration: float | None = None,
-) -> ManagedAgentSessionRun:
-    """Start a session pinned to the block's agent version (sync twin of :func:`atrigger_session`)."""
-    run = run_coro_as_sync(
-        atrigger_session(
-            agent,
-            prompt,
-            title=title,
-            metadata=metadata,
-            resources=resources,
-            policy=policy,
-            max_duration=max_duration,
-        )
-    )
-    assert run is not None
-    return run

@@ -1,7 +1,7 @@
 """What a session run takes in: local input files and memory-store attachments.
 
 The models are usable as flow parameters (the Prefect UI form shows their descriptions). The
-``check_*`` functions turn every problem into a typed :class:`~blocks.exceptions.ConfigurationError`
+``check_*`` functions turn every problem into a typed :class:`~managed_agents_core.exceptions.ConfigurationError`
 subclass before anything is uploaded or created remotely.
 
 Default mount path (the references disagree; decided here): an input file without ``mount_path``
@@ -173,7 +173,7 @@ def check_input_files(
     Args:
         files: Input files as models, plain paths or dicts.
         roots: The input roots in force, resolved (default: ``MANAGED_AGENTS_INPUT_ROOTS``,
-            see :mod:`blocks.roots`).
+            see :mod:`managed_agents_core.roots`).
 
     Returns:
         The checked inputs, in order, with their resolved paths.

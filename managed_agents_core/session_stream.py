@@ -328,7 +328,7 @@ class SessionStream:
     # --- public ------------------------------------------------------------------------------
 
     async def run(self) -> SessionEnd:
-        """Stream until the turn ends; return how it ended (classify it with ``blocks.outcome``).
+        """Stream until the turn ends; return how it ended (classify it with ``managed_agents_core.outcome``).
 
         On our own ``max_duration`` the session is interrupted and a ``timeout`` end returned.
         If the caller cancels this coroutine, a best-effort ``user.interrupt`` is sent first.

@@ -4,7 +4,7 @@ Transient: connection failures and timeouts (the SDK's ``APIConnectionError`` an
 ``httpx2`` transport errors it can leak mid-body), 408, 429, every 5xx and 529 overloaded.
 Everything else is final: 400/401/403/404, 409 conflicts (a stale version, a session that is
 archived or terminated), and this integration's own typed errors, except that an unreachable
-API (:class:`~blocks.exceptions.ApiUnreachableError`, a ``ConnectionError``) may come back.
+API (:class:`~managed_agents_core.exceptions.ApiUnreachableError`, a ``ConnectionError``) may come back.
 """
 
 from __future__ import annotations

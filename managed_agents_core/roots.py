@@ -21,13 +21,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from .exceptions import PathOutsideRootsError
 from .settings import SecuritySettings
-
-if TYPE_CHECKING:
-    from .agent import ManagedAgent
 
 RootKind = Literal["input", "output"]
 
@@ -48,7 +45,7 @@ def resolve_roots(roots: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return [_absolute(Path(root).expanduser()).resolve(strict=False) for root in roots]
 
 
-def configured_roots(kind: RootKind, agent: ManagedAgent | None = None) -> list[Path]:
+def configured_roots(kind: RootKind, agent: object | None = None) -> list[Path]:
     """Return the input or output roots in force: the block's when it sets them, else the settings'.
 
     Args:
@@ -62,12 +59,12 @@ def configured_roots(kind: RootKind, agent: ManagedAgent | None = None) -> list[
     return resolve_roots(settings.input_roots if kind == "input" else settings.output_roots)
 
 
-def input_roots(agent: ManagedAgent | None = None) -> list[Path]:
+def input_roots(agent: object | None = None) -> list[Path]:
     """Return the input roots in force (see :func:`configured_roots`)."""
     return configured_roots("input", agent)
 
 
-def output_roots(agent: ManagedAgent | None = None) -> list[Path]:
+def output_roots(agent: object | None = None) -> list[Path]:
     """Return the output roots in force (see :func:`configured_roots`)."""
     return configured_roots("output", agent)
 
