@@ -90,7 +90,8 @@ class FaultConfig(BaseModel):
     retry_after_seconds: float = Field(default=0.0, ge=0, description="retry-after sent with injected 429s.")
     fail_paths: list[str] = Field(
         default_factory=list,
-        description="Only inject failures on paths containing one of these substrings (empty: all /v1 paths).",
+        description="Only inject failures on paths containing one of these substrings, optionally after a "
+        'method ("POST /events": only POSTs; empty: all /v1 paths).',
     )
     commit_then_drop: list[str] = Field(
         default_factory=list,

@@ -113,12 +113,12 @@ class FaultInjector:
             close_after_idle=closes, silent_after=cfg.silent_stream_after_events if silent else None
         )
 
-    def pick_failure(self, path: str) -> int | None:
+    def pick_failure(self, method: str, path: str) -> int | None:
         """Return the status to inject for this request, or ``None``."""
         cfg = self.config
         if cfg.fail_rate <= 0 or not cfg.fail_statuses:
             return None
-        if cfg.fail_paths and not any(part in path for part in cfg.fail_paths):
+        if cfg.fail_paths and not any(_path_rule_matches(rule, method, path) for rule in cfg.fail_paths):
             return None
         if self.rng.random() >= cfg.fail_rate:
             return None
@@ -184,7 +184,7 @@ class FaultMiddleware:
         method: str = scope["method"]
         injector = self.injector
         cfg = injector.config
-        status = injector.pick_failure(path)
+        status = injector.pick_failure(method, path)
         if status is not None:
             note_fault(scope, f"error_{status}")
             headers = {"retry-after": f"{cfg.retry_after_seconds:g}"} if status == 429 else None
@@ -314,3 +314,11 @@ def _is_drop(exc: BaseException) -> bool:
         return all(_is_drop(e) for e in exc.exceptions)
     cause: Any = exc.__cause__ or exc.__context__
     return isinstance(cause, _DropConnection)
+
+
+def _path_rule_matches(rule: str, method: str, path: str) -> bool:
+    """``"/events"`` matches any path containing it; ``"POST /events"`` only POSTs to such a path."""
+    verb, _, part = rule.partition(" ")
+    if part:
+        return method.upper() == verb.upper() and part in path
+    return rule in path

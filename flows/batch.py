@@ -45,11 +45,10 @@ from prefect.logging.loggers import flow_run_logger
 from prefect.states import Completed, Failed
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
-from flows.session import arun_agent_session
+from flows.session import AgentParam, arun_agent_session
 from managed_agents_core.batch_items import (
     BatchItem,
     BatchItemResult,
@@ -61,6 +60,7 @@ from managed_agents_core.batch_items import (
 from managed_agents_core.exceptions import ConfigurationError
 from managed_agents_core.lifecycle import SESSION_LABEL
 from managed_agents_core.results import SessionResult, UsageSummary
+from managed_agents_core.retry_policy import retrying
 from managed_agents_core.roots import check_inside_roots, input_roots, output_roots
 from managed_agents_core.session_stream import ConfirmationPolicy
 from tasks.batch_item import ItemSessions, run_batch_item
@@ -75,10 +75,6 @@ _PAGE = 200
 ITEM_ATTEMPTS = 3
 """Attempts per item when the Prefect API fails (later attempts re-attach to the item's session)."""
 
-AgentParam = Annotated[
-    ManagedAgent | str,
-    Field(description="The ManagedAgent block, or the name of a saved one (created by deploy_agent)."),
-]
 ItemRuns = Literal["flow", "task"]
 """How each item runs: its own ``arun_agent_session`` flow run, or one task run of the batch."""
 
@@ -224,11 +220,8 @@ class _BatchRun:
             return base
         reattach: str | None = None
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(ITEM_ATTEMPTS),
-                wait=wait_exponential(multiplier=1, max=10),
-                retry=retry_if_exception_type(_PrefectUnavailable),
-                reraise=True,
+            async for attempt in retrying(
+                ITEM_ATTEMPTS, retry_on=lambda e: isinstance(e, _PrefectUnavailable), multiplier=1, longest=10
             ):
                 with attempt:
                     try:

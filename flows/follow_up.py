@@ -6,18 +6,19 @@ answer to the send is resolved from the history), the stream consolidates with t
 idle is in the history too), confirmations and custom tools are handled the same way, and a
 cancelled or crashed run interrupts and archives the session.
 
+``acontinue_agent_session`` is the flow; ``continue_agent_session`` is its sync twin
+(:mod:`flows.twins`).
+
 No ``from __future__ import annotations``: Prefect builds the parameter model from the signature.
 """
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow
 from prefect.logging import get_run_logger
-from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
-from blocks.agent import ManagedAgent, aresolve_agent
+from blocks.agent import aresolve_agent
 from flows.approvals import stream_turn
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
 from flows.session import (
@@ -32,11 +33,10 @@ from flows.session import (
     publish_outcomes,
     tool_dispatcher,
 )
+from flows.twins import sync_twin
 from managed_agents_core.lifecycle import build_session_result, user_message
-from managed_agents_core.outcome_spec import OutcomeSpec
 from managed_agents_core.results import SessionResult
 from managed_agents_core.roots import output_roots
-from managed_agents_core.session_stream import ConfirmationPolicy
 from tasks.outputs import collect_outputs, publish_output_table
 from tasks.sessions import FollowUpTurn, label_flow_run, send_follow_up
 
@@ -44,17 +44,45 @@ SessionIdParam = Annotated[str, Field(description="The session to continue (sesn
 FollowUpParam = Annotated[str, Field(description="The follow-up message: the next user turn.")]
 
 
-async def _continue_agent_session(
-    agent: ManagedAgent | str,
-    session_id: str,
-    prompt: str,
-    output_dir: str | None,
-    confirmation_policy: ConfirmationPolicy | None,
-    max_duration_seconds: float | None,
-    custom_tools: list[Callable[..., Any] | str] | None,
-    custom_tool_retries: int,
-    outcome: OutcomeSpec | None,
+@flow(
+    name="continue-agent-session",
+    on_cancellation=[cleanup_session],
+    on_crashed=[cleanup_session],
+    on_failure=[cleanup_session_after_timeout],
+)
+async def acontinue_agent_session(
+    agent: AgentParam,
+    session_id: SessionIdParam,
+    prompt: FollowUpParam,
+    output_dir: OutputDirParam | None = None,
+    confirmation_policy: PolicyParam = None,
+    max_duration_seconds: DurationParam = None,
+    custom_tools: CustomToolsParam = None,
+    custom_tool_retries: ToolRetriesParam = 0,
+    outcome: OutcomeParam = None,
 ) -> SessionResult:
+    """Send a follow-up message to an existing session and stream that turn to its end.
+
+    Args:
+        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
+        session_id: The session to continue (sesn_...).
+        prompt: The follow-up message: the next user turn.
+        output_dir: Local folder for the session's output files (not collected when empty);
+            must be inside the output roots (see ``run_agent_session``).
+        confirmation_policy: How to answer tool confirmations (default: fail the run).
+        max_duration_seconds: Interrupt the session and fail after this many seconds.
+        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
+            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
+            or from Python the functions themselves. An unknown name fails before anything is
+            uploaded or created.
+        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
+            the agent.
+        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
+
+    Returns:
+        The turn's typed result (final message and stop reason of this turn; the session's
+        cumulative usage).
+    """
     logger = get_run_logger()
     # Parameters are data: check everything they name before anything is sent.
     block = await aresolve_agent(agent)
@@ -102,108 +130,4 @@ async def _continue_agent_session(
     return result
 
 
-@flow(
-    name="continue-agent-session",
-    on_cancellation=[cleanup_session],
-    on_crashed=[cleanup_session],
-    on_failure=[cleanup_session_after_timeout],
-)
-def continue_agent_session(
-    agent: AgentParam,
-    session_id: SessionIdParam,
-    prompt: FollowUpParam,
-    output_dir: OutputDirParam | None = None,
-    confirmation_policy: PolicyParam = None,
-    max_duration_seconds: DurationParam = None,
-    custom_tools: CustomToolsParam = None,
-    custom_tool_retries: ToolRetriesParam = 0,
-    outcome: OutcomeParam = None,
-) -> SessionResult:
-    """Send a follow-up message to an existing session and stream that turn to its end.
-
-    Args:
-        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
-        session_id: The session to continue (sesn_...).
-        prompt: The follow-up message: the next user turn.
-        output_dir: Local folder for the session's output files (not collected when empty);
-            must be inside the output roots (see ``run_agent_session``).
-        confirmation_policy: How to answer tool confirmations (default: fail the run).
-        max_duration_seconds: Interrupt the session and fail after this many seconds.
-        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
-            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
-            or from Python the functions themselves. An unknown name fails before anything is
-            uploaded or created.
-        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
-            the agent.
-        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
-
-    Returns:
-        The turn's typed result (final message and stop reason of this turn; the session's
-        cumulative usage).
-    """
-    result = run_coro_as_sync(
-        _continue_agent_session(
-            agent,
-            session_id,
-            prompt,
-            output_dir,
-            confirmation_policy,
-            max_duration_seconds,
-            custom_tools,
-            custom_tool_retries,
-            outcome,
-        )
-    )
-    assert result is not None
-    return result
-
-
-@flow(
-    name="acontinue-agent-session",
-    on_cancellation=[cleanup_session],
-    on_crashed=[cleanup_session],
-    on_failure=[cleanup_session_after_timeout],
-)
-async def acontinue_agent_session(
-    agent: AgentParam,
-    session_id: SessionIdParam,
-    prompt: FollowUpParam,
-    output_dir: OutputDirParam | None = None,
-    confirmation_policy: PolicyParam = None,
-    max_duration_seconds: DurationParam = None,
-    custom_tools: CustomToolsParam = None,
-    custom_tool_retries: ToolRetriesParam = 0,
-    outcome: OutcomeParam = None,
-) -> SessionResult:
-    """Send a follow-up message to an existing session (async twin of ``continue_agent_session``).
-
-    Args:
-        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
-        session_id: The session to continue (sesn_...).
-        prompt: The follow-up message: the next user turn.
-        output_dir: Local folder for the session's output files (not collected when empty);
-            must be inside the output roots (see ``run_agent_session``).
-        confirmation_policy: How to answer tool confirmations (default: fail the run).
-        max_duration_seconds: Interrupt the session and fail after this many seconds.
-        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
-            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
-            or from Python the functions themselves. An unknown name fails before anything is
-            uploaded or created.
-        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
-            the agent.
-        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
-
-    Returns:
-        The turn's typed result.
-    """
-    return await _continue_agent_session(
-        agent,
-        session_id,
-        prompt,
-        output_dir,
-        confirmation_policy,
-        max_duration_seconds,
-        custom_tools,
-        custom_tool_retries,
-        outcome,
-    )
+continue_agent_session = sync_twin(acontinue_agent_session)

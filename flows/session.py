@@ -1,9 +1,8 @@
 """The runtime flow: run one agent session end to end and return a typed result.
 
-Two flows share one implementation (``_run_agent_session``): ``run_agent_session`` is a sync
-flow that plain Python, deployments and the CLI call directly; ``arun_agent_session`` is its
-async twin for callers that are already in an event loop (``await arun_agent_session(...)``).
-Both register the same cancel/crash hooks, which interrupt and archive the session.
+``arun_agent_session`` is the flow; ``run_agent_session`` is its sync twin (:mod:`flows.twins`:
+same name, signature, docstring, parameters and hooks) for plain Python, deployments and the
+CLI. The cancel/crash hooks interrupt and archive the session.
 
 No ``from __future__ import annotations`` here: Prefect builds the parameter model from the
 signature, and string annotations of the ``Annotated`` aliases below would not resolve when a
@@ -15,12 +14,12 @@ from typing import Annotated, Any
 
 from prefect import flow
 from prefect.logging import get_run_logger
-from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.approvals import stream_turn
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
+from flows.twins import sync_twin
 from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile, check_input_files
 from managed_agents_core.lifecycle import SessionRunReport, build_session_result
 from managed_agents_core.outcome_spec import OutcomeSpec
@@ -140,20 +139,56 @@ async def publish_outcomes(report: SessionRunReport, result: SessionResult) -> N
                 )
 
 
-async def _run_agent_session(
-    agent: ManagedAgent | str,
-    prompt: str,
-    files: list[InputFile | str] | None,
-    memory_stores: list[MemoryStoreAttachment | str] | None,
-    output_dir: str,
-    confirmation_policy: ConfirmationPolicy | None,
-    max_duration_seconds: float | None,
-    archive_when_done: bool,
-    custom_tools: list[Callable[..., Any] | str] | None = None,
-    custom_tool_retries: int = 0,
-    outcome: OutcomeSpec | None = None,
-    session_id: str | None = None,
+@flow(
+    name="run-agent-session",
+    on_cancellation=[cleanup_session],
+    on_crashed=[cleanup_session],
+    on_failure=[cleanup_session_after_timeout],
+)
+async def arun_agent_session(
+    agent: AgentParam,
+    prompt: PromptParam,
+    files: FilesParam = None,
+    memory_stores: MemoryParam = None,
+    output_dir: OutputDirParam = "outputs",
+    confirmation_policy: PolicyParam = None,
+    max_duration_seconds: DurationParam = None,
+    archive_when_done: ArchiveParam = False,
+    custom_tools: CustomToolsParam = None,
+    custom_tool_retries: ToolRetriesParam = 0,
+    outcome: OutcomeParam = None,
+    session_id: SessionIdParam = None,
 ) -> SessionResult:
+    """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
+
+    Args:
+        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
+        prompt: The task for the agent: the first user message of the session.
+        files: Local files to upload and mount; unchanged files are not uploaded again. Each
+            must be inside the input roots (``MANAGED_AGENTS_INPUT_ROOTS`` or the block's
+            ``input_roots``; default: the working directory); ``~`` is not expanded.
+        memory_stores: Memory stores to attach, by id or name, with their access mode.
+        output_dir: Local folder where the session's output files are written; must be inside
+            the output roots (``MANAGED_AGENTS_OUTPUT_ROOTS`` or the block's ``output_roots``;
+            default: ``./outputs``). A file the run did not write is never replaced.
+        confirmation_policy: How to answer tool confirmations (default: fail the run).
+        max_duration_seconds: Interrupt the session and fail after this many seconds.
+        archive_when_done: Archive the session after its outputs were collected.
+        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
+            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
+            or from Python the functions themselves. An unknown name fails before anything is
+            uploaded or created.
+        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
+            the agent.
+        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
+        session_id: Re-attach to this session (started by an earlier run that died) instead of
+            starting one: nothing is uploaded, created or sent twice; the turn is streamed to
+            its end and the outputs are collected.
+
+    Returns:
+        The session's typed result: ids, final status and stop reason, final message, usage and
+        cost, output files (path, size, sha256), event count and console URL.
+    """
     logger = get_run_logger()
     # Parameters are data: check everything they name before anything is uploaded or created.
     block = await aresolve_agent(agent)
@@ -217,136 +252,4 @@ async def _run_agent_session(
     return result
 
 
-@flow(
-    name="run-agent-session",
-    on_cancellation=[cleanup_session],
-    on_crashed=[cleanup_session],
-    on_failure=[cleanup_session_after_timeout],
-)
-def run_agent_session(
-    agent: AgentParam,
-    prompt: PromptParam,
-    files: FilesParam = None,
-    memory_stores: MemoryParam = None,
-    output_dir: OutputDirParam = "outputs",
-    confirmation_policy: PolicyParam = None,
-    max_duration_seconds: DurationParam = None,
-    archive_when_done: ArchiveParam = False,
-    custom_tools: CustomToolsParam = None,
-    custom_tool_retries: ToolRetriesParam = 0,
-    outcome: OutcomeParam = None,
-    session_id: SessionIdParam = None,
-) -> SessionResult:
-    """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
-
-    Args:
-        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
-        prompt: The task for the agent: the first user message of the session.
-        files: Local files to upload and mount; unchanged files are not uploaded again. Each
-            must be inside the input roots (``MANAGED_AGENTS_INPUT_ROOTS`` or the block's
-            ``input_roots``; default: the working directory); ``~`` is not expanded.
-        memory_stores: Memory stores to attach, by id or name, with their access mode.
-        output_dir: Local folder where the session's output files are written; must be inside
-            the output roots (``MANAGED_AGENTS_OUTPUT_ROOTS`` or the block's ``output_roots``;
-            default: ``./outputs``). A file the run did not write is never replaced.
-        confirmation_policy: How to answer tool confirmations (default: fail the run).
-        max_duration_seconds: Interrupt the session and fail after this many seconds.
-        archive_when_done: Archive the session after its outputs were collected.
-        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
-            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
-            or from Python the functions themselves. An unknown name fails before anything is
-            uploaded or created.
-        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
-            the agent.
-        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
-        session_id: Re-attach to this session (started by an earlier run that died) instead of
-            starting one: nothing is uploaded, created or sent twice; the turn is streamed to
-            its end and the outputs are collected.
-
-    Returns:
-        The session's typed result: ids, final status and stop reason, final message, usage and
-        cost, output files (path, size, sha256), event count and console URL.
-    """
-    result = run_coro_as_sync(
-        _run_agent_session(
-            agent,
-            prompt,
-            files,
-            memory_stores,
-            output_dir,
-            confirmation_policy,
-            max_duration_seconds,
-            archive_when_done,
-            custom_tools,
-            custom_tool_retries,
-            outcome,
-            session_id,
-        )
-    )
-    assert result is not None
-    return result
-
-
-@flow(
-    name="arun-agent-session",
-    on_cancellation=[cleanup_session],
-    on_crashed=[cleanup_session],
-    on_failure=[cleanup_session_after_timeout],
-)
-async def arun_agent_session(
-    agent: AgentParam,
-    prompt: PromptParam,
-    files: FilesParam = None,
-    memory_stores: MemoryParam = None,
-    output_dir: OutputDirParam = "outputs",
-    confirmation_policy: PolicyParam = None,
-    max_duration_seconds: DurationParam = None,
-    archive_when_done: ArchiveParam = False,
-    custom_tools: CustomToolsParam = None,
-    custom_tool_retries: ToolRetriesParam = 0,
-    outcome: OutcomeParam = None,
-    session_id: SessionIdParam = None,
-) -> SessionResult:
-    """Run one Claude Managed Agents session (async twin of ``run_agent_session``).
-
-    Args:
-        agent: The ManagedAgent block, or the name of a saved one (created by deploy_agent).
-        prompt: The task for the agent: the first user message of the session.
-        files: Local files to upload and mount; unchanged files are not uploaded again. Each
-            must be inside the input roots (``MANAGED_AGENTS_INPUT_ROOTS`` or the block's
-            ``input_roots``; default: the working directory); ``~`` is not expanded.
-        memory_stores: Memory stores to attach, by id or name, with their access mode.
-        output_dir: Local folder where the session's output files are written; must be inside
-            the output roots (``MANAGED_AGENTS_OUTPUT_ROOTS`` or the block's ``output_roots``;
-            default: ``./outputs``). A file the run did not write is never replaced.
-        confirmation_policy: How to answer tool confirmations (default: fail the run).
-        max_duration_seconds: Interrupt the session and fail after this many seconds.
-        archive_when_done: Archive the session after its outputs were collected.
-        custom_tools: Custom tools run for the agent's custom tool calls: names of tools
-            registered in code (``@custom_tool``, in a module of ``MANAGED_AGENTS_TOOL_MODULES``),
-            or from Python the functions themselves. An unknown name fails before anything is
-            uploaded or created.
-        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
-            the agent.
-        outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
-        session_id: Re-attach to this session (started by an earlier run that died) instead of
-            starting one: nothing is uploaded, created or sent twice; the turn is streamed to
-            its end and the outputs are collected.
-
-    Returns:
-        The session's typed result.
-    """
-    return await _run_agent_session(
-        agent,
-        prompt,
-        files,
-        memory_stores,
-        output_dir,
-        confirmation_policy,
-        max_duration_seconds,
-        archive_when_done,
-        custom_tools,
-        custom_tool_retries,
-        outcome,
-        session_id,
-    )
+run_agent_session = sync_twin(arun_agent_session)

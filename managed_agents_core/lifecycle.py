@@ -18,11 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import anthropic
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .outcome import Outcome, SessionEnd, classify
 from .outcome_spec import session_evaluations
 from .results import OutputFile, SessionResult, UsageSummary
+from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retrying
+from .send_once import send_once
 from .session_stream import (
     ConfirmationPolicy,
     CustomToolDispatcher,
@@ -35,7 +36,6 @@ from .session_stream import (
 from .settings import RuntimeSettings
 from .tool_calls import ToolAnswer
 from .transcript import Transcript, content_text
-from .transient import is_transient_error
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +70,6 @@ def user_message(prompt: str) -> dict[str, Any]:
 
 
 # --- create ----------------------------------------------------------------------------------
-
-
-def _creation_uncertain(exc: BaseException) -> bool:
-    """True when a failed create may still have been committed server-side."""
-    if isinstance(exc, anthropic.APIConnectionError):
-        return True
-    return isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 500
 
 
 async def sessions_matching(
@@ -134,8 +127,9 @@ async def acreate_session(
     """Create a session exactly once, even when the API commits it and the answer is lost.
 
     The SDK's own retry would repeat a committed ``POST /v1/sessions`` (two sessions, two bills),
-    so the create runs with ``max_retries=0``; after a connection error or 5xx the session is
-    looked up by a one-time metadata token before trying again.
+    so the create goes through :func:`~managed_agents_core.send_once.send_once`: after a failure
+    that may have landed, the session is looked up by a one-time metadata token before trying
+    again.
 
     Args:
         client: The async SDK client.
@@ -152,7 +146,6 @@ async def acreate_session(
     full_metadata = {**(metadata or {}), CREATE_TOKEN_KEY: token}
     since = datetime.now(UTC) - timedelta(minutes=10)
     once = client.with_options(max_retries=0)
-    uncertain = False
     kwargs: dict[str, Any] = {
         "agent": agent_reference,
         "environment_id": environment_id,
@@ -161,25 +154,14 @@ async def acreate_session(
     }
     if title:
         kwargs["title"] = title[:256]
-    async for attempt in AsyncRetrying(
-        stop=stop_after_attempt(8),
-        wait=wait_exponential(multiplier=0.5, max=8),
-        retry=retry_if_exception(is_transient_error),
-        reraise=True,
-    ):
-        with attempt:
-            if uncertain:
-                found = await find_session(
-                    client, str(agent_reference["id"]), {CREATE_TOKEN_KEY: token}, since=since
-                )
-                if found is not None:
-                    return found
-            try:
-                return await once.beta.sessions.create(**kwargs)
-            except anthropic.APIError as exc:
-                uncertain = uncertain or _creation_uncertain(exc)
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    async def create() -> Any:
+        return await once.beta.sessions.create(**kwargs)
+
+    async def find() -> Any:
+        return await find_session(client, str(agent_reference["id"]), {CREATE_TOKEN_KEY: token}, since=since)
+
+    return await send_once(create, find)
 
 
 # --- follow-up turns ---------------------------------------------------------------------------
@@ -194,9 +176,10 @@ async def asend_turn_events(
 ) -> list[str]:
     """Send the events that start a new turn exactly once; return their server ids.
 
-    The SDK's own retry would repeat a committed send (a second turn), so the send runs with
-    ``max_retries=0``; after a connection error the history is compared with what it held
-    before, and user events that appeared since are taken as ours instead of sending again.
+    The SDK's own retry would repeat a committed send (a second turn), so the send goes through
+    :func:`~managed_agents_core.send_once.send_once`: after a failure that may have landed, the
+    history is compared with what it held before, and user events that appeared since are
+    taken as ours instead of sending again.
     The history lags the writes, so it is watched for ``history_lag_allowance`` seconds before
     a send is taken as lost.
 
@@ -209,31 +192,22 @@ async def asend_turn_events(
     allowance = (settings or RuntimeSettings()).history_lag_allowance
     before = set(await poll_history(client, session_id, lambda ids: True, within=0))
     once = client.with_options(max_retries=0)
-    uncertain = False
-    async for attempt in AsyncRetrying(
-        stop=stop_after_attempt(8),
-        wait=wait_exponential(multiplier=0.5, max=8),
-        retry=retry_if_exception(is_transient_error),
-        reraise=True,
-    ):
-        with attempt:
-            if uncertain:
-                listed = await poll_history(
-                    client,
-                    session_id,
-                    lambda ids: len([i for i in ids if i not in before]) >= len(events),
-                    within=allowance,
-                )
-                appeared = [i for i in listed if i not in before]
-                if len(appeared) >= len(events):
-                    return appeared[: len(events)]
-            try:
-                sent = await once.beta.sessions.events.send(session_id, events=events)  # type: ignore[arg-type]
-            except anthropic.APIConnectionError:
-                uncertain = True
-                raise
-            return [str(e.id) for e in sent.data or []]
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send() -> list[str]:
+        sent = await once.beta.sessions.events.send(session_id, events=events)  # type: ignore[arg-type]
+        return [str(e.id) for e in sent.data or []]
+
+    async def find() -> list[str] | None:
+        listed = await poll_history(
+            client,
+            session_id,
+            lambda ids: len([i for i in ids if i not in before]) >= len(events),
+            within=allowance,
+        )
+        appeared = [i for i in listed if i not in before]
+        return appeared[: len(events)] if len(appeared) >= len(events) else None
+
+    return await send_once(send, find)
 
 
 # --- observe ---------------------------------------------------------------------------------
@@ -501,19 +475,18 @@ async def ainterrupt_and_archive(
                     "interrupt of session %s refused (%s); archiving anyway", session_id, exc.status_code
                 )
         session = await wait_until_not_running(client, session_id, within=settle_seconds)
-    async for attempt in AsyncRetrying(
-        stop=stop_after_attempt(10),
-        wait=wait_exponential(multiplier=0.3, max=3),
-        retry=retry_if_exception(
-            lambda e: (
-                is_transient_error(e) or isinstance(e, anthropic.BadRequestError | anthropic.ConflictError)
-            )
+    once = client.with_options(max_retries=0)
+    async for attempt in retrying(
+        LOOP_ATTEMPTS,
+        retry_on=lambda e: (
+            is_transient_error(e) or isinstance(e, anthropic.BadRequestError | anthropic.ConflictError)
         ),
-        reraise=True,
+        multiplier=0.3,
+        longest=3,
     ):
         with attempt:
             try:
-                await client.beta.sessions.archive(session_id)
+                await once.beta.sessions.archive(session_id)
             except (anthropic.BadRequestError, anthropic.ConflictError):
                 current = await client.beta.sessions.retrieve(session_id)
                 if getattr(current, "archived_at", None):

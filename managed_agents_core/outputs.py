@@ -34,14 +34,13 @@ import anthropic
 import anyio
 import httpx2
 from anthropic.types.beta import BetaFileMetadata
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .exceptions import OutputError, OutputIntegrityError
 from .output_paths import ServerFile, plan_output_names
 from .output_sinks import CHUNK_BYTES, OutputRecord, OutputSink, open_sink, partial_prefix
 from .results import OutputFile
+from .retry_policy import is_transient_error, retrying
 from .settings import RuntimeSettings
-from .transient import is_transient_error
 
 MANAGED_AGENTS_BETA = "managed-agents-2026-04-01"
 DOWNLOAD_ATTEMPTS = 5
@@ -264,15 +263,12 @@ async def download_output(
             attempts,
         )
 
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(is_retryable_download_error),
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        before_sleep=_log_retry,
-        reraise=True,
+    once = client.with_options(max_retries=0)  # this loop is the only one (retry_policy)
+    async for attempt in retrying(
+        attempts, retry_on=is_retryable_download_error, multiplier=0.2, longest=5, before_sleep=_log_retry
     ):
         with attempt:
-            staged, sha256 = await _stream_to_staging(client, meta, sink.staging_dir)
+            staged, sha256 = await _stream_to_staging(once, meta, sink.staging_dir)
     try:
         path = await sink.commit(staged, name)
     finally:

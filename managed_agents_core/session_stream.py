@@ -46,14 +46,14 @@ from typing import Any, Literal, Protocol
 import anthropic
 import httpx2
 from pydantic import BaseModel, Field
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .exceptions import ManagedAgentsError
 from .outcome import SessionEnd
+from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retrying
+from .send_once import send_once
 from .settings import RuntimeSettings
 from .tool_calls import PendingToolCall, ToolAnswer
 from .transcript import Transcript
-from .transient import is_transient_error
 
 logger = logging.getLogger(__name__)
 
@@ -870,14 +870,12 @@ class SessionStream:
             )
 
     async def _send_with_retries(self, events: list[dict[str, Any]]) -> Any:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(6),
-            wait=wait_exponential(multiplier=0.5, max=8),
-            retry=retry_if_exception(is_transient_error),
-            reraise=True,
-        ):
+        # A repeated confirmation for the same tool use is harmless; the SDK's retries stay off
+        # so that the policy's loop is the only one (managed_agents_core.retry_policy).
+        once = self.client.with_options(max_retries=0)
+        async for attempt in retrying(LOOP_ATTEMPTS):
             with attempt:
-                return await self.client.beta.sessions.events.send(self.session_id, events=events)  # type: ignore[arg-type]
+                return await once.beta.sessions.events.send(self.session_id, events=events)  # type: ignore[arg-type]
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_kickoff_unless_sent(self) -> None:
@@ -895,33 +893,25 @@ class SessionStream:
     async def _send_kickoff(self) -> None:
         """Send the kickoff exactly once, even if a send is committed and the answer lost.
 
-        The SDK's own retry would repeat a committed ``user.message`` (a second turn), so send
-        without SDK retries and, after a connection error, look for it in the history first
-        (for up to ``history_lag_allowance`` seconds, since the history lags).
+        The SDK's own retry would repeat a committed ``user.message`` (a second turn), so it goes
+        through :func:`~managed_agents_core.send_once.send_once`: after a failure that may have
+        landed, look for it in the history first (for up to ``history_lag_allowance`` seconds,
+        since the history lags).
         """
         self._kickoff_sent = True
         if not self.kickoff:
             return
         once = self.client.with_options(max_retries=0)
-        uncertain = False
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(8),
-            wait=wait_exponential(multiplier=0.5, max=8),
-            retry=retry_if_exception(is_transient_error),
-            reraise=True,
-        ):
-            with attempt:
-                if uncertain:
-                    found = await self._find_sent_kickoff()
-                    if found:
-                        self._state.kickoff_ids.update(found)
-                        return
-                try:
-                    sent = await once.beta.sessions.events.send(self.session_id, events=self.kickoff)  # type: ignore[arg-type]
-                except anthropic.APIConnectionError:
-                    uncertain = True
-                    raise
-                self._state.kickoff_ids.update(str(e.id) for e in sent.data or [])
+        kickoff = self.kickoff
+
+        async def send() -> set[str]:
+            sent = await once.beta.sessions.events.send(self.session_id, events=kickoff)  # type: ignore[arg-type]
+            return {str(e.id) for e in sent.data or []}
+
+        async def find() -> set[str] | None:
+            return await self._find_sent_kickoff() or None
+
+        self._state.kickoff_ids.update(await send_once(send, find))
 
     async def _find_sent_kickoff(self) -> set[str]:
         """The user kickoffs in the history, waiting up to the lag allowance for them to show."""

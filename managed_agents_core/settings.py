@@ -82,6 +82,11 @@ class RuntimeSettings(BaseSettings):
         gt=0,
         description="While a turn runs, log every this many seconds that the run is still waiting, and on what.",
     )
+    retry_backoff_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Multiplies every wait between the retry policy's attempts (the attempts stay the same).",
+    )
 
 
 DEFAULT_INPUT_ROOT = Path(".")

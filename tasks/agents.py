@@ -25,6 +25,7 @@ from managed_agents_core.exceptions import (
     SpecValidationError,
     StaleAgentVersionError,
 )
+from managed_agents_core.send_once import send_once_sync
 from managed_agents_core.spec import FINGERPRINT_KEY
 
 from .retry import TRANSIENT_RETRY_OPTIONS
@@ -86,15 +87,20 @@ def create_environment(client: anthropic.Anthropic, params: dict[str, Any]) -> B
         client: SDK client.
         params: ``environments.create`` keyword arguments.
     """
+    once = client.with_options(max_retries=0)
+
+    def named() -> BetaEnvironment | None:
+        return next((env for env in client.beta.environments.list() if env.name == params["name"]), None)
+
     with api_errors(client):
         try:
-            return client.with_options(max_retries=0).beta.environments.create(**params)
-        except (anthropic.ConflictError, anthropic.APIConnectionError, anthropic.InternalServerError):
-            # Lost answer or a concurrent create: look before failing, never create twice.
-            for env in client.beta.environments.list():
-                if env.name == params["name"]:
-                    return env
-            raise
+            return send_once_sync(lambda: once.beta.environments.create(**params), named)
+        except anthropic.ConflictError:
+            # A concurrent run created it first: use that one, never create twice.
+            found = named()
+            if found is None:
+                raise
+            return found
 
 
 @task(name="update-environment", **_WRITE)
@@ -188,9 +194,9 @@ def list_agent_versions(client: anthropic.Anthropic, agent_id: str) -> list[Beta
 def create_agent(client: anthropic.Anthropic, params: dict[str, Any]) -> BetaManagedAgentsAgent:
     """Create an agent (version 1). Never retried blindly.
 
-    The SDK's retries are off for this call; when the answer is lost (connection error or 5xx)
-    the agent is looked up by name and spec fingerprint before the error is raised, so a create
-    that did happen is found instead of repeated.
+    Sent once (:func:`~managed_agents_core.send_once.send_once_sync`): after a failure that may
+    have landed, the agent is looked up by name and spec fingerprint before sending again, so a
+    create that did happen is found instead of repeated.
 
     Args:
         client: SDK client.
@@ -199,15 +205,22 @@ def create_agent(client: anthropic.Anthropic, params: dict[str, Any]) -> BetaMan
     Raises:
         SpecValidationError: The API rejected the spec (400).
     """
+    once = client.with_options(max_retries=0)
+    fingerprint = params["metadata"][FINGERPRINT_KEY]
+
+    def made() -> BetaManagedAgentsAgent | None:
+        return next(
+            (
+                agent
+                for agent in client.beta.agents.list()
+                if agent.name == params["name"] and agent.metadata.get(FINGERPRINT_KEY) == fingerprint
+            ),
+            None,
+        )
+
     with api_errors(client):
         try:
-            return client.with_options(max_retries=0).beta.agents.create(**params)
-        except (anthropic.APIConnectionError, anthropic.InternalServerError):
-            fingerprint = params["metadata"][FINGERPRINT_KEY]
-            for agent in client.beta.agents.list():
-                if agent.name == params["name"] and agent.metadata.get(FINGERPRINT_KEY) == fingerprint:
-                    return agent
-            raise
+            return send_once_sync(lambda: once.beta.agents.create(**params), made)
         except anthropic.BadRequestError as exc:
             raise SpecValidationError(
                 f"The API rejected the agent spec: {exc.message}. Fix the spec and rerun deploy_agent."

@@ -22,7 +22,6 @@ from anthropic import omit
 from anthropic.types.beta import BetaManagedAgentsMemoryStore
 from prefect import task
 from prefect.logging import get_run_logger
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from blocks.credentials import AnthropicCredentials
 from managed_agents_core.exceptions import (
@@ -32,7 +31,8 @@ from managed_agents_core.exceptions import (
     MemoryStoreNotFoundError,
 )
 from managed_agents_core.inputs import MemoryStoreAttachment, check_memory_attachments
-from tasks.retry import TRANSIENT_RETRY_OPTIONS, is_transient_error
+from managed_agents_core.send_once import send_once
+from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 CREATE_ATTEMPTS = 3
 
@@ -50,23 +50,19 @@ async def stores_named(
 
 async def _create_store(client: anthropic.AsyncAnthropic, attachment: MemoryStoreAttachment) -> str:
     once = client.with_options(max_retries=0)
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(is_transient_error),
-        stop=stop_after_attempt(CREATE_ATTEMPTS),
-        wait=wait_exponential(multiplier=0.5, max=4),
-        reraise=True,
-    ):
-        with attempt:
-            if attempt.retry_state.attempt_number > 1:
-                committed = await stores_named(client, attachment.store)
-                if committed:
-                    return committed[0].id
-            created = await once.beta.memory_stores.create(
-                name=attachment.store,
-                description=attachment.description if attachment.description else omit,
-            )
-            return created.id
-    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def create() -> str:
+        created = await once.beta.memory_stores.create(
+            name=attachment.store,
+            description=attachment.description if attachment.description else omit,
+        )
+        return created.id
+
+    async def find() -> str | None:
+        committed = await stores_named(client, attachment.store)
+        return committed[0].id if committed else None
+
+    return await send_once(create, find, attempts=CREATE_ATTEMPTS)
 
 
 async def resolve_memory_store_id(client: anthropic.AsyncAnthropic, attachment: MemoryStoreAttachment) -> str:

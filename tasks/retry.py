@@ -1,8 +1,9 @@
-"""Which errors are worth retrying, as one policy shared by every task.
+"""Prefect task retries under the one retry policy (:mod:`managed_agents_core.retry_policy`).
 
 The SDK already retries 408/409/429/5xx and connection errors inside each call (``max_retries``).
-The task-level policy is the second line: it retries a whole task only for the same transient
-classes, never for a 4xx that says the input is wrong.
+The task-level policy is the last line: it retries a whole task only for the same transient
+classes, never for a 4xx that says the input is wrong, and never for an error one of our own
+loops already retried as often as the policy allows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from managed_agents_core.transient import is_transient_error
+from managed_agents_core.retry_policy import TASK_RETRIES, is_transient_error
 
 __all__ = ["TRANSIENT_RETRY_OPTIONS", "is_transient_error", "retry_on_transient"]
 
@@ -28,7 +29,7 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 TRANSIENT_RETRY_OPTIONS: dict[str, Any] = {
-    "retries": 3,
+    "retries": TASK_RETRIES,
     "retry_delay_seconds": exponential_backoff(backoff_factor=1),
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_on_transient,

@@ -29,6 +29,7 @@ RUNTIME_TIMING = {
     "MANAGED_AGENTS_HISTORY_LAG_ALLOWANCE": "1.0",
     "MANAGED_AGENTS_POST_IDLE_SETTLE_TIMEOUT": "10",
     "MANAGED_AGENTS_OUTPUT_INDEXING_WINDOW": "0.6",
+    "MANAGED_AGENTS_RETRY_BACKOFF_SCALE": "0.2",
 }
 """The runtime's waits, scaled like the profile (set for every process the tests start)."""
 for _name, _value in RUNTIME_TIMING.items():

@@ -7,14 +7,14 @@ from typing import cast
 
 import anthropic
 import pytest
-from blocks.exceptions import SessionRefusedError
-from blocks.results import SessionResult
-from blocks.session_stream import ConfirmationPolicy
 from prefect import flow
 
 from blocks.agent import ManagedAgent, ManagedAgentSessionRun
 from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
+from managed_agents_core.exceptions import SessionRefusedError
+from managed_agents_core.results import SessionResult
+from managed_agents_core.session_stream import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, history_ids, scenario, settled
 

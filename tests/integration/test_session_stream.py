@@ -1,4 +1,4 @@
-"""The consolidating event loop against the emulator over real HTTP/SSE (blocks/session_stream.py)."""
+"""The consolidating event loop against the emulator over real HTTP/SSE (managed_agents_core/session_stream.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Table-driven checks of end-state classification (blocks/outcome.py)."""
+"""Table-driven checks of end-state classification (managed_agents_core/outcome.py)."""
 
 from __future__ import annotations
 

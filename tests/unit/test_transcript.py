@@ -1,4 +1,4 @@
-"""Transcript accumulation and markdown rendering (blocks/transcript.py), on SDK-parsed events."""
+"""Transcript accumulation and markdown rendering (managed_agents_core/transcript.py), on SDK-parsed events."""
 
 from __future__ import annotations
 

@@ -1,0 +1,50 @@
+"""Sync twins of async flows, derived rather than written twice.
+
+The async flow is the implementation. Its sync twin has the same name (one flow in the UI and
+in the run filters), the same signature, docstring and parameter schema, the same hooks and
+options, and runs the same coroutine to completion.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import Flow
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def sync_twin(async_flow: Flow[P, Coroutine[Any, Any, R]]) -> Flow[P, R]:
+    """Return the sync flow that runs ``async_flow``'s function to completion.
+
+    Args:
+        async_flow: An ``async def`` flow.
+    """
+    implementation = async_flow.fn
+
+    @functools.wraps(implementation)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return run_coro_as_sync(implementation(*args, **kwargs))
+
+    # The hooks take any flow (flow, flow_run, state); Prefect types them by the flow's return.
+    hooks: dict[str, Any] = {
+        "on_completion": async_flow.on_completion_hooks,
+        "on_failure": async_flow.on_failure_hooks,
+        "on_cancellation": async_flow.on_cancellation_hooks,
+        "on_crashed": async_flow.on_crashed_hooks,
+    }
+    return Flow(
+        fn=run,
+        name=async_flow.name,
+        flow_run_name=async_flow.flow_run_name,
+        retries=async_flow.retries,
+        retry_delay_seconds=async_flow.retry_delay_seconds,
+        timeout_seconds=async_flow.timeout_seconds,
+        persist_result=async_flow.persist_result,
+        log_prints=async_flow.log_prints,
+        **hooks,
+    )
