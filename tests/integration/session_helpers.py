@@ -45,6 +45,11 @@ def create_remote_agent(client: anthropic.Anthropic, *, ask_tools: tuple[str, ..
     return RemoteAgent(agent.id, agent.version, env.id)
 
 
+def start_session(client: anthropic.Anthropic, agent: RemoteAgent) -> str:
+    """A new session of ``agent`` (no prompt sent yet); its id."""
+    return client.beta.sessions.create(agent=agent.reference(), environment_id=agent.environment_id).id  # type: ignore[arg-type]
+
+
 def scenario(**keys: Any) -> str:
     """A test-mode prompt for the emulator's scripted agent (see emulator/SCENARIOS.md)."""
     return "#emulator " + json.dumps(keys)

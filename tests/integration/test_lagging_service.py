@@ -31,6 +31,7 @@ from tests.integration.session_helpers import (
     message,
     save_agent_block,
     scenario,
+    start_session,
 )
 
 LAG = 2.0
@@ -40,10 +41,6 @@ LAG = 2.0
 @pytest.fixture
 def remote_agent(client: anthropic.Anthropic) -> RemoteAgent:
     return create_remote_agent(client)
-
-
-def _new_session(client: anthropic.Anthropic, agent: RemoteAgent) -> str:
-    return client.beta.sessions.create(agent=agent.reference(), environment_id=agent.environment_id).id  # type: ignore[arg-type]
 
 
 def _last_idle_at(client: anthropic.Anthropic, session_id: str) -> datetime:
@@ -87,7 +84,7 @@ async def test_a_follow_up_turn_ends_within_the_lag_and_never_on_the_previous_tu
     async_client: anthropic.AsyncAnthropic,
     remote_agent: RemoteAgent,
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     first = SessionStream(async_client, session_id, kickoff=[message(scenario(reply="one"))])
     assert (await first.run()).stop_reason == "end_turn"
     # The follow-up is sent before its stream opens (as the follow-up flow does): its processed
@@ -123,7 +120,7 @@ async def test_a_silent_stream_does_not_hide_the_end_of_the_turn(
 ) -> None:
     # Every connection goes silent (no event, no heartbeat) after two events and the read
     # timeout is far away: only the session's own status can tell that the turn ended.
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     settings = RuntimeSettings(status_poll_interval=1.0, stream_read_timeout=300, settle_backoff_cap=0.5)
     engine = SessionStream(
         async_client, session_id, kickoff=[message(scenario(reply="quietly done"))], settings=settings
@@ -177,7 +174,7 @@ async def test_the_collector_waits_for_files_indexed_after_the_turn_and_says_whi
 ) -> None:
     # Files listable 1 to 2 s after the idle; the collector's window covers that.
     monkeypatch.setenv("MANAGED_AGENTS_OUTPUT_INDEXING_WINDOW", "2.5")
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     names = [f"f{n}.txt" for n in range(4)]
     prompt = scenario(outputs=[{"name": n, "size": 32} for n in names], reply="written")
     end = await SessionStream(async_client, session_id, kickoff=[message(prompt)]).run()
@@ -197,7 +194,7 @@ async def test_archive_in_the_post_idle_race_succeeds_without_an_interrupt(
     async_client: anthropic.AsyncAnthropic,
     remote_agent: RemoteAgent,
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     end = await SessionStream(async_client, session_id, kickoff=[message(scenario(reply="done"))]).run()
     assert end.stop_reason == "end_turn"
     assert client.beta.sessions.retrieve(session_id).status == "running"  # the race is on

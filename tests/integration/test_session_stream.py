@@ -20,6 +20,7 @@ from tests.integration.session_helpers import (
     message,
     scenario,
     settled,
+    start_session,
 )
 
 
@@ -28,17 +29,13 @@ def remote_agent(client: anthropic.Anthropic) -> RemoteAgent:
     return create_remote_agent(client, ask_tools=("bash",))
 
 
-def _new_session(client: anthropic.Anthropic, agent: RemoteAgent) -> str:
-    return client.beta.sessions.create(agent=agent.reference(), environment_id=agent.environment_id).id  # type: ignore[arg-type]
-
-
 async def test_drop_every_25_events_over_2000_events_has_no_gap_and_no_duplicate(
     emulator: EmulatorServer,
     client: anthropic.Anthropic,
     async_client: anthropic.AsyncAnthropic,
     remote_agent: RemoteAgent,
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     emulator.control.set_faults(drop_stream_after_events=25)
     engine = SessionStream(
         async_client,
@@ -70,7 +67,7 @@ async def test_the_end_of_a_long_turn_needs_no_history_read_after_the_first(
     async_client: anthropic.AsyncAnthropic,
     remote_agent: RemoteAgent,
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     engine = SessionStream(
         async_client, session_id, kickoff=[message(scenario(stream={"count": 3000}, reply="long"))]
     )
@@ -90,7 +87,7 @@ async def test_the_end_of_a_long_turn_needs_no_history_read_after_the_first(
 async def test_start_race_stale_idle_is_not_the_end(
     client: anthropic.Anthropic, async_client: anthropic.AsyncAnthropic, remote_agent: RemoteAgent
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     engine = SessionStream(
         async_client, session_id, kickoff=[message(scenario(start_race=0.5, reply="real end"))]
     )
@@ -113,7 +110,7 @@ async def test_reconnects_on_clean_end_of_stream_and_ignores_an_earlier_turns_id
 ) -> None:
     with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=closing_emulator.url) as client:
         agent = create_remote_agent(client)
-        session_id = _new_session(client, agent)
+        session_id = start_session(client, agent)
         # An earlier turn is still running when ours is queued (1.5 s, so it still runs when our
         # stream opens): its idle closes the stream (a clean end of stream) and must not count
         # as the end of our turn.
@@ -135,7 +132,7 @@ async def test_reconnects_on_clean_end_of_stream_and_ignores_an_earlier_turns_id
 async def test_max_duration_interrupts_and_times_out(
     client: anthropic.Anthropic, async_client: anthropic.AsyncAnthropic, remote_agent: RemoteAgent
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     engine = SessionStream(
         async_client,
         session_id,
@@ -169,7 +166,7 @@ async def test_confirmation_policy_answers_requires_action(
     policy: ConfirmationPolicy,
     expected_note: str,
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     prompt = scenario(tools=[{"name": "bash", "input": {"command": "ls"}}, {"name": "read", "input": {}}])
     engine = SessionStream(async_client, session_id, kickoff=[message(prompt)], policy=policy)
     end = await engine.run()
@@ -188,7 +185,7 @@ async def test_policy_fail_and_custom_tools_end_with_requires_action(
             "custom tool 'lookup_ticket'",
         ),
     ]:
-        session_id = _new_session(client, remote_agent)
+        session_id = start_session(client, remote_agent)
         engine = SessionStream(
             async_client, session_id, kickoff=[message(prompt)], policy=ConfirmationPolicy()
         )
@@ -206,7 +203,7 @@ async def test_resume_reads_the_history_and_sends_the_kickoff_only_once(
     async_client: anthropic.AsyncAnthropic,
     remote_agent: RemoteAgent,
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     kickoff = [message(scenario(reply="once"))]
     first = SessionStream(async_client, session_id, kickoff=kickoff, resume=True)
     assert (await first.run()).stop_reason == "end_turn"
@@ -228,7 +225,7 @@ async def test_commit_then_drop_on_the_kickoff_send_makes_one_turn(
     async_client: anthropic.AsyncAnthropic,
     remote_agent: RemoteAgent,
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     emulator.control.set_faults(commit_then_drop=[f"POST /v1/sessions/{session_id}/events"])
     engine = SessionStream(async_client, session_id, kickoff=[message(scenario(reply="single"))])
     end = await engine.run()
@@ -248,7 +245,7 @@ async def test_completes_with_20_percent_of_requests_failing(
     async_client: anthropic.AsyncAnthropic,
     remote_agent: RemoteAgent,
 ) -> None:
-    session_id = _new_session(client, remote_agent)
+    session_id = start_session(client, remote_agent)
     emulator.control.set_faults(fail_rate=0.2, seed=7, drop_stream_after_events=40)
     engine = SessionStream(
         async_client, session_id, kickoff=[message(scenario(stream={"count": 300}, reply="ok"))]
