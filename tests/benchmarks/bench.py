@@ -34,10 +34,11 @@ from typing import Any
 import anthropic
 
 from emulator import EmulatorProcess
+from tests.prefect_server import PrefectServerProcess
 
 from .report import Report, Row, bound_row, median, medians, pick, ratio_row
 from .scenarios import FULL, MANAGED_AGENTS_BETA, QUICK, Plan, Target, user_message, write_input_file
-from .servers import INSTANT_RUNTIME, PrefectServerProcess, process_tree_cpu_seconds
+from .servers import INSTANT_RUNTIME, process_tree_cpu_seconds
 from .worker import RESULT_PREFIX
 
 API_KEY = "sk-ant-bench-0123456789"
@@ -479,9 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         log("starting the emulator and a Prefect server (separate processes)")
         with (
             EmulatorProcess(["--api-key", API_KEY], log_path=scratch / "emulator.log") as emu,
-            PrefectServerProcess(log_path=scratch / "prefect.log") as prefect_server,
+            PrefectServerProcess(services=False, log_path=scratch / "prefect.log") as prefect_server,
         ):
-            env = {**os.environ, **prefect_server.env(), **INSTANT_RUNTIME, "PYTHONPATH": str(REPO_ROOT)}
+            env = {**os.environ, **prefect_server.env, **INSTANT_RUNTIME, "PYTHONPATH": str(REPO_ROOT)}
             for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
                 env.pop(var, None)
             setup = {"kind": "setup", "base_url": emu.url, "api_key": API_KEY, "block_name": "bench-agent"}

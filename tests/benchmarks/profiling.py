@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from emulator import EmulatorProcess
+from tests.prefect_server import PrefectServerProcess
 
 from .bench import API_KEY, REPO_ROOT, run_worker
 from .scenarios import SingleParams, Target, write_input_file
-from .servers import INSTANT_RUNTIME, PrefectServerProcess
+from .servers import INSTANT_RUNTIME
 
 
 class _LogTimeline(logging.Handler):
@@ -114,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(scratch_name)
         with (
             EmulatorProcess(["--api-key", API_KEY]) as emu,
-            PrefectServerProcess(log_path=scratch / "prefect.log") as prefect_server,
+            PrefectServerProcess(services=False, log_path=scratch / "prefect.log") as prefect_server,
         ):
-            env = {**os.environ, **prefect_server.env(), **INSTANT_RUNTIME, "PYTHONPATH": str(REPO_ROOT)}
+            env = {**os.environ, **prefect_server.env, **INSTANT_RUNTIME, "PYTHONPATH": str(REPO_ROOT)}
             setup = {"kind": "setup", "base_url": emu.url, "api_key": API_KEY, "block_name": "profile-agent"}
             target = run_worker(setup, env)
             # The profile itself runs in a child too, so it talks to this Prefect server.

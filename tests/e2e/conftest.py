@@ -9,81 +9,28 @@ thread of the test process; the worker's flow-run processes reach it over HTTP.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 
 from emulator import EmulatorConfig, EmulatorServer
-from emulator.server import free_port
 from tests.conftest import REALISTIC_SCALE, TEST_API_KEY
+from tests.prefect_server import PROJECT_ROOT, PrefectServerProcess, start_prefect, stop_process_group
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORK_POOL = "managed-agents"
 STARTUP_TIMEOUT = 120.0
 
 
-@dataclass(frozen=True)
-class PrefectServer:
-    """A running ``prefect server start``."""
-
-    api_url: str
-    home: Path
-    env: dict[str, str]
-
-
-def _child_env(home: Path, api_url: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ANTHROPIC_"))}
-    env.update(
-        {
-            "PREFECT_HOME": str(home),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-            "PREFECT_LOGGING_LEVEL": "INFO",
-            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
-            "PWD": str(PROJECT_ROOT),
-        }
-    )
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "prefect", *args],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped as a whole
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    with_group = os.getpgid(process.pid)
-    os.killpg(with_group, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(with_group, signal.SIGKILL)
-        process.wait(timeout=10)
+PrefectServer = PrefectServerProcess
+"""The e2e server (the shared starter's class)."""
 
 
 def prefect_cli(server: PrefectServer, *args: str, timeout: float = 180) -> str:
@@ -104,28 +51,11 @@ def prefect_cli(server: PrefectServer, *args: str, timeout: float = 180) -> str:
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """``prefect server start`` on a free loopback port with a temporary SQLite database."""
     home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = _child_env(home)
-    process = _start(
-        ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui", "--analytics-off"],
-        env,
-        home / "server.log",
-    )
+    server = PrefectServerProcess(home, log_path=home / "server.log").start(timeout=STARTUP_TIMEOUT)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            assert process.poll() is None, (home / "server.log").read_text()[-4000:]
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "prefect server did not become healthy"
-            time.sleep(0.5)
-        yield PrefectServer(api_url=api_url, home=home, env=_child_env(home, api_url))
+        yield server
     finally:
-        _stop(process)
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +82,7 @@ def deployed(prefect_server: PrefectServer, e2e_emulator: EmulatorServer) -> Ite
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "5",
     }
-    worker = _start(
+    worker = start_prefect(
         ["worker", "start", "--pool", WORK_POOL, "--name", "e2e-worker", "--limit", "4"],
         worker_env,
         prefect_server.home / "worker.log",
@@ -160,7 +90,7 @@ def deployed(prefect_server: PrefectServer, e2e_emulator: EmulatorServer) -> Ite
     try:
         yield prefect_server
     finally:
-        _stop(worker)
+        stop_process_group(worker)
 
 
 def worker_log(server: PrefectServer) -> str:

@@ -1,0 +1,151 @@
+"""The one starter of a separate ``prefect server start`` for the tests and the benchmark.
+
+(In-process flow tests use Prefect's own ``prefect_test_harness``, one per pytest worker; see
+``tests/conftest.py``.) The server gets a throwaway home and SQLite database, a free loopback
+port and an environment of its own; child processes (the CLI, workers, benchmark clients) take
+:attr:`PrefectServerProcess.env`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from emulator import free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_prefect(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
+    """Run ``python -m prefect <args>`` in its own process group, output appended to ``log``."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child holds it)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "prefect", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's group, then SIGKILL it if it has not ended within 20 s."""
+    if process.poll() is not None:
+        return
+    group = os.getpgid(process.pid)
+    os.killpg(group, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(group, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+class PrefectServerProcess:
+    """``prefect server start`` on a free loopback port with a throwaway SQLite database.
+
+    Args:
+        home: Its ``PREFECT_HOME`` (a temporary folder, removed at stop, when None).
+        services: Run the server's services (the event persister, the task-run recorder, ...)
+            as every real server does; False passes ``--no-services``.
+        log_path: Where the server's output goes (discarded when None).
+    """
+
+    def __init__(
+        self, home: Path | None = None, *, services: bool = True, log_path: Path | None = None
+    ) -> None:
+        self.port = free_port()
+        self._owns_home = home is None
+        self.home = home if home is not None else Path(tempfile.mkdtemp(prefix="pma-prefect-"))
+        self.services = services
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        """The ``PREFECT_API_URL`` of this server."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """An environment for a child process that talks to this server (and no other Prefect
+        settings or Anthropic credentials of the test process)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ANTHROPIC_"))}
+        env.update(
+            {
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_HOME": str(self.home),
+                "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DO_NOT_TRACK": "1",
+                "PREFECT_LOGGING_LEVEL": "INFO",
+                "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.home / "results"),
+                "PWD": str(PROJECT_ROOT),
+            }
+        )
+        return env
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=5) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 180.0) -> PrefectServerProcess:
+        """Start the server and wait for its health check."""
+        args = [
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-ui",
+            "--analytics-off",
+        ]
+        if not self.services:
+            args.append("--no-services")
+        env = {**self.env, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+        env.pop("PREFECT_API_URL")
+        self.proc = start_prefect(args, env, self.log_path)
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = self.log_path.read_text()[-4000:] if self.log_path and self.log_path.exists() else ""
+                self.stop()
+                raise RuntimeError(f"Prefect server did not start on {self.api_url}\n{log}")
+            time.sleep(0.5)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (and remove its home when it made it)."""
+        if self.proc is not None:
+            stop_process_group(self.proc)
+        self.proc = None
+        if self._owns_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> PrefectServerProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
