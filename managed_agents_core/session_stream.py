@@ -282,6 +282,9 @@ class SessionStream:
         self._kickoff_sent = False
         self._end: SessionEnd | None = None
         self._end_in_history = False
+        self._history_ids: set[str] = set()
+        """Ids of every event a history read returned (an earlier read may have passed the one
+        a later wait looks for: reads start after the watermark)."""
         self._watermark: str | None = None
         """Newest stable event of the last history read: everything up to it has been handled."""
         self._armed_in_history = False
@@ -592,6 +595,8 @@ class SessionStream:
             event_id = str(getattr(event, "id", "") or "")
             if event_id and event_id == look_for:
                 found = True
+            if event_id:
+                self._history_ids.add(event_id)
             new = self._note(event, kind, from_history=True)
             if event_id and kind not in _USER_EVENT_TYPES:
                 watermark = event_id  # history events never move; user events may
@@ -656,7 +661,9 @@ class SessionStream:
         """Read the history until ``event_id`` shows up in it (it lags the stream)."""
         delay = SETTLE_BACKOFF_START
         deadline = time.monotonic() + self.settings.idle_settle_timeout
-        while not await self._reconcile(look_for=event_id, handle_pending=False):
+        while event_id not in self._history_ids and not await self._reconcile(
+            look_for=event_id, handle_pending=False
+        ):
             if time.monotonic() >= deadline:
                 raise SessionStreamError(
                     f"Session {self.session_id}: {what} ({event_id}) was on the stream but never appeared "
