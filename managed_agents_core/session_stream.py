@@ -557,7 +557,7 @@ class SessionStream:
 
     # --- history -----------------------------------------------------------------------------
 
-    async def _reconcile(self, look_for: str | None = None, *, handle_pending: bool = True) -> bool:
+    async def _reconcile(self, *, handle_pending: bool = True) -> None:
         """Read the history the engine has not handled yet and decide the gate from it.
 
         History order is the service's order, so it alone decides whether an idle comes after
@@ -568,15 +568,10 @@ class SessionStream:
         Also answers still-pending ``requires_action`` calls.
 
         Args:
-            look_for: An event id whose presence in this read is reported.
             handle_pending: Answer pending ``requires_action`` calls found in the read.
-
-        Returns:
-            True when ``look_for`` was in the history read.
         """
         self.stats.history_reads += 1
         events, whole = await self._unhandled_history()
-        found = False
         armed_at: int | None = None
         if not whole and self._armed_in_history:
             armed_at = -1  # every event read comes after our processed kickoff
@@ -593,8 +588,6 @@ class SessionStream:
         for index, event in enumerate(events):
             kind = str(getattr(event, "type", ""))
             event_id = str(getattr(event, "id", "") or "")
-            if event_id and event_id == look_for:
-                found = True
             if event_id:
                 self._history_ids.add(event_id)
             new = self._note(event, kind, from_history=True)
@@ -629,7 +622,6 @@ class SessionStream:
         if pending and handle_pending and self._end is None:
             # Answers may come later in the same history, so decide once the read is complete.
             await self._requires_action(pending, pending_event)
-        return found
 
     async def _unhandled_history(self) -> tuple[list[Any], bool]:
         """The history after the watermark in ascending order; True when that is the whole history.
@@ -661,9 +653,10 @@ class SessionStream:
         """Read the history until ``event_id`` shows up in it (it lags the stream)."""
         delay = SETTLE_BACKOFF_START
         deadline = time.monotonic() + self.settings.idle_settle_timeout
-        while event_id not in self._history_ids and not await self._reconcile(
-            look_for=event_id, handle_pending=False
-        ):
+        while event_id not in self._history_ids:
+            await self._reconcile(handle_pending=False)
+            if event_id in self._history_ids:
+                return
             if time.monotonic() >= deadline:
                 raise SessionStreamError(
                     f"Session {self.session_id}: {what} ({event_id}) was on the stream but never appeared "
