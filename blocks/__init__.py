@@ -50,7 +50,6 @@ from managed_agents_core.results import (
     SessionResult,
     UsageSummary,
 )
-from managed_agents_core.session_stream import ConfirmationPolicy
 from managed_agents_core.settings import AnthropicSettings, SecuritySettings
 from managed_agents_core.spec import (
     AgentDeploymentSpec,
@@ -72,6 +71,7 @@ from managed_agents_core.spec import (
     ToolsetDefaults,
     UnrestrictedNetworking,
 )
+from managed_agents_core.turn import ConfirmationPolicy
 
 from .agent import ManagedAgent, ManagedAgentSessionRun
 from .credentials import AnthropicCredentials

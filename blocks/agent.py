@@ -5,30 +5,35 @@ live together, as in ``prefect-kubernetes``' ``jobs.py``)."""
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import JobBlock, JobRun
 from prefect.blocks.core import Block
 from prefect.context import FlowRunContext
+from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import ConfigDict, Field
 
+from managed_agents_core.custom_tools import ToolDispatcher, ToolSource
+from managed_agents_core.direct_steps import DirectSteps
 from managed_agents_core.exceptions import BlockNotFoundError, InlineBlockError
-from managed_agents_core.lifecycle import (
-    LoggingObserver,
-    SessionRunReport,
-    acreate_session,
-    adrive_session,
-    ainterrupt_and_archive,
-    build_session_result,
-    user_message,
-)
+from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
+from managed_agents_core.keys import BLOCK_KEY
+from managed_agents_core.lifecycle import ainterrupt_and_archive
+from managed_agents_core.memory_audit import MemoryChange
+from managed_agents_core.outcome_spec import OutcomeSpec
+from managed_agents_core.output_sinks import OutputSink
 from managed_agents_core.package_info import DOCUMENTATION_URL, LOGO_URL
+from managed_agents_core.pipeline import SessionPipeline, SessionRequest
 from managed_agents_core.results import SessionResult
-from managed_agents_core.session_stream import ConfirmationPolicy, interrupt_session
+from managed_agents_core.session_stream import interrupt_session
+from managed_agents_core.turn import ConfirmationPolicy, CustomToolDispatcher
 
 from .credentials import AnthropicCredentials
+from .filesystem_sink import output_destination
 
 CONSOLE_SESSION_URL = "https://platform.claude.com/workspaces/default/sessions/{session_id}"
 
@@ -125,8 +130,8 @@ class ManagedAgent(JobBlock[SessionResult]):
 
         Args:
             prompt: The first user message.
-            **options: Passed to :func:`atrigger_session` (title, metadata,
-                resources, policy, max_duration).
+            **options: Passed to :func:`atrigger_session` (files, memory_stores, output_dir,
+                policy, max_duration, custom_tools, outcome, archive_when_done, title, metadata).
         """
         return await atrigger_session(self, prompt, **options)
 
@@ -248,48 +253,53 @@ def require_agent_block(name: str) -> ManagedAgent:
 class ManagedAgentSessionRun(JobRun[SessionResult]):
     """A started agent session: wait for it, fetch its result, or interrupt and archive it.
 
-    Returned by ``ManagedAgent.trigger()``. The stream opens in :meth:`await_for_completion`,
-    *before* the kickoff message is sent.
+    Returned by ``ManagedAgent.trigger()``. It runs the same session pipeline as the flows
+    (:class:`~managed_agents_core.pipeline.SessionPipeline`) with plain SDK calls: the session is
+    created by ``trigger()``; the stream opens in :meth:`await_for_completion`, *before* the
+    kickoff is sent; :meth:`afetch_result` collects the output files (when an ``output_dir``
+    was given), lists what the session wrote to its memory stores, and archives it if asked.
 
     Example:
         ```python
-        run = ManagedAgent.load("my-agent").trigger("Summarize the repo")
+        run = ManagedAgent.load("my-agent").trigger("Summarize the repo", output_dir="outputs")
         run.wait_for_completion()
         result = run.fetch_result()
         ```
 
     Args:
-        agent: The ``ManagedAgent`` block the session was started from.
-        session_id: The session's id.
-        kickoff: Events to send once the stream is open.
-        resume: Re-attach to a session that may already have received its kickoff.
-        policy: Confirmation policy for ``requires_action``.
-        max_duration: Wall-clock limit in seconds; defaults to the block's ``max_duration_seconds``.
+        agent: The ``ManagedAgent`` block the session is started from.
+        request: What the session is asked to do.
+        metadata: Session metadata naming who started it.
     """
 
     def __init__(
-        self,
-        agent: ManagedAgent,
-        session_id: str,
-        *,
-        kickoff: list[dict[str, Any]] | None = None,
-        resume: bool = False,
-        policy: ConfirmationPolicy | None = None,
-        max_duration: float | None = None,
+        self, agent: ManagedAgent, request: SessionRequest, *, metadata: dict[str, str] | None = None
     ) -> None:
         self.agent = agent
-        self.session_id = session_id
-        self.kickoff = kickoff
-        self.resume = resume
-        self.policy = policy
-        self.max_duration = max_duration if max_duration is not None else agent.max_duration_seconds
-        self.report: SessionRunReport | None = None
+        self.pipeline = SessionPipeline(agent, DirectSteps(agent, self.logger, metadata=metadata), request)
         self._lock = asyncio.Lock()
+
+    @property
+    def session_id(self) -> str:
+        """The session's id (``trigger()`` has created it)."""
+        if self.pipeline.session is None:
+            raise RuntimeError("the session is created by ManagedAgent.trigger(); it has not run yet")
+        return self.pipeline.session.session_id
 
     @property
     def console_url(self) -> str:
         """Where to inspect the session."""
         return str(self.agent.console_url(self.session_id))
+
+    @property
+    def memory_changes(self) -> list[MemoryChange] | None:
+        """What the session wrote to its memory stores (after :meth:`afetch_result`; None when
+        no store was attached)."""
+        return self.pipeline.finished.memory_changes if self.pipeline.finished is not None else None
+
+    async def astart(self) -> None:
+        """Check the request, upload the inputs, attach the memory stores and create the session."""
+        await self.pipeline.start()
 
     async def await_for_completion(self) -> None:
         """Stream the session until its turn ends.
@@ -298,22 +308,7 @@ class ManagedAgentSessionRun(JobRun[SessionResult]):
             SessionError: A typed subclass when the session did not complete (carries the id).
         """
         async with self._lock:
-            if self.report is None:
-                self.logger.info("Streaming session %s (%s)", self.session_id, self.console_url)
-                async with self.agent.credentials.get_async_client() as client:
-                    self.report = await adrive_session(
-                        client,
-                        self.session_id,
-                        console_url=self.console_url,
-                        kickoff=self.kickoff,
-                        resume=self.resume,
-                        policy=self.policy,
-                        max_duration=self.max_duration,
-                        observer=LoggingObserver(self.logger, self.agent.log_verbosity, self.session_id),
-                    )
-        for warning in self.report.outcome.warnings:
-            self.logger.warning(warning)
-        self.report.outcome.raise_for_failure()
+            await self.pipeline.drive()
 
     @async_dispatch(await_for_completion)
     def wait_for_completion(self) -> None:  # type: ignore[override]
@@ -323,13 +318,11 @@ class ManagedAgentSessionRun(JobRun[SessionResult]):
     async def afetch_result(self) -> SessionResult:
         """Return the run's :class:`SessionResult`, waiting for completion first if needed.
 
-        Output files are collected by the ``run_agent_session`` flow; this result lists none.
+        The first call collects the output files into the ``output_dir`` given to ``trigger()``,
+        reads the memory changes, and archives the session when ``archive_when_done``.
         """
-        await self.await_for_completion()
-        assert self.report is not None
-        return build_session_result(
-            self.report, agent_id=self.agent.agent_id, agent_version=self.agent.version
-        )
+        async with self._lock:
+            return await self.pipeline.finish()
 
     @async_dispatch(afetch_result)
     def fetch_result(self) -> SessionResult:  # type: ignore[override]
@@ -363,68 +356,80 @@ async def atrigger_session(
     agent: ManagedAgent,
     prompt: str,
     *,
-    title: str | None = None,
-    metadata: dict[str, str] | None = None,
-    resources: list[dict[str, Any]] | None = None,
+    files: Sequence[InputFile | str] = (),
+    memory_stores: Sequence[MemoryStoreAttachment | str] = (),
+    resources: Sequence[Mapping[str, Any]] = (),
+    output_dir: str | os.PathLike[str] | OutputSink | WritableFileSystem | None = None,
     policy: ConfirmationPolicy | None = None,
     max_duration: float | None = None,
+    custom_tools: Sequence[ToolSource] | CustomToolDispatcher | None = None,
+    outcome: OutcomeSpec | None = None,
+    archive_when_done: bool = False,
+    title: str | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> ManagedAgentSessionRun:
     """Start a session pinned to the block's agent version; return its ``JobRun``.
 
-    The prompt is sent by :meth:`ManagedAgentSessionRun.await_for_completion` once the event
-    stream is open, so no early event is missed.
+    Everything named is checked before anything is uploaded or created. The kickoff is sent by
+    :meth:`ManagedAgentSessionRun.await_for_completion` once the event stream is open, so no
+    early event is missed.
 
     Args:
         agent: The ``ManagedAgent`` block.
         prompt: The first user message.
+        files: Local files to upload and mount (inside the input roots).
+        memory_stores: Memory stores to attach, by id or name.
+        resources: Further session resource params, passed as given.
+        output_dir: Where :meth:`ManagedAgentSessionRun.afetch_result` writes the output files
+            (a folder inside the output roots, or a filesystem block); not collected when None.
+        policy: Confirmation policy for ``requires_action`` (``ask`` needs a flow run: use
+            ``run_agent_session``).
+        max_duration: Wall-clock limit in seconds (defaults to the block's).
+        custom_tools: Functions (or registered tool names) run for the agent's custom tool
+            calls, or a dispatcher.
+        outcome: Send this outcome (``user.define_outcome``) instead of the prompt.
+        archive_when_done: Archive the session once its outputs were collected.
         title: Session title.
         metadata: Extra session metadata (string values).
-        resources: File / memory-store resource params.
-        policy: Confirmation policy for ``requires_action``.
-        max_duration: Wall-clock limit in seconds (defaults to the block's).
+
+    Raises:
+        ConfigurationError: The policy asks a person, or a custom tool name is unknown.
+        PathOutsideRootsError: An input or the output folder is outside its roots.
     """
-    block_name = getattr(agent, "_block_document_name", None)
-    meta = {"prefect_agent_version": str(agent.version), **(metadata or {})}
-    if block_name:
-        meta["prefect_block"] = str(block_name)
-    async with agent.credentials.get_async_client() as client:
-        session = await acreate_session(
-            client,
-            agent_reference=agent.agent_reference(),
-            environment_id=agent.environment_id,
-            resources=resources,
-            metadata=meta,
-            title=title,
-        )
-    run = ManagedAgentSessionRun(
-        agent, str(session.id), kickoff=[user_message(prompt)], policy=policy, max_duration=max_duration
+    dispatcher = custom_tools
+    if custom_tools is not None and not callable(custom_tools):
+        dispatcher = ToolDispatcher(custom_tools)
+    request = SessionRequest(
+        prompt=prompt,
+        files=tuple(files),
+        memory_stores=tuple(memory_stores),
+        resources=tuple(resources),
+        output_dir=output_destination(output_dir) if output_dir is not None else None,
+        policy=policy,
+        max_duration=max_duration,
+        archive_when_done=archive_when_done,
+        custom_tools=cast("CustomToolDispatcher | None", dispatcher),
+        outcome=outcome,
+        title=title,
+        metadata=dict(metadata or {}),
     )
-    run.logger.info("Started session %s: %s", session.id, run.console_url)
+    block_name = getattr(agent, "_block_document_name", None)
+    run = ManagedAgentSessionRun(
+        agent, request, metadata={BLOCK_KEY: str(block_name)} if block_name else None
+    )
+    await run.astart()
     return run
 
 
 @async_dispatch(atrigger_session)
-def trigger_session(
-    agent: ManagedAgent,
-    prompt: str,
-    *,
-    title: str | None = None,
-    metadata: dict[str, str] | None = None,
-    resources: list[dict[str, Any]] | None = None,
-    policy: ConfirmationPolicy | None = None,
-    max_duration: float | None = None,
-) -> ManagedAgentSessionRun:
-    """Start a session pinned to the block's agent version (sync twin of :func:`atrigger_session`)."""
-    run = run_coro_as_sync(
-        atrigger_session(
-            agent,
-            prompt,
-            title=title,
-            metadata=metadata,
-            resources=resources,
-            policy=policy,
-            max_duration=max_duration,
-        )
-    )
+def trigger_session(agent: ManagedAgent, prompt: str, **options: Any) -> ManagedAgentSessionRun:
+    """Start a session pinned to the block's agent version (sync twin of :func:`atrigger_session`).
+
+    Args:
+        agent: The ``ManagedAgent`` block.
+        prompt: The first user message.
+        **options: Those of :func:`atrigger_session`.
+    """
+    run = run_coro_as_sync(atrigger_session(agent, prompt, **options))
     assert run is not None
     return run

@@ -153,7 +153,7 @@ class FileSystemBlockSink(OutputSink):
 
 
 def output_destination(
-    destination: str | os.PathLike[str] | WritableFileSystem,
+    destination: str | os.PathLike[str] | OutputSink | WritableFileSystem,
 ) -> str | os.PathLike[str] | OutputSink:
     """Turn a destination parameter into what the core's collector takes.
 
@@ -161,8 +161,10 @@ def output_destination(
     against the output roots before creating it).
 
     Args:
-        destination: A folder path, or a Prefect ``WritableFileSystem`` block.
+        destination: A folder path, an output sink, or a Prefect ``WritableFileSystem`` block.
     """
+    if isinstance(destination, OutputSink):
+        return destination
     if isinstance(destination, LocalFileSystem):
         return LocalDirectorySink(Path(destination.basepath or ".").expanduser())
     if isinstance(destination, WritableFileSystem):

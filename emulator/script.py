@@ -376,8 +376,10 @@ async def _work_turn_body(ctx: TurnContext, scenario: Scenario, turn: int, itera
     if scenario.thinking:
         await ctx.think()
         await ctx.pause()
+    # The first pass does the work: tool calls (custom ones included) and files, as in a turn.
+    notes = await _tool_calls(ctx, scenario, prompt) if iteration == 0 else []
     written = await _write_outputs(ctx, scenario, turn, prompt) if iteration == 0 else []
-    reply = _reply(ctx, scenario, turn, [f"outcome iteration {iteration}"], written)
+    reply = _reply(ctx, scenario, turn, [f"outcome iteration {iteration}", *notes], written)
     await ctx.say(reply)
     await ctx.pause()
     ctx.model_request_end(_tokens(prompt, 200), _tokens(reply, 20), scenario.cost)

@@ -15,8 +15,8 @@ from typing import Literal
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from managed_agents_core.session_stream import ConfirmationPolicy
 from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
+from managed_agents_core.turn import ConfirmationPolicy
 
 NO_ANSWER_MESSAGE = "Denied: nobody approved this tool call in time."
 """Deny message sent for calls nobody decided on before the approval timeout."""

@@ -1,7 +1,8 @@
-"""Stream a turn, and when tool calls wait for a person, pause or suspend the flow run for them.
+"""When tool calls wait for a person, pause or suspend the flow run for them.
 
 The stream engine never blocks inside a task: when the policy says ``ask`` it returns the pending
-calls, and :func:`stream_turn` (flow level) asks for a verdict with Prefect's own mechanism:
+calls, and the session pipeline (:class:`~managed_agents_core.pipeline.SessionPipeline`) hands
+them to :func:`ask_for_approval` (flow level), which asks with Prefect's own mechanism:
 
 - ``pause`` (``apause_flow_run``): the process waits; works for any flow run.
 - ``suspend`` (``asuspend_flow_run``): the process exits and releases the worker; needs a
@@ -18,8 +19,6 @@ A suspended run has no process to notice its timeout; Prefect fails a resume tha
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 from uuid import UUID
 
 import prefect.runtime.deployment
@@ -31,7 +30,6 @@ from prefect.input import keyset_from_base_key
 from prefect.logging import get_run_logger
 from prefect.states import Running
 
-from blocks.agent import ManagedAgent
 from flows.approval_forms import (
     ToolApprovals,
     answers_from_form,
@@ -40,11 +38,10 @@ from flows.approval_forms import (
     timeout_answers,
 )
 from managed_agents_core.exceptions import SessionRequiresActionError
-from managed_agents_core.lifecycle import SessionRunReport
-from managed_agents_core.session_stream import ConfirmationPolicy, CustomToolDispatcher
+from managed_agents_core.pipeline import StartedSession
 from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
+from managed_agents_core.turn import ConfirmationPolicy
 from tasks.events import emit_managed_agents_event
-from tasks.sessions import stream_session
 
 APPROVAL_POLL_SECONDS = 2
 """How often a paused run checks whether it was resumed."""
@@ -69,11 +66,7 @@ async def _resumed_form(form: type[ToolApprovals], key: str) -> ToolApprovals | 
 
 
 async def ask_for_approval(
-    calls: tuple[PendingToolCall, ...],
-    policy: ConfirmationPolicy,
-    *,
-    session_id: str,
-    console_url: str,
+    calls: tuple[PendingToolCall, ...], policy: ConfirmationPolicy, session: StartedSession
 ) -> dict[str, ToolAnswer]:
     """Pause or suspend the flow run with the approval form; return the verdicts.
 
@@ -81,6 +74,7 @@ async def ask_for_approval(
         SessionRequiresActionError: Nobody answered in time and ``on_timeout`` is ``fail``.
     """
     logger = get_run_logger()
+    session_id, console_url = session.session_id, session.console_url
     form = approval_form(calls, session_id=session_id, console_url=console_url)
     key = approval_key(calls)
     mode = _mode(policy)
@@ -116,59 +110,3 @@ async def ask_for_approval(
     for call in calls:
         logger.info("Tool %s (%s): %s", call.label, call.event_id, answers[call.event_id].result)
     return answers
-
-
-async def stream_turn(
-    agent: ManagedAgent,
-    session_id: str,
-    prompt: str,
-    *,
-    policy: ConfirmationPolicy | None,
-    max_duration: float | None,
-    kickoff: list[dict[str, Any]] | None = None,
-    turn_event_ids: list[str] | None = None,
-    send_turn: Callable[[], Awaitable[Sequence[str]]] | None = None,
-    custom_tools: CustomToolDispatcher | None = None,
-    reattached: bool = False,
-) -> SessionRunReport:
-    """Stream one turn to its end, asking a person whenever the policy says ``ask``.
-
-    Args:
-        agent: The ``ManagedAgent`` block.
-        session_id: The session.
-        prompt: The first user message (first turn only).
-        policy: Confirmation policy (``ask`` pauses or suspends this flow run).
-        max_duration: Wall-clock limit of each streaming stretch (waiting for a person excluded).
-        kickoff: Events to send instead of the prompt (e.g. ``user.define_outcome``).
-        turn_event_ids: The already-sent events that started a follow-up turn.
-        send_turn: Sends a follow-up turn's events once the stream is open (once only).
-        custom_tools: Runs ``agent.custom_tool_use`` calls.
-        reattached: The session was started by an earlier attempt, which may have sent the prompt.
-    """
-    answers: dict[str, ToolAnswer] = {}
-    resume = reattached
-    while True:
-        report = await stream_session(
-            agent,
-            session_id,
-            prompt,
-            policy=policy,
-            max_duration=max_duration,
-            kickoff=kickoff,
-            turn_event_ids=turn_event_ids,
-            send_turn=send_turn,
-            answers=answers,
-            custom_tools=custom_tools,
-            resume=resume,
-        )
-        if report.end.kind != "awaiting_approval":
-            return report
-        resume = True  # the prompt went out in this stretch
-        answers.update(
-            await ask_for_approval(
-                report.end.pending_calls,
-                policy or ConfirmationPolicy(),
-                session_id=session_id,
-                console_url=report.console_url,
-            )
-        )

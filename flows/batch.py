@@ -48,7 +48,7 @@ from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
-from flows.session import AgentParam, arun_agent_session
+from flows.session import AgentParam, CustomToolsParam, ToolRetriesParam, arun_agent_session, tool_dispatcher
 from managed_agents_core.batch_items import (
     BatchItem,
     BatchItemResult,
@@ -58,12 +58,14 @@ from managed_agents_core.batch_items import (
     sum_usage,
 )
 from managed_agents_core.exceptions import ConfigurationError
-from managed_agents_core.lifecycle import SESSION_LABEL
+from managed_agents_core.keys import SESSION_LABEL, read_key
+from managed_agents_core.pipeline import SessionRequest
 from managed_agents_core.results import SessionResult, UsageSummary
 from managed_agents_core.retry_policy import retrying
 from managed_agents_core.roots import check_inside_roots, input_roots, output_roots
-from managed_agents_core.session_stream import ConfirmationPolicy
+from managed_agents_core.turn import ConfirmationPolicy
 from tasks.batch_item import ItemSessions, run_batch_item
+from tasks.custom_tools import PrefectToolDispatcher
 
 DEFAULT_LIMIT_NAME = "managed-agents-sessions"
 """Global concurrency limit shared by batches unless another name is given."""
@@ -137,6 +139,7 @@ class _BatchRun:
         ledger: SpendLedger,
         output_root: Path,
         session_options: dict[str, Any],
+        dispatcher: PrefectToolDispatcher | None = None,
         item_runs: ItemRuns = "flow",
     ) -> None:
         self.agent = agent
@@ -145,6 +148,9 @@ class _BatchRun:
         self.ledger = ledger
         self.output_root = output_root
         self.session_options = session_options
+        """The flow's parameters every item's session shares (those of ``arun_agent_session``)."""
+        self.dispatcher = dispatcher
+        """Runs custom tool calls of items run as task runs (a child flow run builds its own)."""
         self.item_runs = item_runs
         self.sessions = ItemSessions()
         self.lanes = max_concurrency
@@ -165,9 +171,7 @@ class _BatchRun:
         else:
             names = sorted(f"{self.run_name}-{key}" for key in self.in_flight)
             runs = await read_child_runs(self.run_id, names)
-            session_ids = [
-                str(r.labels[SESSION_LABEL]) for r in runs if r.labels and r.labels.get(SESSION_LABEL)
-            ]
+            session_ids = [label for r in runs if (label := read_key(r.labels, SESSION_LABEL))]
         if not session_ids:
             return Decimal(0)
         async with self.block.credentials.get_async_client() as client:
@@ -271,21 +275,23 @@ class _BatchRun:
     async def _run(self, item: BatchItem, output_dir: str, session_id: str | None) -> State[Any]:
         """One attempt at the item, as its own flow run or as a task run of the batch."""
         if self.item_runs == "task":
+            request = SessionRequest(
+                prompt=item.prompt,
+                files=tuple(item.files),
+                memory_stores=tuple(item.memory_stores),
+                output_dir=output_dir,
+                policy=self.session_options["confirmation_policy"],
+                max_duration=self.session_options["max_duration_seconds"],
+                archive_when_done=self.session_options["archive_when_done"],
+                custom_tools=self.dispatcher,
+                outcome=item.outcome,
+                key=str(item.key),
+                title=self.child_name(item),
+            )
             # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
             return await cast(
                 "Awaitable[State[Any]]",
-                run_batch_item(
-                    self.block,
-                    str(item.key),
-                    item.prompt,
-                    list(item.files),
-                    list(item.memory_stores),
-                    output_dir,
-                    self.sessions,
-                    title=self.child_name(item),
-                    return_state=True,
-                    **self.session_options,
-                ),
+                run_batch_item(self.block, str(item.key), request, self.sessions, return_state=True),
             )
         state: State[Any] = await arun_agent_session.with_options(flow_run_name=self.child_name(item))(
             agent=self.agent,
@@ -294,6 +300,7 @@ class _BatchRun:
             memory_stores=list(item.memory_stores) or None,
             output_dir=output_dir,
             session_id=session_id,
+            outcome=item.outcome,
             return_state=True,
             **self.session_options,
         )
@@ -351,7 +358,7 @@ class _BatchRun:
         if session_id is None and child_id is not None:
             async with get_client() as prefect_client:
                 labels = (await prefect_client.read_flow_run(child_id)).labels or {}
-            session_id = labels.get(SESSION_LABEL)
+            session_id = read_key(labels, SESSION_LABEL)
         cost = None
         if session_id:
             with suppress(anthropic.APIError):
@@ -467,6 +474,8 @@ async def run_agent_batch(
     max_duration_seconds: Annotated[float | None, Field(gt=0)] = None,
     archive_when_done: bool = False,
     item_runs: ItemRuns = "flow",
+    custom_tools: CustomToolsParam = None,
+    custom_tool_retries: ToolRetriesParam = 0,
 ) -> State[BatchResult]:
     """Run one agent session per item, a few at a time, and collect every item's result.
 
@@ -495,6 +504,11 @@ async def run_agent_batch(
             artifacts, and a person can approve its tool calls); ``task`` runs each item as one
             task run of this flow run, for large fan-outs (several times faster, far less load on
             the Prefect server, no per-item artifacts, no ``ask`` in the confirmation policy).
+        custom_tools: Custom tools run for every item's custom tool calls: names of tools
+            registered in code (``@custom_tool``), or from Python the functions themselves. An
+            unknown name fails before any session starts.
+        custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
+            the agent.
 
     Returns:
         The batch result (each item's session result or error, totals) as the state's data.
@@ -505,7 +519,8 @@ async def run_agent_batch(
             "item_runs='task' cannot ask a person to confirm a tool call (Prefect pauses flow runs, "
             "not task runs): use item_runs='flow', or a policy without 'ask'"
         )
-    # Parameters are data: every path they name is checked before any session starts.
+    # Parameters are data: every path and tool they name is checked before any session starts.
+    dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
     block = await aresolve_agent(agent)
     block.credentials.resolved_pair()  # the key only goes where it was saved to go
     check_inside_roots(output_dir, output_roots(block), kind="output", what="output_dir")
@@ -523,7 +538,10 @@ async def run_agent_batch(
             "confirmation_policy": confirmation_policy,
             "max_duration_seconds": max_duration_seconds,
             "archive_when_done": archive_when_done,
+            "custom_tools": custom_tools,
+            "custom_tool_retries": custom_tool_retries,
         },
+        dispatcher=dispatcher,
         item_runs=item_runs,
     )
     logger.info(

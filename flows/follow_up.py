@@ -15,11 +15,8 @@ No ``from __future__ import annotations``: Prefect builds the parameter model fr
 from typing import Annotated
 
 from prefect import flow
-from prefect.logging import get_run_logger
 from pydantic import Field
 
-from blocks.agent import aresolve_agent
-from flows.approvals import stream_turn
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
 from flows.session import (
     AgentParam,
@@ -29,16 +26,12 @@ from flows.session import (
     OutputDirParam,
     PolicyParam,
     ToolRetriesParam,
-    check_output_dir,
-    publish_outcomes,
+    run_pipeline,
     tool_dispatcher,
 )
 from flows.twins import sync_twin
-from managed_agents_core.lifecycle import build_session_result, user_message
+from managed_agents_core.pipeline import SessionRequest
 from managed_agents_core.results import SessionResult
-from managed_agents_core.roots import output_roots
-from tasks.outputs import collect_outputs, publish_output_table
-from tasks.sessions import FollowUpTurn, label_flow_run, send_follow_up
 
 SessionIdParam = Annotated[str, Field(description="The session to continue (sesn_...).")]
 FollowUpParam = Annotated[str, Field(description="The follow-up message: the next user turn.")]
@@ -83,51 +76,17 @@ async def acontinue_agent_session(
         The turn's typed result (final message and stop reason of this turn; the session's
         cumulative usage).
     """
-    logger = get_run_logger()
-    # Parameters are data: check everything they name before anything is sent.
-    block = await aresolve_agent(agent)
-    block.credentials.resolved_pair()  # the key only goes where it was saved to go
-    dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
-    check_output_dir(block, output_dir)
-    await label_flow_run(session_id)
-    events = [outcome.event()] if outcome is not None else [user_message(prompt)]
-    sent: list[FollowUpTurn] = []
-
-    async def send_turn() -> list[str]:
-        # Cached per flow run: a retry of the stream (or its next stretch after an approval)
-        # gets the same ids back, and nothing is sent twice.
-        sent.append(FollowUpTurn.model_validate(await send_follow_up(block, session_id, events)))
-        return sent[-1].event_ids
-
-    report = await stream_turn(
-        block,
-        session_id,
-        prompt,
+    request = SessionRequest(
+        prompt=prompt,
+        output_dir=output_dir or None,
         policy=confirmation_policy,
         max_duration=max_duration_seconds,
-        send_turn=send_turn,
-        custom_tools=dispatcher,
+        custom_tools=tool_dispatcher(custom_tools, custom_tool_retries),
+        outcome=outcome,
+        session_id=session_id,
+        follow_up=True,
     )
-    turn = sent[-1]
-    outputs = []
-    if output_dir:
-        outputs = await collect_outputs(
-            block.credentials,
-            session_id,
-            output_dir,
-            exclude_file_ids=turn.earlier_output_ids,
-            turn_ended_at=report.ended_at,
-            roots=output_roots(block),
-        )
-        await publish_output_table(outputs, session_id=session_id)
-    result = build_session_result(
-        report, agent_id=block.agent_id, agent_version=block.version, output_files=outputs
-    )
-    await publish_outcomes(report, result)
-    logger.info(
-        "Follow-up turn of session %s ended: %s (%s)", session_id, result.stop_reason, result.console_url
-    )
-    return result
+    return await run_pipeline(agent, request)
 
 
 continue_agent_session = sync_twin(acontinue_agent_session)

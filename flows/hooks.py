@@ -2,7 +2,7 @@
 
 Hooks run in another process than the flow (the runner or the worker's hook subprocess), so they
 never use in-memory state: the session id comes from the flow-run label
-``managed-agents.session-id`` and the client from the flow run's ``agent`` parameter (a block
+``prefect-managed-agents.session-id`` and the client from the flow run's ``agent`` parameter (a block
 name, a ``$ref`` to a block document, or a serialized saved block). The block is always loaded
 from its saved document: an inline block in the parameters (whose ``base_url`` anyone who ran
 the flow may have chosen) never gets a client built from it.
@@ -30,9 +30,8 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 from blocks.agent import ManagedAgent
 from managed_agents_core.exceptions import PathOutsideRootsError
+from managed_agents_core.keys import FLOW_RUN_KEY, SESSION_LABEL, TASK_RUN_KEY, read_key
 from managed_agents_core.lifecycle import (
-    FLOW_RUN_METADATA_KEY,
-    SESSION_LABEL,
     ainterrupt_and_archive,
     sessions_matching,
 )
@@ -74,7 +73,7 @@ def _sessions_started_by(
     if since is None:
         return _no_sessions()
     return sessions_matching(
-        client, agent.agent_id, {FLOW_RUN_METADATA_KEY: str(flow_run.id)}, since=since - timedelta(minutes=1)
+        client, agent.agent_id, {FLOW_RUN_KEY: str(flow_run.id)}, since=since - timedelta(minutes=1)
     )
 
 
@@ -115,7 +114,7 @@ async def acleanup_session(flow: Any, flow_run: Any, state: Any) -> str | None:
 async def _archive_session(flow: Any, flow_run: Any, state: Any) -> str | None:
     """The session part of :func:`acleanup_session`."""
     logger = flow_run_logger(flow_run, flow)
-    session_id = (getattr(flow_run, "labels", None) or {}).get(SESSION_LABEL)
+    session_id = read_key(getattr(flow_run, "labels", None), SESSION_LABEL)
     try:
         agent = await _load_agent((getattr(flow_run, "parameters", None) or {}).get("agent"))
         if agent is None:
@@ -165,7 +164,7 @@ async def acleanup_task_item_sessions(flow: Any, flow_run: Any, state: Any) -> l
             sessions = [
                 s
                 async for s in _sessions_started_by(client, agent, flow_run)
-                if (s.metadata or {}).get("prefect_task_run_id") not in finished
+                if read_key(s.metadata, TASK_RUN_KEY) not in finished
             ]
             logger.info("Cleaning up the sessions of %d unfinished item task run(s)", len(sessions))
             outcomes = await asyncio.gather(

@@ -13,26 +13,19 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from prefect import flow
-from prefect.logging import get_run_logger
 from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
-from flows.approvals import stream_turn
+from flows.approvals import ask_for_approval
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
 from flows.twins import sync_twin
-from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile, check_input_files
-from managed_agents_core.lifecycle import SessionRunReport, build_session_result
+from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
 from managed_agents_core.outcome_spec import OutcomeSpec
+from managed_agents_core.pipeline import SessionPipeline, SessionRequest
 from managed_agents_core.results import SessionResult
-from managed_agents_core.roots import check_inside_roots, input_roots, output_roots
-from managed_agents_core.session_stream import ConfirmationPolicy
+from managed_agents_core.turn import ConfirmationPolicy
 from tasks.custom_tools import PrefectToolDispatcher
-from tasks.files import file_resources, upload_input_files
-from tasks.memory import resolve_memory_stores
-from tasks.memory_audit import memory_changes, publish_memory_changes, snapshot_memory_stores
-from tasks.outputs import collect_outputs, publish_output_table
-from tasks.reporting import publish_outcome_table
-from tasks.sessions import attach_session, interrupt_and_archive, start_session
+from tasks.steps import TaskSteps
 
 AgentParam = Annotated[
     ManagedAgent | str,
@@ -113,30 +106,15 @@ def tool_dispatcher(
     return PrefectToolDispatcher(custom_tools, retries=retries) if custom_tools else None
 
 
-def check_output_dir(block: ManagedAgent, output_dir: str | None) -> None:
-    """Check that ``output_dir`` is inside the block's (or the worker's) output roots.
+async def run_pipeline(agent: ManagedAgent | str, request: SessionRequest) -> SessionResult:
+    """Run ``request`` through the session pipeline with Prefect task runs, asking in the UI.
 
-    Raises:
-        PathOutsideRootsError: It starts with ``~`` or resolves outside every output root.
+    Parameters are data: the block, its key's destination and every path the request names are
+    checked before anything is uploaded or created.
     """
-    if output_dir:
-        check_inside_roots(output_dir, output_roots(block), kind="output", what="output_dir")
-
-
-async def publish_outcomes(report: SessionRunReport, result: SessionResult) -> None:
-    """Publish the outcome table artifact when the turn graded an outcome."""
-    if report.transcript.outcome_grades or result.outcome_evaluations:
-        await publish_outcome_table(
-            result.session_id, report.transcript.outcome_grades, result.outcome_evaluations
-        )
-        for evaluation in result.outcome_evaluations:
-            if evaluation.result != "satisfied":
-                get_run_logger().warning(
-                    "Outcome %s ended %s: %s",
-                    evaluation.outcome_id,
-                    evaluation.result,
-                    evaluation.explanation,
-                )
+    block = await aresolve_agent(agent)
+    block.credentials.resolved_pair()  # the key only goes where it was saved to go
+    return await SessionPipeline(block, TaskSteps(block, ask=ask_for_approval), request).run()
 
 
 @flow(
@@ -189,67 +167,19 @@ async def arun_agent_session(
         The session's typed result: ids, final status and stop reason, final message, usage and
         cost, output files (path, size, sha256), event count and console URL.
     """
-    logger = get_run_logger()
-    # Parameters are data: check everything they name before anything is uploaded or created.
-    block = await aresolve_agent(agent)
-    block.credentials.resolved_pair()  # the key only goes where it was saved to go
-    dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
-    in_roots = input_roots(block)
-    check_output_dir(block, output_dir)
-    uploaded: list[UploadedFile] = []
-    snapshot: dict[str, str | None] | None = None
-    if session_id is None:
-        check_input_files(list(files or []), in_roots)
-        uploaded = await upload_input_files(block.credentials, list(files or []), in_roots)
-        attachments = [MemoryStoreAttachment.coerce(m) for m in memory_stores or []]
-        memory_resources = await resolve_memory_stores(block.credentials, attachments) if attachments else []
-        resources = [*file_resources(uploaded), *memory_resources]
-        store_ids = [str(r["memory_store_id"]) for r in memory_resources]
-        # Audit: the stores' newest versions now, so what the session writes can be listed after.
-        snapshot = await snapshot_memory_stores(block.credentials, store_ids) if store_ids else None
-        key = outcome.model_dump_json() if outcome else ""
-        started = await start_session(block, prompt, resources, key=key)
-    else:
-        if files or memory_stores:
-            logger.info("Re-attaching to %s: files and memory_stores are already attached", session_id)
-        started = await attach_session(block, session_id)
-    kickoff = [outcome.event()] if outcome is not None else None
-    report = await stream_turn(
-        block,
-        started.session_id,
-        prompt,
+    request = SessionRequest(
+        prompt=prompt,
+        files=tuple(files or ()),
+        memory_stores=tuple(memory_stores or ()),
+        output_dir=output_dir,
         policy=confirmation_policy,
         max_duration=max_duration_seconds,
-        kickoff=kickoff,
-        custom_tools=dispatcher,
-        reattached=started.reattached,
+        archive_when_done=archive_when_done,
+        custom_tools=tool_dispatcher(custom_tools, custom_tool_retries),
+        outcome=outcome,
+        session_id=session_id,
     )
-    outputs = await collect_outputs(
-        block.credentials,
-        started.session_id,
-        output_dir,
-        exclude_file_ids=[u.file_id for u in uploaded],
-        turn_ended_at=report.ended_at,
-        roots=output_roots(block),
-    )
-    await publish_output_table(outputs, session_id=started.session_id)
-    if snapshot is not None:
-        changes = await memory_changes(block.credentials, snapshot)
-        await publish_memory_changes(changes, session_id=started.session_id)
-    if archive_when_done:
-        await interrupt_and_archive(block, started.session_id, turn_ended=True)
-    result = build_session_result(
-        report, agent_id=block.agent_id, agent_version=block.version, output_files=outputs
-    )
-    await publish_outcomes(report, result)
-    logger.info(
-        "Session %s completed: %d output file(s), %d events (%s)",
-        result.session_id,
-        len(outputs),
-        result.event_count,
-        result.console_url,
-    )
-    return result
+    return await run_pipeline(agent, request)
 
 
 run_agent_session = sync_twin(arun_agent_session)

@@ -32,10 +32,9 @@ from managed_agents_core.exceptions import (
     EnvironmentArchivedError,
     EnvironmentTypeChangeError,
 )
+from managed_agents_core.keys import BLOCK_KEY, FINGERPRINT_KEY
 from managed_agents_core.roots import check_inside_roots, input_roots
 from managed_agents_core.spec import (
-    BLOCK_KEY,
-    FINGERPRINT_KEY,
     RESERVED_METADATA_KEYS,
     AgentDeploymentSpec,
     EnvironmentSpec,

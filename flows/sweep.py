@@ -1,7 +1,8 @@
 """The orphan sweeper: archive sessions left behind by Prefect flow runs that already ended.
 
 A session is an **orphan** when its metadata names the Prefect flow run that started it
-(``prefect_flow_run_id``, written by ``tasks.sessions.create_session``), that flow run is in a
+(``prefect-managed-agents.flow-run-id``, written by ``tasks.sessions.create_session``; the
+``prefect_flow_run_id`` of earlier versions is read too), that flow run is in a
 final state (Completed, Failed, Cancelled, Crashed) since at least the grace period, and the
 session is still ``running``, ``rescheduling`` or ``idle`` and not archived. A running orphan is
 interrupted first, then archived (never deleted: it stays inspectable).
@@ -33,7 +34,8 @@ from pydantic import BaseModel, Field
 
 from blocks.agent import refuse_inline_block
 from blocks.credentials import AnthropicCredentials
-from managed_agents_core.lifecycle import FLOW_RUN_METADATA_KEY, ainterrupt_and_archive
+from managed_agents_core.keys import FLOW_RUN_KEY, read_key
+from managed_agents_core.lifecycle import ainterrupt_and_archive
 from tasks.events import emit_managed_agents_event
 
 FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
@@ -82,7 +84,7 @@ class SweepReport(BaseModel):
 
 def owner_run_id(session: Any) -> str | None:
     """Return the flow-run id in a session's metadata, when it is a valid UUID."""
-    value = (getattr(session, "metadata", None) or {}).get(FLOW_RUN_METADATA_KEY)
+    value = read_key(getattr(session, "metadata", None), FLOW_RUN_KEY)
     if not value:
         return None
     try:

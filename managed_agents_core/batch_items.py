@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .exceptions import ConfigurationError
 from .inputs import InputFile, MemoryStoreAttachment
+from .outcome_spec import OutcomeSpec
 from .results import SessionResult, UsageSummary
 from .roots import check_inside_roots
 
@@ -56,6 +57,10 @@ class BatchItem(BaseModel):
     )
     metadata: dict[str, str] = Field(
         default_factory=dict, description="Free-form labels of the item, shown in the batch table and result."
+    )
+    outcome: OutcomeSpec | None = Field(
+        default=None,
+        description="Send this outcome (user.define_outcome with a rubric) instead of the prompt.",
     )
     key: str | None = Field(
         default=None,

@@ -21,6 +21,7 @@ its name when that name is free.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import json
@@ -422,3 +423,58 @@ def unknown_tool_event(call: PendingToolCall, known: Sequence[str]) -> dict[str,
     names = ", ".join(sorted(known)) or "none"
     text = f"No function is registered for custom tool {call.name!r} (registered: {names})."
     return result_event(call, [{"type": "text", "text": text}], is_error=True)
+
+
+class ToolDispatcher:
+    """Answers custom tool calls by running the registered functions in this process.
+
+    Plugs into the stream engine (a :class:`~managed_agents_core.turn.CustomToolDispatcher`):
+    every pending ``agent.custom_tool_use`` is run at once, and answered with a
+    ``user.custom_tool_result`` (``is_error`` with the error text when the function raised).
+    The Prefect flows use a subclass that runs each call as a task run.
+
+    Example:
+        ```python
+        def lookup_ticket(id: str) -> str:
+            '''Look up a support ticket by id.'''
+            return tickets[id].status
+
+        run = agent.trigger("Triage ticket 42", custom_tools=ToolDispatcher([lookup_ticket]))
+        ```
+
+    Args:
+        tools: Names of registered tools (see :func:`custom_tool`), or from Python functions or
+            SDK runnable tools. Every name is checked here, when the dispatcher is built, so an
+            unknown one fails before anything is uploaded or created.
+
+    Raises:
+        UnknownCustomToolError: A name is not a registered tool.
+    """
+
+    def __init__(self, tools: Iterable[ToolSource]) -> None:
+        self.tools = tool_registry(tools)
+
+    def warn(self, message: str, *args: Any) -> None:
+        """Log a warning about a call (the Prefect subclass logs to the run)."""
+        _log.warning(message, *args)
+
+    async def run(self, tool: RunnableTool, call: PendingToolCall) -> list[dict[str, Any]] | None:
+        """Run one call; return its result content or raise the tool's error."""
+        return await run_tool(tool, call)
+
+    async def answer(self, call: PendingToolCall) -> dict[str, Any]:
+        """The ``user.custom_tool_result`` for one call (a tool's error goes to the agent)."""
+        tool = self.tools.get(call.name)
+        if tool is None:
+            self.warn("No function registered for custom tool %r (%s)", call.name, call.event_id)
+            return unknown_tool_event(call, list(self.tools))
+        try:
+            content = await self.run(tool, call)
+        except Exception as exc:  # the tool's own error goes to the agent, not up the stack
+            self.warn("Custom tool %s failed: %s", call.name, type(exc).__name__)
+            return result_event(call, error_content(exc), is_error=True)
+        return result_event(call, content, is_error=False)
+
+    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[dict[str, Any]]:
+        """Run every call concurrently; return one ``user.custom_tool_result`` param per call."""
+        return list(await asyncio.gather(*(self.answer(call) for call in calls)))

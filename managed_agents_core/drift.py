@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .diff import IGNORED_KEYS
-from .spec import FINGERPRINT_KEY, RESERVED_METADATA_KEYS
+from .keys import FINGERPRINT_KEY
+from .spec import RESERVED_METADATA_KEYS
 
 
 def fingerprint_of(snapshot: Mapping[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,14 +19,15 @@ from typing import Any, Literal
 
 import anthropic
 
+from .exceptions import SessionNotAttachableError
+from .keys import CREATE_TOKEN_KEY, holds
+from .memory_audit import MemoryChange
 from .outcome import Outcome, SessionEnd, classify
 from .outcome_spec import session_evaluations
 from .results import OutputFile, SessionResult, UsageSummary
 from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retrying
 from .send_once import send_once
 from .session_stream import (
-    ConfirmationPolicy,
-    CustomToolDispatcher,
     SessionStream,
     StreamObserver,
     interrupt_session,
@@ -36,19 +37,9 @@ from .session_stream import (
 from .settings import RuntimeSettings
 from .tool_calls import ToolAnswer
 from .transcript import Transcript, content_text
+from .turn import TurnRequest
 
 logger = logging.getLogger(__name__)
-
-SESSION_LABEL = "managed-agents.session-id"
-"""Flow-run label that carries the session id (cancel/crash hooks read it)."""
-FLOW_RUN_METADATA_KEY = "prefect_flow_run_id"
-"""Session metadata key naming the flow run that started the session (the sweeper and hooks read it)."""
-
-CREATE_TOKEN_KEY = "prefect_create_token"
-"""Session metadata key holding a one-time token, to find a create whose answer was lost."""
-START_KEY_METADATA_KEY = "prefect_start_key"
-"""Session metadata key holding the run's idempotency key for this session (which prompt, which
-resources): a retry with no cached record finds its session by it and the flow-run id."""
 
 Verbosity = Literal["summary", "tools", "full"]
 
@@ -89,7 +80,7 @@ async def sessions_matching(
     Args:
         client: The async SDK client.
         agent_id: Only this agent's sessions are read.
-        metadata: Pairs that must all be in the session's metadata.
+        metadata: Pairs that must all be in the session's metadata (under current or old key names).
         since: Only sessions created at or after this time are read.
         scan_limit: Stop after reading this many sessions (all when None).
     """
@@ -97,8 +88,7 @@ async def sessions_matching(
     async for session in client.beta.sessions.list(
         agent_id=agent_id, created_at_gte=since, order="desc", limit=100
     ):
-        found = session.metadata or {}
-        if all(found.get(key) == value for key, value in metadata.items()):
+        if holds(session.metadata, metadata):
             yield session
         scanned += 1
         if scan_limit is not None and scanned >= scan_limit:
@@ -165,6 +155,29 @@ async def acreate_session(
 
 
 # --- follow-up turns ---------------------------------------------------------------------------
+
+
+async def attachable_session(
+    client: anthropic.AsyncAnthropic, session_id: str, *, agent_id: str, console_url: str
+) -> Any:
+    """The session, when this run may take it over: live, and started from ``agent_id``.
+
+    Raises:
+        SessionNotAttachableError: The session is archived, terminated, or another agent's.
+    """
+    session = await client.beta.sessions.retrieve(session_id)
+    problem = None
+    if session.archived_at is not None or session.status == "terminated":
+        problem = "is archived" if session.archived_at is not None else "is terminated"
+    elif session.agent.id != agent_id:
+        problem = f"belongs to agent {session.agent.id}, not to this block's agent {agent_id}"
+    if problem:
+        raise SessionNotAttachableError(
+            f"Cannot re-attach: the session {problem}; run without session_id to start a new one",
+            session_id=session_id,
+            console_url=console_url,
+        )
+    return session
 
 
 async def asend_turn_events(
@@ -332,16 +345,10 @@ class SessionRunReport:
 async def adrive_session(
     client: anthropic.AsyncAnthropic,
     session_id: str,
+    turn: TurnRequest,
     *,
     console_url: str,
-    kickoff: list[dict[str, Any]] | None = None,
-    resume: bool = False,
-    turn_event_ids: list[str] | None = None,
-    send_turn: Callable[[], Awaitable[Sequence[str]]] | None = None,
-    policy: ConfirmationPolicy | None = None,
-    answers: dict[str, ToolAnswer] | None = None,
-    custom_tools: CustomToolDispatcher | None = None,
-    max_duration: float | None = None,
+    answers: Mapping[str, ToolAnswer] | None = None,
     observer: StreamObserver | None = None,
     transcript: Transcript | None = None,
 ) -> SessionRunReport:
@@ -350,16 +357,9 @@ async def adrive_session(
     Args:
         client: The async SDK client.
         session_id: The session.
+        turn: How the turn starts, is answered and how long it may take.
         console_url: The session's console URL (carried by typed exceptions).
-        kickoff: Events to send once the stream is open.
-        resume: Re-attach: send the kickoff only if the history has no user message yet.
-        turn_event_ids: Ids of already-sent user events that start the turn (a follow-up).
-        send_turn: Sends the events that start the turn once the stream is open (a follow-up);
-            returns their ids.
-        policy: Confirmation policy for ``requires_action``.
         answers: A person's verdicts by tool-use event id (they win over the policy).
-        custom_tools: Runs ``agent.custom_tool_use`` calls.
-        max_duration: Wall-clock limit in seconds (interrupt, then a timeout outcome).
         observer: Receives events and status changes.
         transcript: Accumulator (a fresh one when None).
 
@@ -368,18 +368,7 @@ async def adrive_session(
     """
     transcript = transcript if transcript is not None else Transcript()
     engine = SessionStream(
-        client,
-        session_id,
-        kickoff=kickoff,
-        resume=resume,
-        turn_event_ids=turn_event_ids,
-        send_turn=send_turn,
-        policy=policy,
-        answers=answers,
-        custom_tools=custom_tools,
-        max_duration=max_duration,
-        transcript=transcript,
-        observer=observer,
+        client, session_id, turn, answers=answers, transcript=transcript, observer=observer
     )
     end = await engine.run()
     ended_at = datetime.now(UTC)
@@ -391,7 +380,7 @@ async def adrive_session(
             session.status,
         )
     outcome = classify(
-        end, transcript.errors, session_id=session_id, console_url=console_url, max_duration=max_duration
+        end, transcript.errors, session_id=session_id, console_url=console_url, max_duration=turn.max_duration
     )
     return SessionRunReport(
         session_id,
@@ -411,6 +400,7 @@ def build_session_result(
     agent_id: str,
     agent_version: int,
     output_files: list[OutputFile] | None = None,
+    memory_changes: list[MemoryChange] | None = None,
 ) -> SessionResult:
     """Assemble the typed result of a successful run."""
     return SessionResult(
@@ -426,6 +416,7 @@ def build_session_result(
         errors=list(report.transcript.errors),
         console_url=report.console_url,
         outcome_evaluations=session_evaluations(report.session),
+        memory_changes=memory_changes or [],
     )
 
 

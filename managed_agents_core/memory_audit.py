@@ -84,6 +84,23 @@ async def versions_since(
     return newer
 
 
+async def snapshot_stores(
+    client: anthropic.AsyncAnthropic, store_ids: Iterable[str]
+) -> dict[str, str | None]:
+    """Each store's newest version id (``None`` for a store never written): the audit's marker."""
+    return {store_id: await newest_version_id(client, store_id) for store_id in store_ids}
+
+
+async def changes_since(
+    client: anthropic.AsyncAnthropic, snapshot: dict[str, str | None]
+) -> list[MemoryChange]:
+    """Every version written since ``snapshot``, oldest first, store by store."""
+    changes: list[MemoryChange] = []
+    for store_id, marker in snapshot.items():
+        changes += await versions_since(client, store_id, marker)
+    return changes
+
+
 def summarize(changes: Iterable[MemoryChange]) -> dict[str, list[MemoryChange]]:
     """Net effect per memory: ``created``, ``modified`` or ``deleted`` (last version of each).
 

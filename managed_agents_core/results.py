@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .memory_audit import MemoryChange
+
 
 class OutputFile(BaseModel):
     """One session output file, downloaded and verified."""
@@ -100,4 +102,8 @@ class SessionResult(BaseModel):
     outcome_evaluations: list[OutcomeEvaluation] = Field(
         default_factory=list,
         description="Final grade of each outcome defined with user.define_outcome (the session's record).",
+    )
+    memory_changes: list[MemoryChange] = Field(
+        default_factory=list,
+        description="Memory versions the session wrote to the stores this run attached, oldest first.",
     )

@@ -39,13 +39,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import anthropic
 import httpx2
-from pydantic import BaseModel, Field
 
 from .exceptions import ManagedAgentsError
 from .outcome import SessionEnd
@@ -54,6 +53,7 @@ from .send_once import send_once
 from .settings import RuntimeSettings
 from .tool_calls import PendingToolCall, ToolAnswer
 from .transcript import Transcript
+from .turn import ConfirmationPolicy, TurnRequest
 
 logger = logging.getLogger(__name__)
 
@@ -91,66 +91,6 @@ def is_fatal_stream_error(exc: BaseException) -> bool:
         and 400 <= exc.status_code < 500
         and not is_transient_error(exc)
     )
-
-
-Verdict = Literal["allow", "deny", "fail", "ask"]
-
-
-class ConfirmationPolicy(BaseModel):
-    """How to answer tool calls that wait for a confirmation (``requires_action``).
-
-    ``ask`` hands the decision to a person: the engine stops and returns the pending calls, and
-    the runtime flow pauses (or suspends) with a form in the Prefect UI. Custom tool calls
-    (``agent.custom_tool_use``) are answered by the registered Python functions, not by this
-    policy; without a handler for them the run fails.
-    """
-
-    default: Verdict = Field(
-        default="fail",
-        description="Answer for tools not listed below: allow, deny, ask a person in the Prefect UI, or fail.",
-    )
-    allow_tools: list[str] = Field(default_factory=list, description="Tool names that are always allowed.")
-    deny_tools: list[str] = Field(default_factory=list, description="Tool names that are always denied.")
-    ask_tools: list[str] = Field(
-        default_factory=list, description="Tool names a person approves or denies in the Prefect UI."
-    )
-    deny_message: str | None = Field(
-        default="Denied by the Prefect confirmation policy.",
-        description="Message passed to the model with a denial.",
-    )
-    approval_timeout_seconds: int = Field(
-        default=3600, gt=0, description="How long to wait for a person's answer before on_timeout applies."
-    )
-    on_timeout: Literal["deny", "fail"] = Field(
-        default="deny",
-        description="What happens when nobody answers in time: deny the calls, or fail the run.",
-    )
-    approval_mode: Literal["auto", "pause", "suspend"] = Field(
-        default="auto",
-        description="pause keeps the process waiting; suspend releases the worker (deployments only); "
-        "auto suspends deployment runs and pauses the others.",
-    )
-
-    def asks(self) -> bool:
-        """True when some tool call may be handed to a person."""
-        return self.default == "ask" or any(self.decide(tool) == "ask" for tool in self.ask_tools)
-
-    def decide(self, tool_name: str) -> Verdict:
-        """Return the answer for one tool call by name (deny wins over allow, allow over ask)."""
-        if tool_name in self.deny_tools:
-            return "deny"
-        if tool_name in self.allow_tools:
-            return "allow"
-        if tool_name in self.ask_tools:
-            return "ask"
-        return self.default
-
-
-class CustomToolDispatcher(Protocol):
-    """Runs ``agent.custom_tool_use`` calls and returns one ``user.custom_tool_result`` each."""
-
-    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[dict[str, Any]]:
-        """Run the calls (concurrently) and return their result event params, one per call."""
 
 
 class StreamObserver(Protocol):
@@ -222,7 +162,8 @@ class SessionStream:
     Example:
         ```python
         async with anthropic.AsyncAnthropic() as client:
-            engine = SessionStream(client, session.id, kickoff=[{"type": "user.message", ...}])
+            turn = TurnRequest(kickoff=({"type": "user.message", ...},))
+            engine = SessionStream(client, session.id, turn)
             end = await engine.run()
             outcome = classify(end, engine.transcript.errors, session_id=session.id, console_url=url)
         ```
@@ -230,19 +171,8 @@ class SessionStream:
     Args:
         client: The async SDK client.
         session_id: The session to drive.
-        kickoff: Events to send once the stream is open (``user.message`` / ``user.define_outcome``).
-            With ``resume=True`` they are sent only if the history shows no user message yet.
-        resume: Re-attach to a session this run started before (a retry): the history decides.
-        turn_event_ids: Ids of user events already sent that start the turn to follow (a
-            follow-up message sent by the caller). The turn's end is the first idle after them;
-            nothing is sent.
-        send_turn: Sends the events that start the turn to follow (once, however often it is
-            called: e.g. a cached task) and returns their ids; called once the stream is open,
-            so the turn's end is seen on the stream at once (a follow-up).
-        policy: Answers for tool confirmations.
+        turn: How the turn starts, how its tool calls are answered and how long it may take.
         answers: Verdicts a person gave, by tool-use event id; they win over the policy.
-        custom_tools: Runs ``agent.custom_tool_use`` calls; without it such calls end the run.
-        max_duration: Wall-clock seconds after which the session is interrupted (``timeout`` end).
         transcript: Where distinct events are accumulated (a new one when None).
         observer: Receives events and status changes.
         settings: How long to wait for the lagging service (``MANAGED_AGENTS_*`` environment
@@ -253,27 +183,23 @@ class SessionStream:
         self,
         client: anthropic.AsyncAnthropic,
         session_id: str,
+        turn: TurnRequest | None = None,
         *,
-        kickoff: Iterable[dict[str, Any]] | None = None,
-        resume: bool = False,
-        turn_event_ids: Iterable[str] | None = None,
-        send_turn: Callable[[], Awaitable[Sequence[str]]] | None = None,
-        policy: ConfirmationPolicy | None = None,
         answers: Mapping[str, ToolAnswer] | None = None,
-        custom_tools: CustomToolDispatcher | None = None,
-        max_duration: float | None = None,
         transcript: Transcript | None = None,
         observer: StreamObserver | None = None,
         settings: RuntimeSettings | None = None,
     ) -> None:
         self.client = client
         self.session_id = session_id
-        self.kickoff = list(kickoff or [])
-        self.resume = resume
-        self.policy = policy or ConfirmationPolicy()
+        turn = turn or TurnRequest()
+        self.turn = turn
+        self.kickoff = [dict(event) for event in turn.kickoff]
+        self.resume = turn.resume
+        self.policy = turn.policy or ConfirmationPolicy()
         self.answers = dict(answers or {})
-        self.custom_tools = custom_tools
-        self.max_duration = max_duration
+        self.custom_tools = turn.custom_tools
+        self.max_duration = turn.max_duration
         self.transcript = transcript if transcript is not None else Transcript()
         self.observer: StreamObserver = observer or NullObserver()
         self.settings = settings or RuntimeSettings()
@@ -289,7 +215,7 @@ class SessionStream:
         """Newest stable event of the last history read: everything up to it has been handled."""
         self._armed_in_history = False
         """Our processed kickoff lies at or before the watermark."""
-        self._gap = resume
+        self._gap = turn.resume
         """Events may have been emitted while no stream of ours was open (a reconnect, a re-attach)."""
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -307,19 +233,12 @@ class SessionStream:
         """The current connection delivered at least one event."""
         self._stream_armed = False
         """The current connection delivers only events processed after our kickoff."""
-        turn_ids = [str(i) for i in turn_event_ids or []]
-        if turn_ids:
-            if self.kickoff:
-                raise ValueError(
-                    "pass either kickoff events to send or turn_event_ids already sent, not both"
-                )
-            self._state.kickoff_ids.update(turn_ids)
+        if turn.turn_event_ids:
+            self._state.kickoff_ids.update(turn.turn_event_ids)
             self._kickoff_sent = True
             self._gap = True  # sent before our stream opened: its processed echo may be missed
-        if send_turn is not None and (self.kickoff or turn_ids):
-            raise ValueError("pass send_turn alone, without kickoff events or turn_event_ids")
-        self._send_turn = send_turn
-        if send_turn is not None:
+        self._send_turn = turn.send_turn
+        if turn.send_turn is not None:
             # It may return what an earlier attempt sent: a gap until the stream shows the turn start.
             self._gap = True
 

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from .exceptions import SpecValidationError, UnknownCustomToolError
+from .keys import BLOCK_KEY, FINGERPRINT_KEY, PREFIX
 from .tool_names import BUILTIN_TOOL_NAMES, CUSTOM_TOOL_NAME
 
 MAX_TOOLS = 256
@@ -36,11 +37,7 @@ MAX_DOMAINS = 64
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
-RESERVED_METADATA_PREFIX = "prefect-managed-agents."
-FINGERPRINT_KEY = "prefect-managed-agents.spec-fingerprint"
-"""Agent metadata key holding the fingerprint of the spec a version was deployed from."""
-BLOCK_KEY = "prefect-managed-agents.block"
-"""Agent metadata key holding the name of the block that deployed the version."""
+RESERVED_METADATA_PREFIX = PREFIX
 RESERVED_METADATA_KEYS = (FINGERPRINT_KEY, BLOCK_KEY)
 
 BuiltinToolName = Literal["bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"]

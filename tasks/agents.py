@@ -25,8 +25,8 @@ from managed_agents_core.exceptions import (
     SpecValidationError,
     StaleAgentVersionError,
 )
+from managed_agents_core.keys import FINGERPRINT_KEY
 from managed_agents_core.send_once import send_once_sync
-from managed_agents_core.spec import FINGERPRINT_KEY
 
 from .retry import TRANSIENT_RETRY_OPTIONS
 

@@ -9,8 +9,7 @@ its retries).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable
 from typing import Any, cast
 
 from prefect import task
@@ -19,15 +18,7 @@ from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 from prefect.transactions import CommitMode, atransaction
 
-from managed_agents_core.custom_tools import (
-    RunnableTool,
-    ToolSource,
-    error_content,
-    result_event,
-    run_tool,
-    tool_registry,
-    unknown_tool_event,
-)
+from managed_agents_core.custom_tools import RunnableTool, ToolDispatcher, ToolSource, run_tool
 from managed_agents_core.tool_calls import PendingToolCall
 
 
@@ -43,7 +34,7 @@ async def run_custom_tool(tool: RunnableTool, call: PendingToolCall) -> list[dic
     return await run_tool(tool, call)
 
 
-class PrefectToolDispatcher:
+class PrefectToolDispatcher(ToolDispatcher):
     """Answers custom tool calls by running the registered functions as Prefect task runs.
 
     Example:
@@ -64,17 +55,16 @@ class PrefectToolDispatcher:
     """
 
     def __init__(self, tools: Iterable[ToolSource], *, retries: int = 0, retry_delay_seconds: float = 1.0):
-        self.tools = tool_registry(tools)
+        super().__init__(tools)
         self.retries = retries
         self.retry_delay_seconds = retry_delay_seconds
 
-    async def _answer(self, call: PendingToolCall) -> dict[str, Any]:
-        tool = self.tools.get(call.name)
-        if tool is None:
-            get_run_logger().warning(
-                "No function registered for custom tool %r (%s)", call.name, call.event_id
-            )
-            return unknown_tool_event(call, list(self.tools))
+    def warn(self, message: str, *args: Any) -> None:
+        """Log a warning to the run."""
+        get_run_logger().warning(message, *args)
+
+    async def run(self, tool: RunnableTool, call: PendingToolCall) -> list[dict[str, Any]] | None:
+        """Run one call as a ``custom-tool`` task run (with its retries); raise its final error."""
         runner = run_custom_tool.with_options(
             name=f"custom-tool-{call.name}",
             task_run_name=f"{call.name} [{call.event_id}]",
@@ -86,13 +76,4 @@ class PrefectToolDispatcher:
         async with atransaction(commit_mode=CommitMode.EAGER):
             # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
             state = await cast("Awaitable[State[Any]]", runner(tool, call, return_state=True))
-        try:
-            content = await state.aresult()
-        except Exception as exc:  # the tool's own error goes to the agent, not up the stack
-            get_run_logger().warning("Custom tool %s failed: %s", call.name, type(exc).__name__)
-            return result_event(call, error_content(exc), is_error=True)
-        return result_event(call, content, is_error=False)
-
-    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[dict[str, Any]]:
-        """Run every call concurrently; return one ``user.custom_tool_result`` param per call."""
-        return list(await asyncio.gather(*(self._answer(call) for call in calls)))
+        return cast("list[dict[str, Any]] | None", await state.aresult())

@@ -24,12 +24,12 @@ from blocks.credentials import AnthropicCredentials
 from managed_agents_core.memory_audit import (
     MemoryChange,
     change_from_version,
+    changes_since,
     diff_markdown,
     export_target,
-    newest_version_id,
     read_seed_folder,
     sha256_text,
-    versions_since,
+    snapshot_stores,
 )
 from tasks.reporting import artifact_key
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
@@ -64,7 +64,7 @@ async def snapshot_memory_stores(
         store_ids: The memory stores (``memstore_...``).
     """
     async with credentials.get_async_client() as client:
-        return {store_id: await newest_version_id(client, store_id) for store_id in store_ids}
+        return await snapshot_stores(client, store_ids)
 
 
 @task(name="memory-changes", **TRANSIENT_RETRY_OPTIONS)
@@ -73,10 +73,7 @@ async def memory_changes(
 ) -> list[MemoryChange]:
     """Every version written since ``snapshot``, oldest first, store by store."""
     async with credentials.get_async_client() as client:
-        changes: list[MemoryChange] = []
-        for store_id, marker in snapshot.items():
-            changes += await versions_since(client, store_id, marker)
-    return changes
+        return await changes_since(client, snapshot)
 
 
 async def publish_memory_changes(changes: list[MemoryChange], *, session_id: str) -> UUID:

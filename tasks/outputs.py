@@ -22,6 +22,7 @@ from prefect.logging import get_run_logger
 
 from blocks.credentials import AnthropicCredentials
 from blocks.filesystem_sink import output_destination
+from managed_agents_core.output_sinks import OutputSink
 from managed_agents_core.outputs import acollect_session_outputs
 from managed_agents_core.results import OutputFile
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
@@ -34,7 +35,7 @@ OUTPUT_TABLE_KEY = "managed-agents-output-files"
 async def collect_outputs(
     credentials: AnthropicCredentials,
     session_id: str,
-    destination: str | os.PathLike[str] | WritableFileSystem,
+    destination: str | os.PathLike[str] | OutputSink | WritableFileSystem,
     *,
     exclude_file_ids: Sequence[str] = (),
     listing_timeout: float = 10.0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
@@ -18,46 +18,41 @@ from uuid import UUID
 import prefect.runtime.flow_run
 import prefect.runtime.task_run
 from prefect import task
-from prefect.cache_policies import INPUTS, RUN_ID
+from prefect.cache_policies import INPUTS, NO_CACHE, RUN_ID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.transactions import CommitMode, transaction
-from pydantic import BaseModel, Field
 
-from managed_agents_core.exceptions import SessionNotAttachableError
-from managed_agents_core.lifecycle import (
-    FLOW_RUN_METADATA_KEY,
+from managed_agents_core.keys import (
+    AGENT_VERSION_KEY,
+    BLOCK_KEY,
+    DEPLOYMENT_KEY,
+    FLOW_RUN_KEY,
     SESSION_LABEL,
-    START_KEY_METADATA_KEY,
+    START_KEY,
+    TASK_RUN_KEY,
+)
+from managed_agents_core.lifecycle import (
     LoggingObserver,
     SessionRunReport,
     acreate_session,
     adrive_session,
     ainterrupt_and_archive,
-    asend_turn_events,
+    attachable_session,
     find_session,
-    user_message,
 )
-from managed_agents_core.outputs import earlier_output_ids
-from managed_agents_core.session_stream import ConfirmationPolicy, CustomToolDispatcher
+from managed_agents_core.pipeline import StartedSession, asend_follow_up
 from managed_agents_core.tool_calls import ToolAnswer
 from managed_agents_core.transcript import Transcript
+from managed_agents_core.turn import TurnRequest
 from tasks.events import emit_managed_agents_event
 from tasks.reporting import progress_artifact, publish_session_link, publish_transcript, publish_usage_table
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 if TYPE_CHECKING:
     from blocks.agent import ManagedAgent
-
-
-class StartedSession(BaseModel):
-    """A session this flow run owns."""
-
-    session_id: str = Field(description="The session's id.")
-    console_url: str = Field(description="Where to inspect the session.")
-    reattached: bool = Field(description="True when a flow retry found the session it had started.")
 
 
 def prompt_digest(prompt: str) -> str:
@@ -73,11 +68,11 @@ def session_metadata(agent: ManagedAgent, **extra: str) -> dict[str, str]:
     context = FlowRunContext.get()
     deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
     metadata = {
-        FLOW_RUN_METADATA_KEY: str(prefect.runtime.flow_run.id or ""),
-        "prefect_task_run_id": str(prefect.runtime.task_run.id or ""),
-        "prefect_deployment_id": str(deployment_id or ""),
-        "prefect_block": str(getattr(agent, "_block_document_name", None) or ""),
-        "prefect_agent_version": str(agent.version),
+        FLOW_RUN_KEY: str(prefect.runtime.flow_run.id or ""),
+        TASK_RUN_KEY: str(prefect.runtime.task_run.id or ""),
+        DEPLOYMENT_KEY: str(deployment_id or ""),
+        BLOCK_KEY: str(getattr(agent, "_block_document_name", None) or ""),
+        AGENT_VERSION_KEY: str(agent.version),
         **extra,
     }
     return {k: v for k, v in metadata.items() if v}
@@ -109,7 +104,7 @@ async def find_own_session(client: Any, agent: ManagedAgent, metadata: dict[str,
     run = context.flow_run if context else None
     if run is None or not run.start_time:
         return None
-    match = {FLOW_RUN_METADATA_KEY: str(run.id), **metadata}
+    match = {FLOW_RUN_KEY: str(run.id), **metadata}
     session = await find_session(client, agent.agent_id, match, since=run.start_time - timedelta(minutes=1))
     if session is None or session.archived_at is not None or session.status == "terminated":
         return None
@@ -151,7 +146,7 @@ async def create_session(
         ``{"session_id": ..., "found": bool}``: ``found`` when an earlier attempt had created it.
     """
     title = prefect.runtime.flow_run.name or None
-    idempotency = {START_KEY_METADATA_KEY: start_key(prompt_sha, resources, key)}
+    idempotency = {START_KEY: start_key(prompt_sha, resources, key)}
     async with agent.credentials.get_async_client() as client:
         if flow_run_ran_before():
             found = await find_own_session(client, agent, idempotency)
@@ -187,7 +182,7 @@ async def start_session(
 ) -> StartedSession:
     """Start (or, on a flow retry, find again) this flow run's session.
 
-    Labels the flow run ``managed-agents.session-id=<id>`` right away (cancel/crash hooks read
+    Labels the flow run ``prefect-managed-agents.session-id=<id>`` right away (cancel/crash hooks read
     it), creates the link artifact and emits ``managed-agents.session.started``.
 
     Args:
@@ -266,18 +261,8 @@ async def attach_session(agent: ManagedAgent, session_id: str) -> StartedSession
         SessionNotAttachableError: The session is archived, terminated, or belongs to another agent.
     """
     async with agent.credentials.get_async_client() as client:
-        session = await client.beta.sessions.retrieve(session_id)
-    console_url = str(agent.console_url(session_id))
-    problem = None
-    if session.archived_at is not None or session.status == "terminated":
-        problem = "is archived" if session.archived_at is not None else "is terminated"
-    elif session.agent.id != agent.agent_id:
-        problem = f"belongs to agent {session.agent.id}, not to this block's agent {agent.agent_id}"
-    if problem:
-        raise SessionNotAttachableError(
-            f"Cannot re-attach: the session {problem}; run without session_id to start a new one",
-            session_id=session_id,
-            console_url=console_url,
+        await attachable_session(
+            client, session_id, agent_id=agent.agent_id, console_url=str(agent.console_url(session_id))
         )
     return await _announce(agent, session_id, reattached=True)
 
@@ -309,25 +294,17 @@ class PrefectObserver(LoggingObserver):
         emit_managed_agents_event(f"session.{status}", self.session_id, name=self.session_id, payload=payload)
 
 
-@task(name="stream-session", **TRANSIENT_RETRY_OPTIONS)
+@task(name="stream-session", cache_policy=NO_CACHE, **TRANSIENT_RETRY_OPTIONS)
 async def stream_session(
     agent: ManagedAgent,
     session_id: str,
-    prompt: str,
-    policy: ConfirmationPolicy | None = None,
-    max_duration: float | None = None,
-    *,
-    kickoff: list[dict[str, Any]] | None = None,
-    turn_event_ids: list[str] | None = None,
-    send_turn: Callable[[], Awaitable[Sequence[str]]] | None = None,
-    answers: dict[str, ToolAnswer] | None = None,
-    custom_tools: CustomToolDispatcher | None = None,
-    resume: bool = False,
+    turn: TurnRequest,
+    answers: Mapping[str, ToolAnswer] | None = None,
 ) -> SessionRunReport:
-    """Stream the session to the end of its turn; send the prompt once the stream is open.
+    """Stream the session to the end of its turn; the kickoff is sent once the stream is open.
 
-    Safe to retry: a retry (or ``resume=True``) re-attaches, and sends the prompt only if the
-    history has no user message yet. Publishes the transcript and usage artifacts and the final
+    Safe to retry: a retry re-attaches, and sends a first turn's kickoff only if the history has
+    no user message yet. Publishes the transcript and usage artifacts and the final
     ``managed-agents.session.completed`` / ``.failed`` event, then raises the typed
     exception when the session did not complete.
 
@@ -336,47 +313,33 @@ async def stream_session(
     the calls): the flow asks a person, then streams again with ``answers``.
 
     Args:
-        agent: The ``ManagedAgent`` block (verbosity, credentials, default ``max_duration``).
+        agent: The ``ManagedAgent`` block (verbosity, credentials).
         session_id: The session to stream.
-        prompt: The first user message (ignored when ``kickoff`` or ``turn_event_ids`` is given).
-        policy: Confirmation policy for ``requires_action`` (default: fail).
-        max_duration: Wall-clock limit in seconds; the block's ``max_duration_seconds`` when None.
-        kickoff: Events to send instead of the prompt (e.g. a ``user.define_outcome``).
-        turn_event_ids: The turn was started by these already-sent events (a follow-up):
-            nothing is sent and earlier turns' idles are ignored.
-        send_turn: Sends a follow-up turn's events once the stream is open (sending once
-            however often it is called) and returns their ids; earlier turns' idles are ignored.
+        turn: How the turn starts, is answered and how long it may take.
         answers: A person's verdicts by tool-use event id.
-        custom_tools: Runs ``agent.custom_tool_use`` calls (e.g. a ``PrefectToolDispatcher``).
-        resume: An earlier attempt may have sent the prompt already (a re-attached session, or a
-            later stretch of the same turn): the history decides whether to send it.
 
     Raises:
         SessionError: A typed subclass carrying the session id and console URL.
     """
     logger = get_run_logger()
-    resume = resume or (prefect.runtime.task_run.run_count or 1) > 1
-    limit = max_duration if max_duration is not None else agent.max_duration_seconds
+    if (prefect.runtime.task_run.run_count or 1) > 1:
+        turn = turn.resumed()
     console_url = str(agent.console_url(session_id))
     observer = PrefectObserver(logger, agent.log_verbosity, session_id, agent.agent_id)
     transcript = Transcript()
     async with (
         agent.credentials.get_async_client() as client,
-        progress_artifact(session_id, lambda: (transcript.event_count, observer.status), max_duration=limit),
+        progress_artifact(
+            session_id, lambda: (transcript.event_count, observer.status), max_duration=turn.max_duration
+        ),
     ):
         try:
             report = await adrive_session(
                 client,
                 session_id,
+                turn,
                 console_url=console_url,
-                kickoff=None if turn_event_ids or send_turn else (kickoff or [user_message(prompt)]),
-                resume=resume and not turn_event_ids and not send_turn,
-                turn_event_ids=turn_event_ids,
-                send_turn=send_turn,
-                policy=policy,
                 answers=answers,
-                custom_tools=custom_tools,
-                max_duration=limit,
                 observer=observer,
                 transcript=transcript,
             )
@@ -442,15 +405,6 @@ def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any) -> N
     outcome.raise_for_failure()
 
 
-class FollowUpTurn(BaseModel):
-    """A follow-up turn that was sent: its event ids and what earlier turns had produced."""
-
-    event_ids: list[str] = Field(description="Server ids of the sent events (the turn's markers).")
-    earlier_output_ids: list[str] = Field(
-        description="Output files of earlier turns, listed before the send: never this turn's outputs."
-    )
-
-
 @task(
     name="send-follow-up",
     cache_policy=RUN_ID + INPUTS,
@@ -481,10 +435,9 @@ async def send_follow_up(
         :class:`FollowUpTurn` dump (plain JSON, so the cached record reads back anywhere).
     """
     async with agent.credentials.get_async_client() as client:
-        earlier = await earlier_output_ids(client, session_id)
-        ids = await asend_turn_events(client, session_id, events)
-    get_run_logger().info("Sent follow-up %s to session %s", ", ".join(ids), session_id)
-    return FollowUpTurn(event_ids=ids, earlier_output_ids=earlier).model_dump()
+        turn = await asend_follow_up(client, session_id, events)
+    get_run_logger().info("Sent follow-up %s to session %s", ", ".join(turn.event_ids), session_id)
+    return turn.model_dump()
 
 
 @task(name="interrupt-and-archive", **TRANSIENT_RETRY_OPTIONS)

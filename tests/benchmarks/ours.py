@@ -18,6 +18,7 @@ from blocks.credentials import AnthropicCredentials
 from managed_agents_core.lifecycle import LoggingObserver, Verbosity
 from managed_agents_core.outputs import acollect_session_outputs
 from managed_agents_core.session_stream import SessionStream
+from managed_agents_core.turn import TurnRequest
 
 from .scenarios import FanOutParams, Target, user_message
 
@@ -121,7 +122,7 @@ async def stream_events(
     engine = SessionStream(
         client,
         session_id,
-        kickoff=[user_message(prompt)],
+        TurnRequest(kickoff=[user_message(prompt)]),
         observer=LoggingObserver(logger, verbosity, session_id),
     )
     end = await engine.run()

@@ -24,13 +24,12 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 
 from emulator import EmulatorServer
+from managed_agents_core.keys import SESSION_LABEL
 from tests.conftest import TEST_API_KEY
 from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
 from tests.integration.session_helpers import scenario, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-SESSION_LABEL = "managed-agents.session-id"
 
 
 def _spec_with_bash_on_ask(tmp_path: Path) -> Path:

@@ -20,7 +20,7 @@ from prefect.flow_runs import resume_flow_run
 from emulator import EmulatorServer
 from flows.session import run_agent_session
 from managed_agents_core.exceptions import SessionRequiresActionError
-from managed_agents_core.session_stream import ConfirmationPolicy
+from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 

@@ -29,9 +29,9 @@ from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY, read_child_runs, run_agent_batch
 from flows.session import arun_agent_session
-from flows.sweep import FLOW_RUN_METADATA_KEY
 from managed_agents_core.batch_items import BatchItem, BatchResult
-from managed_agents_core.session_stream import ConfirmationPolicy
+from managed_agents_core.keys import FLOW_RUN_KEY, TASK_RUN_KEY
+from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, scenario, settled
 
@@ -121,7 +121,7 @@ async def test_one_failing_item_does_not_fail_the_others(
         for item in result.items:
             assert item.flow_run_id in children and item.task_run_id is None
             session = settled(sdk).beta.sessions.retrieve(str(item.session_id))
-            assert session.metadata[FLOW_RUN_METADATA_KEY] == item.flow_run_id
+            assert session.metadata[FLOW_RUN_KEY] == item.flow_run_id
             assert children[str(item.flow_run_id)].name.endswith(f"-{item.key}")
     else:
         # No item flow runs: every item is a task run "item-<key>" of the batch run, named in
@@ -133,8 +133,8 @@ async def test_one_failing_item_does_not_fail_the_others(
                 task_run = await prefect.read_task_run(uuid.UUID(item.task_run_id))
                 assert task_run.name == f"item-{item.key}" and task_run.flow_run_id == batch_run_id
                 session = settled(sdk).beta.sessions.retrieve(str(item.session_id))
-                assert session.metadata[FLOW_RUN_METADATA_KEY] == str(batch_run_id)
-                assert session.metadata["prefect_task_run_id"] == item.task_run_id
+                assert session.metadata[FLOW_RUN_KEY] == str(batch_run_id)
+                assert session.metadata[TASK_RUN_KEY] == item.task_run_id
                 assert session.metadata["prefect_batch_item"] == item.key
 
     async with get_client() as prefect:

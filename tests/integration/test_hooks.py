@@ -13,7 +13,7 @@ from prefect.client.schemas.objects import FlowRun
 from blocks.agent import ManagedAgent
 from emulator import EmulatorServer
 from flows.hooks import acleanup_session, cleanup_session_after_timeout
-from managed_agents_core.lifecycle import SESSION_LABEL
+from managed_agents_core.keys import SESSION_LABEL
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     create_remote_agent,

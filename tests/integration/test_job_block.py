@@ -14,7 +14,7 @@ from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
 from managed_agents_core.exceptions import SessionRefusedError
 from managed_agents_core.results import SessionResult
-from managed_agents_core.session_stream import ConfirmationPolicy
+from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, history_ids, scenario, settled
 

@@ -23,6 +23,7 @@ from managed_agents_core.lifecycle import ainterrupt_and_archive
 from managed_agents_core.outputs import acollect_session_outputs
 from managed_agents_core.session_stream import SessionStream
 from managed_agents_core.settings import RuntimeSettings
+from managed_agents_core.turn import TurnRequest
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     RemoteAgent,
@@ -85,7 +86,7 @@ async def test_a_follow_up_turn_ends_within_the_lag_and_never_on_the_previous_tu
     remote_agent: RemoteAgent,
 ) -> None:
     session_id = start_session(client, remote_agent)
-    first = SessionStream(async_client, session_id, kickoff=[message(scenario(reply="one"))])
+    first = SessionStream(async_client, session_id, TurnRequest(kickoff=[message(scenario(reply="one"))]))
     assert (await first.run()).stop_reason == "end_turn"
     # The follow-up is sent before its stream opens (as the follow-up flow does): its processed
     # echo is never on the stream, and the lagging history lists it queued, ahead of the first
@@ -94,7 +95,10 @@ async def test_a_follow_up_turn_ends_within_the_lag_and_never_on_the_previous_tu
         session_id, events=[message(scenario(reply="two", delay=0.05))]
     ).data  # type: ignore[list-item]
     engine = SessionStream(
-        async_client, session_id, turn_event_ids=[sent.id], settings=RuntimeSettings(settle_backoff_cap=0.5)
+        async_client,
+        session_id,
+        TurnRequest(turn_event_ids=[sent.id]),
+        settings=RuntimeSettings(settle_backoff_cap=0.5),
     )
     async with asyncio.timeout(30):
         end = await engine.run()
@@ -123,7 +127,10 @@ async def test_a_silent_stream_does_not_hide_the_end_of_the_turn(
     session_id = start_session(client, remote_agent)
     settings = RuntimeSettings(status_poll_interval=1.0, stream_read_timeout=300, settle_backoff_cap=0.5)
     engine = SessionStream(
-        async_client, session_id, kickoff=[message(scenario(reply="quietly done"))], settings=settings
+        async_client,
+        session_id,
+        TurnRequest(kickoff=[message(scenario(reply="quietly done"))]),
+        settings=settings,
     )
     async with asyncio.timeout(30):
         end = await engine.run()
@@ -177,7 +184,7 @@ async def test_the_collector_waits_for_files_indexed_after_the_turn_and_says_whi
     session_id = start_session(client, remote_agent)
     names = [f"f{n}.txt" for n in range(4)]
     prompt = scenario(outputs=[{"name": n, "size": 32} for n in names], reply="written")
-    end = await SessionStream(async_client, session_id, kickoff=[message(prompt)]).run()
+    end = await SessionStream(async_client, session_id, TurnRequest(kickoff=[message(prompt)])).run()
     ended_at = datetime.now(UTC)
     assert end.stop_reason == "end_turn"
     # Right at the end of the turn the service lists none of them yet (realistic profile).
@@ -195,7 +202,9 @@ async def test_archive_in_the_post_idle_race_succeeds_without_an_interrupt(
     remote_agent: RemoteAgent,
 ) -> None:
     session_id = start_session(client, remote_agent)
-    end = await SessionStream(async_client, session_id, kickoff=[message(scenario(reply="done"))]).run()
+    end = await SessionStream(
+        async_client, session_id, TurnRequest(kickoff=[message(scenario(reply="done"))])
+    ).run()
     assert end.stop_reason == "end_turn"
     assert client.beta.sessions.retrieve(session_id).status == "running"  # the race is on
     outcome = await ainterrupt_and_archive(async_client, session_id, turn_ended=True)

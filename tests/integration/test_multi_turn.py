@@ -10,7 +10,7 @@ import pytest
 from emulator import EmulatorServer
 from flows.follow_up import acontinue_agent_session, continue_agent_session
 from flows.session import run_agent_session
-from managed_agents_core.lifecycle import SESSION_LABEL
+from managed_agents_core.keys import SESSION_LABEL
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 

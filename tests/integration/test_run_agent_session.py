@@ -32,7 +32,7 @@ from managed_agents_core.exceptions import (
     SessionTimeoutError,
 )
 from managed_agents_core.inputs import MemoryStoreAttachment
-from managed_agents_core.lifecycle import SESSION_LABEL
+from managed_agents_core.keys import SESSION_LABEL
 from managed_agents_core.results import SessionResult
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
@@ -270,12 +270,13 @@ def test_sync_caller_with_a_block_object_and_ui_artifacts_events_and_no_secret(
     async def collect() -> tuple[list[Any], list[Any], list[Any], Any]:
         async with get_client() as pc:
             flow_run = await pc.read_flow_run(flow_run_id)
-            logs = await pc.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
             artifacts = await pc.read_artifacts(
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
             )
             events: list[Any] = []
-            for _ in range(50):  # events are persisted asynchronously
+            logs: list[Any] = []
+            for _ in range(50):  # logs and events are persisted asynchronously
+                logs = await pc.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
                 page = await pc.read_events(
                     EventFilter(
                         event=EventNameFilter(prefix=["managed-agents.session."]),
@@ -284,7 +285,7 @@ def test_sync_caller_with_a_block_object_and_ui_artifacts_events_and_no_secret(
                     limit=50,
                 )
                 events = page.events
-                if any(e.event == "managed-agents.session.completed" for e in events):
+                if len(logs) > 3 and any(e.event == "managed-agents.session.completed" for e in events):
                     break
                 await asyncio.sleep(0.2)
             return logs, artifacts, events, flow_run

@@ -11,7 +11,8 @@ import pytest
 from emulator import EmulatorConfig, EmulatorServer
 from managed_agents_core.exceptions import SessionRequiresActionError, SessionTimeoutError
 from managed_agents_core.outcome import classify
-from managed_agents_core.session_stream import ConfirmationPolicy, SessionStream
+from managed_agents_core.session_stream import SessionStream
+from managed_agents_core.turn import ConfirmationPolicy, TurnRequest
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     RemoteAgent,
@@ -40,7 +41,7 @@ async def test_drop_every_25_events_over_2000_events_has_no_gap_and_no_duplicate
     engine = SessionStream(
         async_client,
         session_id,
-        kickoff=[message(scenario(stream={"count": 2000, "delay": 0.002}, reply="all done"))],
+        TurnRequest(kickoff=[message(scenario(stream={"count": 2000, "delay": 0.002}, reply="all done"))]),
     )
     end = await engine.run()
     emulator.control.set_faults()
@@ -69,7 +70,9 @@ async def test_the_end_of_a_long_turn_needs_no_history_read_after_the_first(
 ) -> None:
     session_id = start_session(client, remote_agent)
     engine = SessionStream(
-        async_client, session_id, kickoff=[message(scenario(stream={"count": 3000}, reply="long"))]
+        async_client,
+        session_id,
+        TurnRequest(kickoff=[message(scenario(stream={"count": 3000}, reply="long"))]),
     )
     emulator.control.clear_requests()
     end = await engine.run()
@@ -89,7 +92,7 @@ async def test_start_race_stale_idle_is_not_the_end(
 ) -> None:
     session_id = start_session(client, remote_agent)
     engine = SessionStream(
-        async_client, session_id, kickoff=[message(scenario(start_race=0.5, reply="real end"))]
+        async_client, session_id, TurnRequest(kickoff=[message(scenario(start_race=0.5, reply="real end"))])
     )
     end = await engine.run()
     assert (end.kind, end.stop_reason) == ("idle", "end_turn")
@@ -120,7 +123,7 @@ async def test_reconnects_on_clean_end_of_stream_and_ignores_an_earlier_turns_id
             engine = SessionStream(
                 aclient,
                 session_id,
-                kickoff=[message(scenario(reply="second", stream={"count": 40, "delay": 0.02}))],
+                TurnRequest(kickoff=[message(scenario(reply="second", stream={"count": 40, "delay": 0.02}))]),
             )
             end = await engine.run()
         assert (end.kind, end.stop_reason) == ("idle", "end_turn")
@@ -136,8 +139,7 @@ async def test_max_duration_interrupts_and_times_out(
     engine = SessionStream(
         async_client,
         session_id,
-        kickoff=[message(scenario(stream={"count": 10_000, "delay": 0.01}))],
-        max_duration=1.0,
+        TurnRequest(kickoff=[message(scenario(stream={"count": 10_000, "delay": 0.01}))], max_duration=1.0),
     )
     started = time.monotonic()
     end = await engine.run()
@@ -168,7 +170,7 @@ async def test_confirmation_policy_answers_requires_action(
 ) -> None:
     session_id = start_session(client, remote_agent)
     prompt = scenario(tools=[{"name": "bash", "input": {"command": "ls"}}, {"name": "read", "input": {}}])
-    engine = SessionStream(async_client, session_id, kickoff=[message(prompt)], policy=policy)
+    engine = SessionStream(async_client, session_id, TurnRequest(kickoff=[message(prompt)], policy=policy))
     end = await engine.run()
     assert (end.kind, end.stop_reason) == ("idle", "end_turn")
     assert expected_note in engine.transcript.final_message
@@ -187,7 +189,7 @@ async def test_policy_fail_and_custom_tools_end_with_requires_action(
     ]:
         session_id = start_session(client, remote_agent)
         engine = SessionStream(
-            async_client, session_id, kickoff=[message(prompt)], policy=ConfirmationPolicy()
+            async_client, session_id, TurnRequest(kickoff=[message(prompt)], policy=ConfirmationPolicy())
         )
         end = await engine.run()
         assert end.kind == "requires_action"
@@ -205,10 +207,10 @@ async def test_resume_reads_the_history_and_sends_the_kickoff_only_once(
 ) -> None:
     session_id = start_session(client, remote_agent)
     kickoff = [message(scenario(reply="once"))]
-    first = SessionStream(async_client, session_id, kickoff=kickoff, resume=True)
+    first = SessionStream(async_client, session_id, TurnRequest(kickoff=kickoff, resume=True))
     assert (await first.run()).stop_reason == "end_turn"
     # A retry re-attaches: the history already holds the message and the turn's end.
-    again = SessionStream(async_client, session_id, kickoff=kickoff, resume=True)
+    again = SessionStream(async_client, session_id, TurnRequest(kickoff=kickoff, resume=True))
     end = await again.run()
     assert (end.kind, end.stop_reason) == ("idle", "end_turn")
     assert again.transcript.final_message == "once"
@@ -227,7 +229,7 @@ async def test_commit_then_drop_on_the_kickoff_send_makes_one_turn(
 ) -> None:
     session_id = start_session(client, remote_agent)
     emulator.control.set_faults(commit_then_drop=[f"POST /v1/sessions/{session_id}/events"])
-    engine = SessionStream(async_client, session_id, kickoff=[message(scenario(reply="single"))])
+    engine = SessionStream(async_client, session_id, TurnRequest(kickoff=[message(scenario(reply="single"))]))
     end = await engine.run()
     emulator.control.set_faults()
     assert end.stop_reason == "end_turn"
@@ -248,7 +250,7 @@ async def test_completes_with_20_percent_of_requests_failing(
     session_id = start_session(client, remote_agent)
     emulator.control.set_faults(fail_rate=0.2, seed=7, drop_stream_after_events=40)
     engine = SessionStream(
-        async_client, session_id, kickoff=[message(scenario(stream={"count": 300}, reply="ok"))]
+        async_client, session_id, TurnRequest(kickoff=[message(scenario(stream={"count": 300}, reply="ok"))])
     )
     end = await engine.run()
     emulator.control.set_faults()

@@ -19,7 +19,8 @@ from prefect.states import Cancelled, Completed, Failed, Running
 
 from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
-from flows.sweep import FLOW_RUN_METADATA_KEY, sweep_sessions
+from flows.sweep import sweep_sessions
+from managed_agents_core.keys import FLOW_RUN_KEY
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import RemoteAgent, create_remote_agent, message, scenario, settled
 
@@ -52,7 +53,7 @@ def remote(sdk: anthropic.Anthropic) -> RemoteAgent:
 
 
 def new_session(sdk: anthropic.Anthropic, remote: RemoteAgent, owner: str | None) -> str:
-    metadata = {FLOW_RUN_METADATA_KEY: owner} if owner else {"purpose": "manual"}
+    metadata = {FLOW_RUN_KEY: owner} if owner else {"purpose": "manual"}
     return sdk.beta.sessions.create(
         agent=remote.reference(),  # type: ignore[arg-type]
         environment_id=remote.environment_id,

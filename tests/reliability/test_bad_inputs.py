@@ -40,6 +40,7 @@ from managed_agents_core.exceptions import (
     SpecValidationError,
     UnknownCustomToolError,
 )
+from managed_agents_core.turn import TurnRequest
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import scenario
 from tests.security.helpers import automation_parameters, inline_agent, run_as_deployment, state_error
@@ -153,7 +154,7 @@ def _broken_stream(frames: bytes, history: list[dict[str, Any]]) -> Callable[[Ca
                 async with anthropic.AsyncAnthropic(api_key="k", base_url=api.url, max_retries=0) as client:
                     async with asyncio.timeout(STREAM_BOUND_SECONDS):
                         report = await adrive_session(
-                            client, SESSION_ID, console_url="-", kickoff=[user_message("go")]
+                            client, SESSION_ID, TurnRequest(kickoff=[user_message("go")]), console_url="-"
                         )
             report.outcome.raise_for_failure()
             return report
@@ -500,7 +501,7 @@ def test_unknown_event_types_are_passed_over_and_the_turn_ends_normally() -> Non
             async with anthropic.AsyncAnthropic(api_key="k", base_url=api.url, max_retries=0) as client:
                 async with asyncio.timeout(STREAM_BOUND_SECONDS):
                     return await adrive_session(
-                        client, SESSION_ID, console_url="-", kickoff=[user_message("go")]
+                        client, SESSION_ID, TurnRequest(kickoff=[user_message("go")]), console_url="-"
                     )
 
     report = asyncio.run(main())

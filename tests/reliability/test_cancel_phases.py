@@ -26,7 +26,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling
 
 from emulator import EmulatorServer
-from managed_agents_core.lifecycle import SESSION_LABEL
+from managed_agents_core.keys import SESSION_LABEL
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 

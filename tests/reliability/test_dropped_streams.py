@@ -11,6 +11,7 @@ import pytest
 
 from emulator import EmulatorServer
 from managed_agents_core.session_stream import SessionStream
+from managed_agents_core.turn import TurnRequest
 from tests.integration.session_helpers import RemoteAgent, history_ids, message, scenario
 
 from .campaign import record, sized
@@ -38,7 +39,9 @@ async def test_stream_dropped_every_k_events_loses_and_duplicates_nothing(
         async_client,
         session_id,
         # A small delay keeps events arriving while we read, so cuts land mid-turn.
-        kickoff=[message(scenario(stream={"count": EVENTS, "delay": 0.001}, reply="campaign done"))],
+        TurnRequest(
+            kickoff=[message(scenario(stream={"count": EVENTS, "delay": 0.001}, reply="campaign done"))]
+        ),
     )
     end = await engine.run()
     emulator.control.set_faults()

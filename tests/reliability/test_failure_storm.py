@@ -17,6 +17,7 @@ import pytest
 from emulator import EmulatorServer
 from flows.batch import run_agent_batch
 from managed_agents_core.batch_items import BatchItem, BatchResult
+from managed_agents_core.keys import CREATE_TOKEN_KEY, TASK_RUN_KEY
 from tests.integration.session_helpers import scenario
 
 from .campaign import record, sized
@@ -85,7 +86,7 @@ async def test_batch_completes_every_session_once_with_20_percent_of_requests_fa
     )
     doubled = [r for r, n in per_item.items() if n > 1]
     detail = [
-        (s.id, (s.metadata or {}).get("prefect_task_run_id"), (s.metadata or {}).get("prefect_create_token"))
+        (s.id, (s.metadata or {}).get(TASK_RUN_KEY), (s.metadata or {}).get(CREATE_TOKEN_KEY))
         for s in sessions
         if s.title in doubled
     ]

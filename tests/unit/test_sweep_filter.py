@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from flows.sweep import FLOW_RUN_METADATA_KEY, OwnerRun, owner_run_id, select_orphans
+from flows.sweep import OwnerRun, owner_run_id, select_orphans
+from managed_agents_core.keys import FLOW_RUN_KEY
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=15)
@@ -16,7 +17,7 @@ GRACE = timedelta(minutes=15)
 def session(
     sid: str, status: str, run_id: str | None, *, archived: bool = False, updated: datetime | None = None
 ) -> Any:
-    metadata = {FLOW_RUN_METADATA_KEY: run_id} if run_id else {"other": "x"}
+    metadata = {FLOW_RUN_KEY: run_id} if run_id else {"other": "x"}
     return SimpleNamespace(
         id=sid, status=status, metadata=metadata, archived_at=NOW if archived else None, updated_at=updated
     )

@@ -1,0 +1,169 @@
+"""The session pipeline's steps as Prefect task runs, with the session's artifacts and events.
+
+:class:`TaskSteps` is what the flows hand to :class:`~managed_agents_core.pipeline.SessionPipeline`:
+uploads deduplicated through Prefect's cache, a session created once per flow run (found again
+on a retry), the turn streamed in a ``stream-session`` task run with its progress, transcript
+and usage artifacts, outputs collected in a ``collect-outputs`` task run, and a report of
+outputs, memory changes and outcome grades at the end. A person is asked to confirm tool calls
+through the ``ask`` callable the flow passes (Prefect pauses flow runs, not task runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from prefect.logging import get_run_logger
+
+from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile
+from managed_agents_core.lifecycle import SessionRunReport
+from managed_agents_core.memory_audit import MemoryChange
+from managed_agents_core.pipeline import (
+    FinishedSession,
+    FollowUpTurn,
+    OutputTarget,
+    SessionRequest,
+    StartedSession,
+)
+from managed_agents_core.results import OutputFile
+from managed_agents_core.roots import input_roots, output_roots
+from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
+from managed_agents_core.turn import ConfirmationPolicy, TurnRequest
+from tasks.files import upload_input_files
+from tasks.memory import resolve_memory_stores
+from tasks.memory_audit import memory_changes, publish_memory_changes, snapshot_memory_stores
+from tasks.outputs import collect_outputs, publish_output_table
+from tasks.reporting import publish_outcome_table
+from tasks.sessions import (
+    attach_session,
+    interrupt_and_archive,
+    label_flow_run,
+    send_follow_up,
+    start_session,
+    stream_session,
+)
+
+if TYPE_CHECKING:
+    from blocks.agent import ManagedAgent
+
+AskForApproval = Callable[
+    [tuple[PendingToolCall, ...], ConfirmationPolicy, StartedSession], Awaitable[dict[str, ToolAnswer]]
+]
+"""Hands pending tool calls to a person and returns the verdicts (a flow pauses for it)."""
+
+
+class TaskSteps:
+    """Each pipeline step as a Prefect task run.
+
+    Args:
+        agent: The ``ManagedAgent`` block.
+        ask: Asks a person to confirm tool calls (the flow's pause or suspend); without it a
+            policy that says ``ask`` is refused before anything is created.
+    """
+
+    def __init__(self, agent: ManagedAgent, *, ask: AskForApproval | None = None) -> None:
+        self.agent = agent
+        self._ask = ask
+        self.can_ask = ask is not None
+
+    async def upload(self, files: Sequence[InputFile | str]) -> list[UploadedFile]:
+        """``upload-input-files``: unchanged files are not uploaded again."""
+        return await upload_input_files(self.agent.credentials, list(files), input_roots(self.agent))
+
+    async def memory_resources(self, attachments: Sequence[MemoryStoreAttachment]) -> list[dict[str, str]]:
+        """``resolve-memory-stores``."""
+        return await resolve_memory_stores(self.agent.credentials, list(attachments))
+
+    async def snapshot_memory(self, store_ids: list[str]) -> dict[str, str | None]:
+        """``snapshot-memory-stores``, cached per flow run (a retry diffs against the first)."""
+        return await snapshot_memory_stores(self.agent.credentials, store_ids)
+
+    async def create(self, request: SessionRequest, resources: list[dict[str, Any]]) -> StartedSession:
+        """``start-session``: created once per flow run and inputs, found again on a retry."""
+        return await start_session(self.agent, request.prompt, resources, key=request.start_key())
+
+    async def attach(self, session_id: str, *, follow_up: bool) -> StartedSession:
+        """``attach-session`` (a first turn an earlier run started), or label the run (a follow-up)."""
+        if not follow_up:
+            return await attach_session(self.agent, session_id)
+        await label_flow_run(session_id)
+        return StartedSession(
+            session_id=session_id, console_url=str(self.agent.console_url(session_id)), reattached=True
+        )
+
+    async def send_follow_up(self, session_id: str, events: list[dict[str, Any]]) -> FollowUpTurn:
+        """``send-follow-up``, cached per flow run: a flow retry sends nothing twice."""
+        return FollowUpTurn.model_validate(await send_follow_up(self.agent, session_id, events))
+
+    async def stream(
+        self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]
+    ) -> SessionRunReport:
+        """``stream-session``."""
+        return await stream_session(self.agent, session.session_id, turn, answers=dict(answers))
+
+    async def ask(
+        self, calls: tuple[PendingToolCall, ...], policy: ConfirmationPolicy, session: StartedSession
+    ) -> dict[str, ToolAnswer]:
+        """The flow's approval form."""
+        if self._ask is None:
+            raise RuntimeError("no way to ask a person was given")  # the pipeline refuses such a policy first
+        return await self._ask(calls, policy, session)
+
+    async def collect(
+        self,
+        session_id: str,
+        destination: OutputTarget,
+        *,
+        exclude_file_ids: Sequence[str],
+        turn_ended_at: datetime | None,
+    ) -> list[OutputFile]:
+        """``collect-outputs``."""
+        return await collect_outputs(
+            self.agent.credentials,
+            session_id,
+            destination,
+            exclude_file_ids=exclude_file_ids,
+            turn_ended_at=turn_ended_at,
+            roots=output_roots(self.agent),
+        )
+
+    async def memory_changes(self, snapshot: dict[str, str | None]) -> list[MemoryChange]:
+        """``memory-changes``."""
+        return await memory_changes(self.agent.credentials, snapshot)
+
+    async def archive(self, session_id: str) -> None:
+        """``interrupt-and-archive`` (the turn ended: nothing is interrupted)."""
+        await interrupt_and_archive(self.agent, session_id, turn_ended=True)
+
+    async def report(self, finished: FinishedSession) -> None:
+        """The output table, the memory changes and the outcome grades, then the final log line."""
+        session_id = finished.session.session_id
+        result = finished.result
+        if finished.outputs is not None:
+            await publish_output_table(finished.outputs, session_id=session_id)
+        if finished.memory_changes is not None:
+            await publish_memory_changes(finished.memory_changes, session_id=session_id)
+        logger = get_run_logger()
+        grades = finished.report.transcript.outcome_grades
+        if grades or result.outcome_evaluations:
+            await publish_outcome_table(session_id, grades, result.outcome_evaluations)
+        for evaluation in finished.unmet_outcomes():
+            logger.warning(
+                "Outcome %s ended %s: %s", evaluation.outcome_id, evaluation.result, evaluation.explanation
+            )
+        if finished.follow_up:
+            logger.info(
+                "Follow-up turn of session %s ended: %s (%s)",
+                session_id,
+                result.stop_reason,
+                result.console_url,
+            )
+        else:
+            logger.info(
+                "Session %s completed: %d output file(s), %d events (%s)",
+                session_id,
+                len(result.output_files),
+                result.event_count,
+                result.console_url,
+            )
