@@ -77,8 +77,27 @@ _PAGE = 200
 ITEM_ATTEMPTS = 3
 """Attempts per item when the Prefect API fails (later attempts re-attach to the item's session)."""
 
-ItemRuns = Literal["flow", "task"]
-"""How each item runs: its own ``arun_agent_session`` flow run, or one task run of the batch."""
+ItemRuns = Literal["auto", "flow", "task"]
+"""How each item runs: its own ``arun_agent_session`` flow run, one task run of the batch, or
+``auto``: task runs unless the confirmation policy may ask a person (only a flow run can pause)."""
+
+
+def item_run_mode(item_runs: ItemRuns, policy: ConfirmationPolicy | None) -> Literal["flow", "task"]:
+    """The mode ``item_runs`` means for this policy (``auto``: flow runs only when a person may be asked).
+
+    Raises:
+        ConfigurationError: ``task`` with a policy that may ask a person.
+    """
+    asks = policy is not None and policy.asks()
+    if item_runs == "auto":
+        return "flow" if asks else "task"
+    if item_runs == "task" and asks:
+        raise ConfigurationError(
+            "item_runs='task' cannot ask a person to confirm a tool call (Prefect pauses flow runs, "
+            "not task runs): use item_runs='flow' or 'auto', or a policy without 'ask'"
+        )
+    return item_runs
+
 
 ItemsParam = Annotated[
     list[BatchItem | str] | str,
@@ -140,7 +159,7 @@ class _BatchRun:
         output_root: Path,
         session_options: dict[str, Any],
         dispatcher: PrefectToolDispatcher | None = None,
-        item_runs: ItemRuns = "flow",
+        item_runs: Literal["flow", "task"] = "flow",
     ) -> None:
         self.agent = agent
         self.block = block
@@ -436,7 +455,7 @@ async def acleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> list[
 
     Runs in the worker's or runner's hook process: each item flow run that neither completed nor
     failed is cleaned up by the single-session hook (label or metadata; it never raises); with
-    ``item_runs="task"``, so is the session of each item task run that did not finish.
+    items run as task runs, so is the session of each item task run that did not finish.
 
     Returns:
         The outcome per item run that did not complete.
@@ -448,7 +467,7 @@ async def acleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> list[
     ]
     flow_run_logger(flow_run, flow).info("Cleaning up the sessions of %d item run(s)", len(unfinished))
     outcomes = list(await asyncio.gather(*(acleanup_session(flow, child, state) for child in unfinished)))
-    if (getattr(flow_run, "parameters", None) or {}).get("item_runs") == "task":
+    if (getattr(flow_run, "parameters", None) or {}).get("item_runs") != "flow":  # task, or auto
         outcomes.extend(await acleanup_task_item_sessions(flow, flow_run, state))
     return outcomes
 
@@ -473,7 +492,7 @@ async def run_agent_batch(
     confirmation_policy: ConfirmationPolicy | None = None,
     max_duration_seconds: Annotated[float | None, Field(gt=0)] = None,
     archive_when_done: bool = False,
-    item_runs: ItemRuns = "flow",
+    item_runs: ItemRuns = "auto",
     custom_tools: CustomToolsParam = None,
     custom_tool_retries: ToolRetriesParam = 0,
 ) -> State[BatchResult]:
@@ -500,10 +519,11 @@ async def run_agent_batch(
         confirmation_policy: How every item's session answers tool confirmations.
         max_duration_seconds: Wall-clock limit of each session.
         archive_when_done: Archive each session after its outputs were collected.
-        item_runs: ``flow`` runs each item as its own ``arun_agent_session`` flow run (its own
-            artifacts, and a person can approve its tool calls); ``task`` runs each item as one
-            task run of this flow run, for large fan-outs (several times faster, far less load on
-            the Prefect server, no per-item artifacts, no ``ask`` in the confirmation policy).
+        item_runs: ``task`` runs each item as one task run of this flow run (several times
+            faster, far less load on the Prefect server, no per-item artifacts, no ``ask`` in the
+            confirmation policy); ``flow`` runs each item as its own ``arun_agent_session`` flow
+            run (its own artifacts, and a person can approve its tool calls); ``auto`` (default)
+            picks ``task`` unless the confirmation policy may ask a person.
         custom_tools: Custom tools run for every item's custom tool calls: names of tools
             registered in code (``@custom_tool``), or from Python the functions themselves. An
             unknown name fails before any session starts.
@@ -514,11 +534,7 @@ async def run_agent_batch(
         The batch result (each item's session result or error, totals) as the state's data.
     """
     logger = get_run_logger()
-    if item_runs == "task" and confirmation_policy is not None and confirmation_policy.asks():
-        raise ConfigurationError(
-            "item_runs='task' cannot ask a person to confirm a tool call (Prefect pauses flow runs, "
-            "not task runs): use item_runs='flow', or a policy without 'ask'"
-        )
+    mode = item_run_mode(item_runs, confirmation_policy)
     # Parameters are data: every path and tool they name is checked before any session starts.
     dispatcher = tool_dispatcher(custom_tools, custom_tool_retries)
     block = await aresolve_agent(agent)
@@ -542,12 +558,13 @@ async def run_agent_batch(
             "custom_tool_retries": custom_tool_retries,
         },
         dispatcher=dispatcher,
-        item_runs=item_runs,
+        item_runs=mode,
     )
     logger.info(
-        "Batch of %d item(s) as %s runs, %d at a time (global limit %r)%s",
+        "Batch of %d item(s) as %s runs%s, %d at a time (global limit %r)%s",
         len(loaded),
-        item_runs,
+        mode,
+        " (auto)" if item_runs == "auto" else "",
         max_concurrency,
         concurrency_limit_name,
         f", spend limit {limit} USD" if limit is not None else "",

@@ -29,12 +29,15 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar, get_type_hints, overload
+from typing import Any, TypeAlias, TypeVar, cast, get_type_hints, overload
 
 from anthropic.lib.tools import BetaAsyncFunctionTool, BetaFunctionTool, beta_async_tool, beta_tool
 from anthropic.lib.tools._tool_dispatch import run_runnable_tool, tool_error_content, tool_result_content
+from anthropic.types.beta.sessions import BetaManagedAgentsUserCustomToolResultEventParams
+from anthropic.types.beta.sessions.beta_managed_agents_user_custom_tool_result_event_params import Content
 from pydantic import BaseModel
 
+from .events import EventParam
 from .exceptions import ConfigurationError, SpecValidationError, UnknownCustomToolError
 from .settings import SecuritySettings
 from .tool_calls import PendingToolCall
@@ -403,11 +406,15 @@ def error_content(exc: BaseException) -> list[dict[str, Any]]:
 
 def result_event(
     call: PendingToolCall, content: list[dict[str, Any]] | None, *, is_error: bool
-) -> dict[str, Any]:
+) -> BetaManagedAgentsUserCustomToolResultEventParams:
     """The ``user.custom_tool_result`` event param answering ``call``."""
-    event: dict[str, Any] = {"type": "user.custom_tool_result", "custom_tool_use_id": call.event_id}
+    event: BetaManagedAgentsUserCustomToolResultEventParams = {
+        "type": "user.custom_tool_result",
+        "custom_tool_use_id": call.event_id,
+    }
     if content is not None:
-        event["content"] = content
+        # Content blocks as the SDK's own tool-result rendering made them.
+        event["content"] = cast("list[Content]", content)
     if is_error:
         event["is_error"] = True
     return event
@@ -418,7 +425,9 @@ async def run_tool(tool: RunnableTool, call: PendingToolCall) -> list[dict[str, 
     return result_content(await run_runnable_tool(tool, dict(call.input)))
 
 
-def unknown_tool_event(call: PendingToolCall, known: Sequence[str]) -> dict[str, Any]:
+def unknown_tool_event(
+    call: PendingToolCall, known: Sequence[str]
+) -> BetaManagedAgentsUserCustomToolResultEventParams:
     """The error result for a call to a tool no function is registered for."""
     names = ", ".join(sorted(known)) or "none"
     text = f"No function is registered for custom tool {call.name!r} (registered: {names})."
@@ -462,7 +471,7 @@ class ToolDispatcher:
         """Run one call; return its result content or raise the tool's error."""
         return await run_tool(tool, call)
 
-    async def answer(self, call: PendingToolCall) -> dict[str, Any]:
+    async def answer(self, call: PendingToolCall) -> EventParam:
         """The ``user.custom_tool_result`` for one call (a tool's error goes to the agent)."""
         tool = self.tools.get(call.name)
         if tool is None:
@@ -475,6 +484,6 @@ class ToolDispatcher:
             return result_event(call, error_content(exc), is_error=True)
         return result_event(call, content, is_error=False)
 
-    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[dict[str, Any]]:
+    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[EventParam]:
         """Run every call concurrently; return one ``user.custom_tool_result`` param per call."""
         return list(await asyncio.gather(*(self.answer(call) for call in calls)))

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import anthropic
 import anyio
 
+from .events import EventParam
 from .exceptions import InputFileError
 from .inputs import InputFile, LocalInput, MemoryStoreAttachment, UploadedFile, check_input_files, file_sha256
 from .keys import AGENT_VERSION_KEY
@@ -43,6 +44,7 @@ from .pipeline import (
 )
 from .results import OutputFile
 from .roots import input_roots, output_roots
+from .session_stream import StreamObserver
 from .tool_calls import PendingToolCall, ToolAnswer
 from .turn import ConfirmationPolicy, TurnRequest
 
@@ -167,7 +169,7 @@ class DirectSteps:
         )
         return StartedSession(session_id=session_id, console_url=console_url, reattached=True)
 
-    async def send_follow_up(self, session_id: str, events: list[dict[str, Any]]) -> FollowUpTurn:
+    async def send_follow_up(self, session_id: str, events: list[EventParam]) -> FollowUpTurn:
         """Send the follow-up turn's events (the pipeline calls this once per run)."""
         async with self.client() as client:
             return await asend_follow_up(client, session_id, events)
@@ -184,13 +186,21 @@ class DirectSteps:
                 turn,
                 console_url=session.console_url,
                 answers=answers,
-                observer=LoggingObserver(self.log, self.agent.log_verbosity, session.session_id),
+                observer=self.observer(session.session_id),
             )
         if report.end.kind != "awaiting_approval":
-            for warning in report.outcome.warnings:
-                self.log.warning(warning)
-            report.outcome.raise_for_failure()
+            self.end_turn(report)
         return report
+
+    def observer(self, session_id: str) -> StreamObserver:
+        """What watches the stream: logs at the agent's verbosity."""
+        return LoggingObserver(self.log, self.agent.log_verbosity, session_id)
+
+    def end_turn(self, report: SessionRunReport) -> None:
+        """Log the turn's warnings; raise the typed error when it did not complete."""
+        for warning in report.outcome.warnings:
+            self.log.warning(warning)
+        report.outcome.raise_for_failure()
 
     async def ask(
         self, calls: tuple[PendingToolCall, ...], policy: ConfirmationPolicy, session: StartedSession

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import anthropic
 
+from .events import EventParam
 from .exceptions import SessionNotAttachableError
 from .keys import CREATE_TOKEN_KEY, holds
 from .memory_audit import MemoryChange
@@ -53,11 +54,6 @@ _TOOL_EVENTS = frozenset(
     }
 )
 _MESSAGE_EVENTS = frozenset({"agent.message", "user.message", "agent.thinking", "user.tool_confirmation"})
-
-
-def user_message(prompt: str) -> dict[str, Any]:
-    """Build the ``user.message`` kickoff event for a text prompt."""
-    return {"type": "user.message", "content": [{"type": "text", "text": prompt}]}
 
 
 # --- create ----------------------------------------------------------------------------------
@@ -183,7 +179,7 @@ async def attachable_session(
 async def asend_turn_events(
     client: anthropic.AsyncAnthropic,
     session_id: str,
-    events: list[dict[str, Any]],
+    events: list[EventParam],
     *,
     settings: RuntimeSettings | None = None,
 ) -> list[str]:
@@ -207,7 +203,7 @@ async def asend_turn_events(
     once = client.with_options(max_retries=0)
 
     async def send() -> list[str]:
-        sent = await once.beta.sessions.events.send(session_id, events=events)  # type: ignore[arg-type]
+        sent = await once.beta.sessions.events.send(session_id, events=events)
         return [str(e.id) for e in sent.data or []]
 
     async def find() -> list[str] | None:

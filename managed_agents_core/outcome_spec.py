@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+from anthropic.types.beta.sessions import BetaManagedAgentsUserDefineOutcomeEventParams
+from anthropic.types.beta.sessions.beta_managed_agents_user_define_outcome_event_params import Rubric
 from pydantic import BaseModel, Field, model_validator
 
 from .results import OutcomeEvaluation
@@ -38,14 +40,14 @@ class OutcomeSpec(BaseModel):
             raise ValueError("give exactly one of rubric (text) or rubric_file_id.")
         return self
 
-    def event(self) -> dict[str, Any]:
+    def event(self) -> BetaManagedAgentsUserDefineOutcomeEventParams:
         """The ``user.define_outcome`` event param."""
-        rubric: dict[str, Any] = (
+        rubric: Rubric = (
             {"type": "text", "content": self.rubric}
             if self.rubric is not None
-            else {"type": "file", "file_id": self.rubric_file_id}
+            else {"type": "file", "file_id": str(self.rubric_file_id)}
         )
-        event: dict[str, Any] = {
+        event: BetaManagedAgentsUserDefineOutcomeEventParams = {
             "type": "user.define_outcome",
             "description": self.description,
             "rubric": rubric,

@@ -28,9 +28,10 @@ from typing import Any, Protocol
 import anthropic
 from pydantic import BaseModel, Field
 
+from .events import EventParam, user_message
 from .exceptions import ConfigurationError
 from .inputs import InputFile, MemoryStoreAttachment, UploadedFile, check_input_files
-from .lifecycle import SessionRunReport, asend_turn_events, build_session_result, user_message
+from .lifecycle import SessionRunReport, asend_turn_events, build_session_result
 from .memory_audit import MemoryChange
 from .outcome_spec import OutcomeSpec
 from .output_sinks import OutputSink
@@ -107,7 +108,7 @@ class SessionRequest:
         if self.follow_up and not self.session_id:
             raise ConfigurationError("a follow-up needs the session_id of the session to continue")
 
-    def kickoff(self) -> tuple[dict[str, Any], ...]:
+    def kickoff(self) -> tuple[EventParam, ...]:
         """The events that start the turn: the outcome to work towards, or the prompt."""
         return (self.outcome.event(),) if self.outcome is not None else (user_message(self.prompt),)
 
@@ -119,7 +120,7 @@ class SessionRequest:
 
 
 async def asend_follow_up(
-    client: anthropic.AsyncAnthropic, session_id: str, events: list[dict[str, Any]]
+    client: anthropic.AsyncAnthropic, session_id: str, events: list[EventParam]
 ) -> FollowUpTurn:
     """Send a follow-up turn's events; first list the outputs earlier turns made (once their
     indexing settled), so the turn collects only its own files. A lost answer to the send is
@@ -184,7 +185,7 @@ class SessionSteps(Protocol):
     async def attach(self, session_id: str, *, follow_up: bool) -> StartedSession:
         """Take over a session an earlier run started (or that a follow-up continues)."""
 
-    async def send_follow_up(self, session_id: str, events: list[dict[str, Any]]) -> FollowUpTurn:
+    async def send_follow_up(self, session_id: str, events: list[EventParam]) -> FollowUpTurn:
         """Send a follow-up turn's events once, however often it is called."""
 
     async def stream(

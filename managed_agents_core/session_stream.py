@@ -39,13 +39,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import anthropic
 import httpx2
+from anthropic.types.beta.sessions import (
+    BetaManagedAgentsSessionRequiresAction,
+)
+from anthropic.types.beta.sessions import (
+    BetaManagedAgentsSessionStatusIdleEvent as IdleEvent,
+)
 
+from .events import KICKOFF_TYPES, EventParam, MalformedEventError, SessionEvent, stream_event
 from .exceptions import ManagedAgentsError
 from .outcome import SessionEnd
 from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retrying
@@ -96,10 +103,10 @@ def is_fatal_stream_error(exc: BaseException) -> bool:
 class StreamObserver(Protocol):
     """What the engine reports while it runs (logs, progress, Prefect events)."""
 
-    def on_event(self, event: Any) -> None:
+    def on_event(self, event: SessionEvent) -> None:
         """Called once per distinct event, in order. Must be cheap: no network, no heavy logging."""
 
-    async def on_status(self, status: str, event: Any) -> None:
+    async def on_status(self, status: str, event: SessionEvent | None) -> None:
         """Called on each session status change: running, idle, requires-action, rescheduled, terminated."""
 
     async def on_reconnect(self, attempt: int, error: BaseException | None) -> None:
@@ -112,10 +119,10 @@ class StreamObserver(Protocol):
 class NullObserver:
     """An observer that ignores everything."""
 
-    def on_event(self, event: Any) -> None:
+    def on_event(self, event: SessionEvent) -> None:
         """Ignore the event."""
 
-    async def on_status(self, status: str, event: Any) -> None:
+    async def on_status(self, status: str, event: SessionEvent | None) -> None:
         """Ignore the status change."""
 
     async def on_reconnect(self, attempt: int, error: BaseException | None) -> None:
@@ -194,7 +201,7 @@ class SessionStream:
         self.session_id = session_id
         turn = turn or TurnRequest()
         self.turn = turn
-        self.kickoff = [dict(event) for event in turn.kickoff]
+        self.kickoff = list(turn.kickoff)
         self.resume = turn.resume
         self.policy = turn.policy or ConfirmationPolicy()
         self.answers = dict(answers or {})
@@ -219,7 +226,7 @@ class SessionStream:
         """Events may have been emitted while no stream of ours was open (a reconnect, a re-attach)."""
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._suspect: Any = None
+        self._suspect: IdleEvent | None = None
         """A stream idle that came before we knew our kickoff was processed (history to judge)."""
         self._suspect_since: float | None = None
         self._idle_status_since: float | None = None
@@ -498,22 +505,22 @@ class SessionStream:
             # Re-attaching: the turn to follow is the one of the newest processed user kickoff.
             for index in range(len(events) - 1, -1, -1):
                 event = events[index]
-                if getattr(event, "type", "") in _USER_KICKOFF_TYPES and event.processed_at is not None:
+                if event.type in _USER_KICKOFF_TYPES and event.processed_at is not None:
                     armed_at = index
                     break
         pending: list[str] = []
-        pending_event: Any = None
+        pending_event: SessionEvent | None = None
         watermark = self._watermark
         for index, event in enumerate(events):
-            kind = str(getattr(event, "type", ""))
-            event_id = str(getattr(event, "id", "") or "")
+            kind = str(event.type)
+            event_id = event.id
             if event_id:
                 self._history_ids.add(event_id)
             new = self._note(event, kind, from_history=True)
             if event_id and kind not in _USER_EVENT_TYPES:
                 watermark = event_id  # history events never move; user events may
             if kind in _USER_KICKOFF_TYPES:
-                processed = getattr(event, "processed_at", None) is not None
+                processed = event.processed_at is not None
                 if processed and (index == armed_at or (armed_at is None and self._is_kickoff(event_id))):
                     armed_at = index
                     self._armed_in_history = True
@@ -526,10 +533,9 @@ class SessionStream:
                     await self._status("rescheduled", event)
             elif self._end is not None:
                 continue  # already ended: only completing the transcript
-            elif kind == "session.status_idle" and armed_at is not None and index > armed_at:
-                reason = getattr(event, "stop_reason", None)
-                if getattr(reason, "type", None) == "requires_action":
-                    pending = [str(i) for i in (getattr(reason, "event_ids", None) or [])]
+            elif event.type == "session.status_idle" and armed_at is not None and index > armed_at:
+                if isinstance(event.stop_reason, BetaManagedAgentsSessionRequiresAction):
+                    pending = list(event.stop_reason.event_ids)
                     pending_event = event
                 else:
                     pending = []
@@ -538,11 +544,11 @@ class SessionStream:
                 pending = []
                 await self._finish_terminated(event, kind, from_history=True)
         self._watermark = watermark
-        if pending and handle_pending and self._end is None:
+        if pending and pending_event is not None and handle_pending and self._end is None:
             # Answers may come later in the same history, so decide once the read is complete.
             await self._requires_action(pending, pending_event)
 
-    async def _unhandled_history(self) -> tuple[list[Any], bool]:
+    async def _unhandled_history(self) -> tuple[list[SessionEvent], bool]:
         """The history after the watermark in ascending order; True when that is the whole history.
 
         Without a watermark, or when it is not found, the whole history is returned.
@@ -554,13 +560,13 @@ class SessionStream:
             events = [event async for event in page]
             self.stats.history_events_read += len(events)
             return events, True
-        newer: list[Any] = []
+        newer: list[SessionEvent] = []
         page = await self.client.beta.sessions.events.list(
             self.session_id, limit=HISTORY_PAGE_SIZE, order="desc"
         )
         async for event in page:
             self.stats.history_events_read += 1
-            if str(getattr(event, "id", "") or "") == self._watermark:
+            if event.id == self._watermark:
                 newer.reverse()
                 return newer, False
             newer.append(event)
@@ -598,21 +604,18 @@ class SessionStream:
 
     # --- per event ---------------------------------------------------------------------------
 
-    async def _on_stream_event(self, event: Any) -> None:
-        kind = str(getattr(event, "type", "") or "")
-        if kind in ("event_start", "event_delta", "ping"):
-            return
-        if not kind:
+    async def _on_stream_event(self, frame: object) -> None:
+        try:
+            event = stream_event(frame)
+        except MalformedEventError as exc:
             raise SessionStreamError(
-                f"Session {self.session_id}: the API sent an event without a type "
-                f"(id {getattr(event, 'id', None)!r}); cannot tell what happened."
-            )
+                f"Session {self.session_id}: the API sent {exc}; cannot tell what happened."
+            ) from None
+        if event is None:
+            return
+        kind = str(event.type)
         new = self._note(event, kind, from_history=False)
-        if (
-            kind in _USER_KICKOFF_TYPES
-            and getattr(event, "processed_at", None) is not None
-            and self._is_kickoff(str(getattr(event, "id", "") or ""))
-        ):
+        if kind in _USER_KICKOFF_TYPES and event.processed_at is not None and self._is_kickoff(event.id):
             # The processed echo of our kickoff: whatever this stream sends after it was processed
             # after it, and an idle that came before it was stale (the start race).
             self._arm(event)
@@ -623,7 +626,7 @@ class SessionStream:
                 self._clear_suspect()
         if kind in ("session.status_terminated", "session.deleted"):
             await self._finish_terminated(event, kind)  # terminal even when already seen
-        elif kind == "session.status_idle" and new:
+        elif event.type == "session.status_idle" and new:
             if self._stream_armed:
                 await self._on_idle_in_order(event)
             else:
@@ -638,20 +641,19 @@ class SessionStream:
         elif kind == "session.status_rescheduled" and new:
             await self._status("rescheduled", event)
 
-    def _arm(self, event: Any) -> None:
+    def _arm(self, event: SessionEvent) -> None:
         self._state.armed = True
         if self._state.turn_started_at is None:
-            self._state.turn_started_at = getattr(event, "processed_at", None)
+            self._state.turn_started_at = event.processed_at
 
-    async def _on_idle_in_order(self, event: Any) -> None:
+    async def _on_idle_in_order(self, event: IdleEvent) -> None:
         """An idle that came after our kickoff was processed: the turn ends or tools wait."""
-        reason = getattr(event, "stop_reason", None)
-        if getattr(reason, "type", None) == "requires_action":
-            await self._requires_action([str(i) for i in (getattr(reason, "event_ids", None) or [])], event)
+        if isinstance(event.stop_reason, BetaManagedAgentsSessionRequiresAction):
+            await self._requires_action(list(event.stop_reason.event_ids), event)
         else:
             await self._finish_on_idle(event)
 
-    async def _requires_action(self, pending: list[str], event: Any) -> None:
+    async def _requires_action(self, pending: list[str], event: SessionEvent) -> None:
         """Report a ``requires_action`` idle once and answer its calls that are still open."""
         unanswered = [i for i in pending if i not in self._state.answered]
         if unanswered:
@@ -660,15 +662,14 @@ class SessionStream:
                 await self._status("requires-action", event)
             await self._answer_pending(unanswered)
 
-    def _dedupe_key(self, event: Any, kind: str) -> str | None:
-        event_id = getattr(event, "id", None) or ""
-        if event_id:
-            return str(event_id)
-        processed = getattr(event, "processed_at", None)
+    def _dedupe_key(self, event: SessionEvent, kind: str) -> str | None:
+        if event.id:
+            return event.id
+        processed = event.processed_at
         # Interrupt echoes may carry an empty id: fall back to type and timestamp.
         return f"{kind}@{processed.isoformat()}" if processed is not None else None
 
-    def _note(self, event: Any, kind: str, *, from_history: bool) -> bool:
+    def _note(self, event: SessionEvent, kind: str, *, from_history: bool) -> bool:
         """Record a sighting; hand a first sighting to the transcript and observer. Returns newness."""
         key = self._dedupe_key(event, kind)
         if key is None:
@@ -689,38 +690,35 @@ class SessionStream:
             return True  # re-attaching: any user kickoff in the history is ours
         return event_id in self._state.kickoff_ids
 
-    def _track(self, event: Any, kind: str) -> None:
+    def _track(self, event: SessionEvent, kind: str) -> None:
         state = self._state
         if kind in _TOOL_USE_TYPES:
-            state.tool_calls[str(event.id)] = PendingToolCall.from_event(event)
-        elif kind == "user.tool_confirmation":
-            state.answered.add(str(getattr(event, "tool_use_id", "")))
-        elif kind in ("user.custom_tool_result", "user.tool_result"):
-            state.answered.add(
-                str(getattr(event, "custom_tool_use_id", None) or getattr(event, "tool_use_id", ""))
-            )
+            state.tool_calls[event.id] = PendingToolCall.from_event(event)
+        elif event.type in ("user.tool_confirmation", "user.tool_result"):
+            state.answered.add(event.tool_use_id)
+        elif event.type == "user.custom_tool_result":
+            state.answered.add(event.custom_tool_use_id)
         elif kind in _USER_KICKOFF_TYPES:
             state.saw_user_kickoff = True
 
-    async def _finish_on_idle(self, event: Any, *, from_history: bool = False) -> None:
-        reason_type = str(getattr(getattr(event, "stop_reason", None), "type", "") or "")
-        details = getattr(event, "stop_details", None)
+    async def _finish_on_idle(self, event: IdleEvent, *, from_history: bool = False) -> None:
+        details = event.stop_details
         self._end = SessionEnd(
             kind="idle",
-            stop_reason=reason_type or None,
+            stop_reason=event.stop_reason.type or None,
             stop_details=details.model_dump() if details is not None else None,
-            event_id=str(getattr(event, "id", "") or ""),
+            event_id=event.id,
         )
         self._end_in_history = from_history
         await self._status("idle", event)
 
-    async def _finish_terminated(self, event: Any, kind: str, *, from_history: bool = False) -> None:
+    async def _finish_terminated(self, event: SessionEvent, kind: str, *, from_history: bool = False) -> None:
         end_kind: Literal["terminated", "deleted"] = "deleted" if kind == "session.deleted" else "terminated"
-        self._end = SessionEnd(kind=end_kind, event_id=str(getattr(event, "id", "") or ""))
+        self._end = SessionEnd(kind=end_kind, event_id=event.id)
         self._end_in_history = from_history
         await self._status("terminated", event)
 
-    async def _status(self, status: str, event: Any) -> None:
+    async def _status(self, status: str, event: SessionEvent | None) -> None:
         if self._state.last_status == status and status != "requires-action":
             return
         self._state.last_status = status
@@ -751,7 +749,8 @@ class SessionStream:
                 detail=f"custom tool {custom[0].name!r} needs a result and no handler is registered",
             )
             return
-        confirmations: list[dict[str, Any]] = []
+        confirmations: list[EventParam] = []
+        confirmed: list[str] = []
         to_ask: list[PendingToolCall] = []
         for call in calls:
             if call.kind == "agent.custom_tool_use":
@@ -771,14 +770,15 @@ class SessionStream:
             if answer is None:
                 answer = ToolAnswer(verdict, self.policy.deny_message if verdict == "deny" else None)
             confirmations.append(answer.event(call.event_id))
+            confirmed.append(call.event_id)
         if custom and self.custom_tools is not None:
             results = await self.custom_tools(custom)
             await self._send_with_retries(results)
-            state.answered.update(str(r["custom_tool_use_id"]) for r in results)
+            state.answered.update(c.event_id for c in custom)
             self.stats.custom_results_sent += len(results)
         if confirmations:
             await self._send_with_retries(confirmations)
-            state.answered.update(str(c["tool_use_id"]) for c in confirmations)
+            state.answered.update(confirmed)
             self.stats.confirmations_sent += len(confirmations)
         if to_ask:
             self._end = SessionEnd(
@@ -788,13 +788,13 @@ class SessionStream:
                 detail="waiting for a person to approve or deny: " + ", ".join(c.label for c in to_ask),
             )
 
-    async def _send_with_retries(self, events: list[dict[str, Any]]) -> Any:
+    async def _send_with_retries(self, events: Sequence[EventParam]) -> Any:
         # A repeated confirmation for the same tool use is harmless; the SDK's retries stay off
         # so that the policy's loop is the only one (managed_agents_core.retry_policy).
         once = self.client.with_options(max_retries=0)
         async for attempt in retrying(LOOP_ATTEMPTS):
             with attempt:
-                return await once.beta.sessions.events.send(self.session_id, events=events)  # type: ignore[arg-type]
+                return await once.beta.sessions.events.send(self.session_id, events=events)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_kickoff_unless_sent(self) -> None:
@@ -824,7 +824,7 @@ class SessionStream:
         kickoff = self.kickoff
 
         async def send() -> set[str]:
-            sent = await once.beta.sessions.events.send(self.session_id, events=kickoff)  # type: ignore[arg-type]
+            sent = await once.beta.sessions.events.send(self.session_id, events=kickoff)
             return {str(e.id) for e in sent.data or []}
 
         async def find() -> set[str] | None:
@@ -859,7 +859,7 @@ async def poll_history(
             session_id,
             limit=HISTORY_PAGE_SIZE,
             order="asc",
-            types=sorted(_USER_KICKOFF_TYPES),  # type: ignore[arg-type]
+            types=list(KICKOFF_TYPES),
         )
         ids = [str(event.id) async for event in page]
         remaining = deadline - time.monotonic()

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from anthropic.types.beta.sessions import BetaManagedAgentsUserToolConfirmationEventParams
+
 ToolCallKind = Literal["agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use"]
 
 
@@ -83,9 +85,9 @@ class ToolAnswer:
     result: Literal["allow", "deny"]
     deny_message: str | None = None
 
-    def event(self, tool_use_id: str) -> dict[str, Any]:
+    def event(self, tool_use_id: str) -> BetaManagedAgentsUserToolConfirmationEventParams:
         """The ``user.tool_confirmation`` event param for ``tool_use_id``."""
-        param: dict[str, Any] = {
+        param: BetaManagedAgentsUserToolConfirmationEventParams = {
             "type": "user.tool_confirmation",
             "tool_use_id": tool_use_id,
             "result": self.result,

@@ -9,12 +9,13 @@ and documented here only.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from .events import EventParam
 from .tool_calls import PendingToolCall
 
 Verdict = Literal["allow", "deny", "fail", "ask"]
@@ -73,7 +74,7 @@ class ConfirmationPolicy(BaseModel):
 class CustomToolDispatcher(Protocol):
     """Runs ``agent.custom_tool_use`` calls and returns one ``user.custom_tool_result`` each."""
 
-    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[dict[str, Any]]:
+    async def __call__(self, calls: Sequence[PendingToolCall]) -> list[EventParam]:
         """Run the calls (concurrently) and return their result event params, one per call."""
 
 
@@ -105,7 +106,7 @@ class TurnRequest:
         ValueError: More than one way to start the turn was given.
     """
 
-    kickoff: tuple[Mapping[str, Any], ...] = ()
+    kickoff: tuple[EventParam, ...] = ()
     resume: bool = False
     turn_event_ids: tuple[str, ...] = ()
     send_turn: SendTurn | None = None

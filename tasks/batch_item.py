@@ -15,7 +15,7 @@ not task runs), so a policy that says ``ask`` needs ``item_runs="flow"``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +26,11 @@ from prefect.logging import get_run_logger
 from managed_agents_core.direct_steps import DirectSteps
 from managed_agents_core.inputs import InputFile, UploadedFile
 from managed_agents_core.keys import BATCH_ITEM_KEY
-from managed_agents_core.lifecycle import SessionRunReport, adrive_session
+from managed_agents_core.lifecycle import SessionRunReport
 from managed_agents_core.pipeline import FinishedSession, SessionPipeline, SessionRequest, StartedSession
 from managed_agents_core.results import SessionResult
 from managed_agents_core.roots import input_roots
-from managed_agents_core.tool_calls import ToolAnswer
-from managed_agents_core.turn import TurnRequest
+from managed_agents_core.session_stream import StreamObserver
 from tasks.files import upload_input_files
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 from tasks.sessions import (
@@ -107,23 +106,13 @@ class ItemSteps(DirectSteps):
         announce_started(self.block, session_id, reattached=True)
         return started
 
-    async def stream(
-        self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]
-    ) -> SessionRunReport:
-        """Drive the turn with Prefect logs and events; raise the typed error when it failed."""
-        async with self.client() as client:
-            report = await adrive_session(
-                client,
-                session.session_id,
-                turn,
-                console_url=session.console_url,
-                answers=answers,
-                observer=PrefectObserver(
-                    self.log, self.block.log_verbosity, session.session_id, self.block.agent_id
-                ),
-            )
+    def observer(self, session_id: str) -> StreamObserver:
+        """Logs to the task run and emits a Prefect event on each status change."""
+        return PrefectObserver(self.log, self.block.log_verbosity, session_id, self.block.agent_id)
+
+    def end_turn(self, report: SessionRunReport) -> None:
+        """Emit ``session.completed`` (or ``.failed``); raise the typed error when it failed."""
         finish_turn(self.block, report, self.log)
-        return report
 
     async def report(self, finished: FinishedSession) -> None:
         """Log what the item produced (the batch table is the per-item record)."""

@@ -23,20 +23,12 @@ async def resolve_memory_stores(
     credentials: AnthropicCredentials,
     attachments: Sequence[MemoryStoreAttachment | str | Mapping[str, Any]],
 ) -> list[dict[str, str]]:
-    """Resolve memory-store attachments (ids or names) into session resource params.
+    """Resolve memory-store attachments (ids or names) into session resource params (see
+    :func:`managed_agents_core.memory_stores.aresolve_memory_resources` for the rules and errors).
 
     Args:
         credentials: The ``AnthropicCredentials`` block.
         attachments: Stores to attach, as models, plain ids or names, or dicts.
-
-    Returns:
-        ``[{"type": "memory_store", "memory_store_id", "access", "instructions"?}, ...]`` in order.
-
-    Raises:
-        MemoryStoreConfigError: More than 8 stores, one store twice, instructions too long.
-        MemoryStoreNotFoundError: A store does not exist.
-        AmbiguousMemoryStoreError: A name matches several stores.
-        MemoryStoreArchivedError: A store is archived.
     """
     async with credentials.get_async_client() as client:
         return await aresolve_memory_resources(client, attachments, log=get_run_logger())

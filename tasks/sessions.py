@@ -25,6 +25,7 @@ from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 from prefect.transactions import CommitMode, transaction
 
+from managed_agents_core.events import EventParam
 from managed_agents_core.keys import (
     AGENT_VERSION_KEY,
     BLOCK_KEY,
@@ -414,7 +415,7 @@ def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any) -> N
 async def send_follow_up(
     agent: ManagedAgent,
     session_id: str,
-    events: list[dict[str, Any]],
+    events: list[EventParam],
     key: str = "",
 ) -> dict[str, list[str]]:
     """Send a follow-up turn's events to an existing session, once per flow run (cached).

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect.logging import get_run_logger
 
+from managed_agents_core.events import EventParam
 from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile
 from managed_agents_core.lifecycle import SessionRunReport
 from managed_agents_core.memory_audit import MemoryChange
@@ -92,7 +93,7 @@ class TaskSteps:
             session_id=session_id, console_url=str(self.agent.console_url(session_id)), reattached=True
         )
 
-    async def send_follow_up(self, session_id: str, events: list[dict[str, Any]]) -> FollowUpTurn:
+    async def send_follow_up(self, session_id: str, events: list[EventParam]) -> FollowUpTurn:
         """``send-follow-up``, cached per flow run: a flow retry sends nothing twice."""
         return FollowUpTurn.model_validate(await send_follow_up(self.agent, session_id, events))
 

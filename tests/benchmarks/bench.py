@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         log("starting the emulator and a Prefect server (separate processes)")
         with (
             EmulatorProcess(["--api-key", API_KEY], log_path=scratch / "emulator.log") as emu,
-            PrefectServerProcess(services=False, log_path=scratch / "prefect.log") as prefect_server,
+            PrefectServerProcess(log_path=scratch / "prefect.log") as prefect_server,
         ):
             env = {**os.environ, **prefect_server.env, **INSTANT_RUNTIME, "PYTHONPATH": str(REPO_ROOT)}
             for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):

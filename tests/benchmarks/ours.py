@@ -15,6 +15,9 @@ from pydantic import SecretStr
 
 import flows
 from blocks.credentials import AnthropicCredentials
+from flows.batch import run_agent_batch
+from flows.session import arun_agent_session, run_agent_session
+from managed_agents_core.batch_items import BatchItem, BatchResult
 from managed_agents_core.lifecycle import LoggingObserver, Verbosity
 from managed_agents_core.outputs import acollect_session_outputs
 from managed_agents_core.session_stream import SessionStream
@@ -54,8 +57,6 @@ def run_session(
 ) -> dict[str, Any]:
     """``run_agent_session`` (or its async twin) with the saved block, one input file and an
     output folder."""
-    from flows.session import arun_agent_session, run_agent_session
-
     kwargs: dict[str, Any] = {
         "agent": target.block_name,
         "prompt": prompt,
@@ -75,9 +76,6 @@ async def fan_out(
     target: Target, params: FanOutParams, output_dir: Path, item_runs: ItemRuns = "task"
 ) -> dict[str, Any]:
     """``run_agent_batch`` over ``params.sessions`` items at ``params.concurrency``."""
-    from flows.batch import run_agent_batch
-    from managed_agents_core.batch_items import BatchItem, BatchResult
-
     items: list[BatchItem | str] = [
         BatchItem(prompt=params.prompt(i), key=f"item-{i}") for i in range(params.sessions)
     ]

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(scratch_name)
         with (
             EmulatorProcess(["--api-key", API_KEY]) as emu,
-            PrefectServerProcess(services=False, log_path=scratch / "prefect.log") as prefect_server,
+            PrefectServerProcess(log_path=scratch / "prefect.log") as prefect_server,
         ):
             env = {**os.environ, **prefect_server.env, **INSTANT_RUNTIME, "PYTHONPATH": str(REPO_ROOT)}
             setup = {"kind": "setup", "base_url": emu.url, "api_key": API_KEY, "block_name": "profile-agent"}

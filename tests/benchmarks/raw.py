@@ -73,7 +73,8 @@ def run_session(
     outputs = 0
     total = 0
     for meta in client.beta.files.list(scope_id=session.id, betas=[MANAGED_AGENTS_BETA]):
-        client.beta.files.download(meta.id).write_to_file(output_dir / Path(meta.filename).name)
+        with client.beta.files.with_streaming_response.download(meta.id) as response:
+            response.stream_to_file(output_dir / Path(meta.filename).name)
         outputs += 1
         total += meta.size_bytes
     return {"session_id": session.id, "events": events, "outputs": outputs, "output_bytes": total}
@@ -96,8 +97,8 @@ async def arun_session(
     await anyio.Path(output_dir).mkdir(parents=True, exist_ok=True)
     outputs = 0
     async for meta in client.beta.files.list(scope_id=session.id, betas=[MANAGED_AGENTS_BETA]):
-        response = await client.beta.files.download(meta.id)
-        await response.write_to_file(output_dir / Path(meta.filename).name)
+        async with client.beta.files.with_streaming_response.download(meta.id) as response:
+            await response.stream_to_file(output_dir / Path(meta.filename).name)
         outputs += 1
     return outputs
 
@@ -136,11 +137,14 @@ async def stream_events(client: anthropic.AsyncAnthropic, session_id: str, promp
 
 
 def download_file(client: anthropic.Anthropic, file_id: str, size: int, output_dir: Path) -> dict[str, Any]:
-    """``files.download(...).write_to_file(...)``: the SDK's own way to save a file."""
+    """``files.with_streaming_response.download(...)`` then ``stream_to_file``: the SDK's own way to
+    save a large file (its docstring says so: ``download(...).write_to_file`` reads the whole body
+    into memory first)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "large.bin"
     started = time.perf_counter()
-    client.beta.files.download(file_id).write_to_file(path)
+    with client.beta.files.with_streaming_response.download(file_id) as response:
+        response.stream_to_file(path)
     elapsed = time.perf_counter() - started
     written = path.stat().st_size
     path.unlink()

@@ -238,7 +238,7 @@ async def test_batch_from_a_jsonl_file(agent: ManagedAgent, tmp_path: Path) -> N
     )
     _, result = await run_batch(
         agent=agent, items=str(path), output_dir=str(tmp_path / "out"), concurrency_limit_name=limit_name()
-    )
+    )  # the default mode: task runs (auto, no policy that asks)
     assert [(i.key, i.state, i.metadata) for i in result.items] == [("doc", "completed", {"id": "7"})]
     assert "doc.txt" in (tmp_path / "out" / "doc" / "report.md").read_text()
 
@@ -345,6 +345,7 @@ async def run_one(tmp_path: Path, agent: ManagedAgent, stand_in: _OutageThenReal
             items=[scenario(reply=reply, outputs=[{"name": "o.txt", "size": 7}])],
             output_dir=str(tmp_path / reply),
             concurrency_limit_name=limit_name(),
+            item_runs="flow",
         )
     (item,) = result.items
     return item

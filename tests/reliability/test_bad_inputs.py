@@ -147,7 +147,8 @@ def _broken_stream(frames: bytes, history: list[dict[str, Any]]) -> Callable[[Ca
     """Drive a session on a broken server; the turn must end in a typed error (bounded time)."""
 
     def run(ctx: CaseContext) -> Any:
-        from managed_agents_core.lifecycle import adrive_session, user_message
+        from managed_agents_core.events import user_message
+        from managed_agents_core.lifecycle import adrive_session
 
         async def main() -> Any:
             with BrokenApi(frames, history) as api:
@@ -489,7 +490,8 @@ def test_the_campaign_has_at_least_30_bad_inputs() -> None:
 
 def test_unknown_event_types_are_passed_over_and_the_turn_ends_normally() -> None:
     """A newer API may send event types this SDK does not know: they must not break the run."""
-    from managed_agents_core.lifecycle import adrive_session, user_message
+    from managed_agents_core.events import user_message
+    from managed_agents_core.lifecycle import adrive_session
 
     unknown = event_json("agent.future_feature", 1, payload={"x": 1})
     history = [*_processed_kickoff(), {"type": "agent.future_feature", "id": "sevt_fake0001"}, eval_idle()]
