@@ -58,7 +58,7 @@ from .outcome import SessionEnd
 from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retrying
 from .send_once import send_once
 from .settings import RuntimeSettings
-from .tool_calls import PendingToolCall, ToolAnswer
+from .tool_calls import PendingToolCall, ToolAnswer, ToolUseEvent
 from .transcript import Transcript
 from .turn import ConfirmationPolicy, TurnRequest
 
@@ -87,7 +87,6 @@ _USER_EVENT_TYPES = frozenset(
     }
 )
 """Queued events: listed before they are processed, and may move when they are."""
-_TOOL_USE_TYPES = frozenset({"agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use"})
 _ACTIVE_STATUSES = frozenset({"running", "rescheduling"})
 
 
@@ -692,7 +691,7 @@ class SessionStream:
 
     def _track(self, event: SessionEvent, kind: str) -> None:
         state = self._state
-        if kind in _TOOL_USE_TYPES:
+        if isinstance(event, ToolUseEvent):
             state.tool_calls[event.id] = PendingToolCall.from_event(event)
         elif event.type in ("user.tool_confirmation", "user.tool_result"):
             state.answered.add(event.tool_use_id)

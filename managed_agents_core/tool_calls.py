@@ -10,27 +10,37 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from anthropic.types.beta.sessions import BetaManagedAgentsUserToolConfirmationEventParams
+from anthropic.types.beta.sessions import (
+    BetaManagedAgentsAgentCustomToolUseEvent,
+    BetaManagedAgentsAgentMCPToolUseEvent,
+    BetaManagedAgentsAgentToolUseEvent,
+    BetaManagedAgentsUserToolConfirmationEventParams,
+)
+
+AgentToolUse = BetaManagedAgentsAgentToolUseEvent | BetaManagedAgentsAgentMCPToolUseEvent
+"""A built-in or MCP tool call (these wait for confirmations)."""
+ToolUseEvent = AgentToolUse | BetaManagedAgentsAgentCustomToolUseEvent
+"""Any tool call of the agent."""
 
 ToolCallKind = Literal["agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use"]
 
 
-def evaluation_reason(event: Any) -> str:
+def evaluation_reason(event: AgentToolUse) -> str:
     """Say why a tool call waits for a confirmation, from its ``evaluation`` (e.g. ``always_ask``).
 
     Args:
-        event: An ``agent.tool_use`` / ``agent.mcp_tool_use`` event (SDK model).
+        event: An ``agent.tool_use`` / ``agent.mcp_tool_use`` event.
     """
-    evaluation = getattr(event, "evaluation", None)
-    kind = getattr(evaluation, "type", None)
-    if kind is None:
-        permission = getattr(event, "evaluated_permission", None)
+    evaluation = event.evaluation
+    if evaluation is None:
+        permission = event.evaluated_permission
         return f"evaluated permission: {permission}" if permission else "needs a confirmation"
-    if kind == "auto":
+    if evaluation.type == "auto":
+        # The auto verdict's shape is newer than the union's members agree on.
         verdict = getattr(evaluation, "evaluated_permission", None)
         code = getattr(verdict, "reason_code", None)
         return f"auto: {getattr(verdict, 'type', '?')}" + (f" ({code})" if code else "")
-    return str(kind)
+    return str(evaluation.type)
 
 
 @dataclass(frozen=True)
@@ -54,17 +64,19 @@ class PendingToolCall:
     mcp_server: str | None = None
 
     @classmethod
-    def from_event(cls, event: Any) -> PendingToolCall:
+    def from_event(cls, event: ToolUseEvent) -> PendingToolCall:
         """Build from an SDK tool-use event."""
-        kind = str(getattr(event, "type", "agent.tool_use"))
-        raw_input = getattr(event, "input", None)
         return cls(
-            event_id=str(getattr(event, "id", "")),
-            kind=kind,  # type: ignore[arg-type]
-            name=str(getattr(event, "name", "")),
-            input=dict(raw_input) if isinstance(raw_input, dict) else {},
-            reason="" if kind == "agent.custom_tool_use" else evaluation_reason(event),
-            mcp_server=getattr(event, "mcp_server_name", None),
+            event_id=event.id,
+            kind=event.type,
+            name=event.name,
+            input=dict(event.input or {}),
+            reason=""
+            if isinstance(event, BetaManagedAgentsAgentCustomToolUseEvent)
+            else evaluation_reason(event),
+            mcp_server=event.mcp_server_name
+            if isinstance(event, BetaManagedAgentsAgentMCPToolUseEvent)
+            else None,
         )
 
     @property

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import ours, raw
+from . import ours, raw, traffic
 from .memory import current_rss_mib, peak_rss_mib, reset_peak_rss
 from .scenarios import FanOutParams, SingleParams, Target, write_input_file
 
@@ -29,7 +29,10 @@ RESULT_PREFIX = "BENCH-RESULT "
 
 
 def measure(operation: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``operation`` once; add wall and CPU time, RSS before, peak RSS and peak growth (MiB)."""
+    """Run ``operation`` once; add wall and CPU time, RSS before, peak RSS and peak growth (MiB),
+    and the Prefect API requests and events it made (drained after the clock stops)."""
+    traffic.install()
+    traffic_before = traffic.snapshot()
     gc.collect()
     peak_reset = reset_peak_rss()
     before = current_rss_mib()
@@ -39,8 +42,10 @@ def measure(operation: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     peak = peak_rss_mib()
+    traffic_after = traffic.snapshot(drain=True)
     return {
         **figures,
+        **{key: traffic_after[key] - traffic_before[key] for key in traffic_after},
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "rss_before_mib": before,

@@ -31,7 +31,7 @@ from prefect.states import Cancelling
 
 from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY
-from managed_agents_core.keys import FLOW_RUN_KEY, SESSION_LABEL
+from managed_agents_core.keys import DEPLOYMENT_KEY, FLOW_RUN_KEY, SESSION_LABEL
 from tests.conftest import TEST_API_KEY
 from tests.e2e.conftest import PrefectServer, deploy_block, run_deployment_via_api, wait_for, worker_log
 from tests.integration.session_helpers import scenario, settled
@@ -80,7 +80,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
     session_id = str(session_run.labels[SESSION_LABEL])
     session = settled(sdk).beta.sessions.retrieve(session_id)
     assert session.metadata[FLOW_RUN_KEY] == str(session_run.id)
-    assert session.metadata["prefect_deployment_id"] == str(deployments["on-demand"].id)
+    assert session.metadata[DEPLOYMENT_KEY] == str(deployments["on-demand"].id)
     assert (out / "answer.txt").stat().st_size == 42
     keys = set(await artifacts_of(api, session_run.id))
     slug = session_id.lower().replace("_", "-")

@@ -30,7 +30,7 @@ from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY, read_child_runs, run_agent_batch
 from flows.session import arun_agent_session
 from managed_agents_core.batch_items import BatchItem, BatchResult
-from managed_agents_core.keys import FLOW_RUN_KEY, TASK_RUN_KEY
+from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
 from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, scenario, settled
@@ -135,7 +135,7 @@ async def test_one_failing_item_does_not_fail_the_others(
                 session = settled(sdk).beta.sessions.retrieve(str(item.session_id))
                 assert session.metadata[FLOW_RUN_KEY] == str(batch_run_id)
                 assert session.metadata[TASK_RUN_KEY] == item.task_run_id
-                assert session.metadata["prefect_batch_item"] == item.key
+                assert session.metadata[BATCH_ITEM_KEY] == item.key
 
     async with get_client() as prefect:
         limit = await prefect.read_global_concurrency_limit_by_name(name)

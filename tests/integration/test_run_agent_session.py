@@ -32,7 +32,7 @@ from managed_agents_core.exceptions import (
     SessionTimeoutError,
 )
 from managed_agents_core.inputs import MemoryStoreAttachment
-from managed_agents_core.keys import SESSION_LABEL
+from managed_agents_core.keys import FLOW_RUN_KEY, SESSION_LABEL
 from managed_agents_core.results import SessionResult
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
@@ -97,7 +97,7 @@ def test_end_to_end_with_files_and_memory_store(
     memories = list(client.beta.memory_stores.memories.list(store.id))
     assert any(result.session_id in m.path for m in memories)
     session = settled(client).beta.sessions.retrieve(result.session_id)
-    assert session.metadata["prefect_flow_run_id"] == str(state.state_details.flow_run_id)
+    assert session.metadata[FLOW_RUN_KEY] == str(state.state_details.flow_run_id)
     assert session.agent.version == result.agent_version
     with get_client(sync_client=True) as prefect_client:
         flow_run = prefect_client.read_flow_run(state.state_details.flow_run_id)  # type: ignore[arg-type]

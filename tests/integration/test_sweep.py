@@ -1,7 +1,7 @@
 """The orphan sweeper against the emulator and a real local Prefect server.
 
 Flow runs in each state are created through the Prefect API (the state machine sets their end
-times); sessions carry the ``prefect_flow_run_id`` metadata that ``create_session`` writes.
+times); sessions carry the ``prefect-managed-agents.flow-run-id`` metadata that ``create_session`` writes.
 """
 
 from __future__ import annotations

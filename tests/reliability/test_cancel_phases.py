@@ -26,7 +26,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling
 
 from emulator import EmulatorServer
-from managed_agents_core.keys import SESSION_LABEL
+from managed_agents_core.keys import FLOW_RUN_KEY, SESSION_LABEL
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 
@@ -202,7 +202,7 @@ def test_cancelling_in_each_phase_leaves_no_session_running(
     )
     assert len(found) == (1 if phase.session_expected else 0), line
     assert all(s.status != "running" and s.archived_at is not None for s in found), line
-    assert all(dict(s.metadata or {})["prefect_flow_run_id"] == str(flow_run_id) for s in found), line
+    assert all(dict(s.metadata or {})[FLOW_RUN_KEY] == str(flow_run_id) for s in found), line
     if phase.name == "stream":
         history = [e.type for e in settled(client).beta.sessions.events.list(found[0].id, limit=1000)]
         assert "user.interrupt" in history, line
