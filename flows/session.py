@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from prefect import flow
+from prefect.context import AsyncClientContext
 from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
@@ -112,9 +113,12 @@ async def run_pipeline(agent: ManagedAgent | str, request: SessionRequest) -> Se
     Parameters are data: the block, its key's destination and every path the request names are
     checked before anything is uploaded or created.
     """
-    block = await aresolve_agent(agent)
-    block.credentials.resolved_pair()  # the key only goes where it was saved to go
-    return await SessionPipeline(block, TaskSteps(block, ask=ask_for_approval), request).run()
+    # One Prefect client for the whole run: every get_client() below (labels, artifacts, reads)
+    # reuses it instead of opening a connection (and fetching a CSRF token) of its own.
+    async with AsyncClientContext.get_or_create():
+        block = await aresolve_agent(agent)
+        block.credentials.resolved_pair()  # the key only goes where it was saved to go
+        return await SessionPipeline(block, TaskSteps(block, ask=ask_for_approval), request).run()
 
 
 @flow(
