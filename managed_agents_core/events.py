@@ -46,6 +46,8 @@ def stream_event(frame: object) -> SessionEvent | None:
         return None
     if not kind:
         raise MalformedEventError(f"an event without a type (id {getattr(frame, 'id', None)!r})")
+    # The SDK builds a frame of an unknown type as some member of its union, with the fields it
+    # lacks set to None: the engine reads ids and stop reasons with that in mind.
     return cast(SessionEvent, frame)
 
 

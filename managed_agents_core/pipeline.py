@@ -41,8 +41,6 @@ from .roots import check_inside_roots, input_roots, output_roots
 from .tool_calls import PendingToolCall, ToolAnswer
 from .turn import ConfirmationPolicy, CustomToolDispatcher, TurnRequest
 
-logger = logging.getLogger(__name__)
-
 OutputTarget = str | os.PathLike[str] | OutputSink
 """Where a session's output files go: a local folder, or an output sink."""
 
@@ -170,6 +168,10 @@ class SessionSteps(Protocol):
     can_ask: bool
     """Whether :meth:`ask` can hand tool calls to a person (only a flow run can pause)."""
 
+    @property
+    def log(self) -> logging.Logger | logging.LoggerAdapter[Any]:
+        """Where the pipeline says what it does (the run's logger in Prefect)."""
+
     async def upload(self, files: Sequence[InputFile | str]) -> list[UploadedFile]:
         """Upload the input files; return them in order."""
 
@@ -272,7 +274,7 @@ class SessionPipeline:
         request, steps = self.request, self.steps
         if request.session_id is not None:
             if request.files or request.memory_stores:
-                logger.info(
+                steps.log.info(
                     "Re-attaching to %s: files and memory_stores are already attached", request.session_id
                 )
             self.session = await steps.attach(request.session_id, follow_up=request.follow_up)

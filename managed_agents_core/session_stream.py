@@ -704,7 +704,8 @@ class SessionStream:
         details = event.stop_details
         self._end = SessionEnd(
             kind="idle",
-            stop_reason=event.stop_reason.type or None,
+            # A frame the SDK could not fully parse may lack its stop reason.
+            stop_reason=event.stop_reason.type if event.stop_reason is not None else None,
             stop_details=details.model_dump() if details is not None else None,
             event_id=event.id,
         )

@@ -10,6 +10,7 @@ through the ``ask`` callable the flow passes (Prefect pauses flow runs, not task
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,11 @@ class TaskSteps:
         self.agent = agent
         self._ask = ask
         self.can_ask = ask is not None
+
+    @property
+    def log(self) -> logging.Logger | logging.LoggerAdapter[Any]:
+        """The run's logger."""
+        return get_run_logger()
 
     async def upload(self, files: Sequence[InputFile | str]) -> list[UploadedFile]:
         """``upload-input-files``: unchanged files are not uploaded again."""
