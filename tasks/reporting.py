@@ -164,15 +164,19 @@ async def progress_artifact(
         interval: Seconds between updates.
     """
     started = time.monotonic()
-    artifact_id = await acreate_progress_artifact(
-        progress=0.0,
-        key=artifact_key(session_id, "progress"),
-        description=f"Streaming session {session_id}.",
+    # Created beside the stream, not before it: nothing that only decorates the UI delays the prompt.
+    created = asyncio.create_task(
+        acreate_progress_artifact(
+            progress=0.0,
+            key=artifact_key(session_id, "progress"),
+            description=f"Streaming session {session_id}.",
+        )
     )
     last = -1.0
 
     async def update(final: bool = False) -> None:
         nonlocal last
+        artifact_id = await created
         events, status = describe()
         progress = 100.0 if final else estimate_progress(events, time.monotonic() - started, max_duration)
         progress = max(progress, last)

@@ -183,8 +183,9 @@ async def start_session(
 ) -> StartedSession:
     """Start (or, on a flow retry, find again) this flow run's session.
 
-    Labels the flow run ``prefect-managed-agents.session-id=<id>`` right away (cancel/crash hooks read
-    it), creates the link artifact and emits ``managed-agents.session.started``.
+    Emits ``managed-agents.session.started``; the flow-run label and the link artifact follow
+    beside the stream (:func:`label_and_link`), so nothing stands between the create and the
+    prompt.
 
     Args:
         agent: The ``ManagedAgent`` block.
@@ -221,15 +222,22 @@ async def start_session(
                 created = await create_session.with_options(refresh_cache=True)(agent, resources, digest, key)
             session_id = str(created["session_id"])
             reattached = bool(created.get("found"))
-    return await _announce(agent, session_id, reattached=reattached)
-
-
-async def _announce(agent: ManagedAgent, session_id: str, *, reattached: bool) -> StartedSession:
-    """Label the flow run with the session, publish its link and emit ``session.started``."""
-    console_url = str(agent.console_url(session_id))
-    await label_flow_run(session_id)
-    await publish_session_link(session_id, console_url)
     return announce_started(agent, session_id, reattached=reattached)
+
+
+async def label_and_link(agent: ManagedAgent, session_id: str) -> None:
+    """Label the flow run with the session and publish its link (UI only: runs beside the stream,
+    never between the create and the prompt; the hooks also find the session by its metadata).
+
+    A failure is logged, not raised: the session runs on, and the hooks fall back to the metadata.
+    """
+    try:
+        await label_flow_run(session_id)
+        await publish_session_link(session_id, str(agent.console_url(session_id)))
+    except Exception as exc:  # decoration only: never fail the session for it
+        get_run_logger().warning(
+            "Could not label this flow run with session %s or publish its link: %s", session_id, exc
+        )
 
 
 def announce_started(agent: ManagedAgent, session_id: str, *, reattached: bool) -> StartedSession:
@@ -265,7 +273,7 @@ async def attach_session(agent: ManagedAgent, session_id: str) -> StartedSession
         await attachable_session(
             client, session_id, agent_id=agent.agent_id, console_url=str(agent.console_url(session_id))
         )
-    return await _announce(agent, session_id, reattached=True)
+    return announce_started(agent, session_id, reattached=True)
 
 
 class PrefectObserver(LoggingObserver):

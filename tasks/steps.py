@@ -10,6 +10,7 @@ through the ``ask`` callable the flow passes (Prefect pauses flow runs, not task
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -40,6 +41,7 @@ from tasks.reporting import publish_outcome_table
 from tasks.sessions import (
     attach_session,
     interrupt_and_archive,
+    label_and_link,
     label_flow_run,
     send_follow_up,
     start_session,
@@ -68,6 +70,7 @@ class TaskSteps:
         self.agent = agent
         self._ask = ask
         self.can_ask = ask is not None
+        self._labelled = False
 
     @property
     def log(self) -> logging.Logger | logging.LoggerAdapter[Any]:
@@ -94,7 +97,8 @@ class TaskSteps:
         """``attach-session`` (a first turn an earlier run started), or label the run (a follow-up)."""
         if not follow_up:
             return await attach_session(self.agent, session_id)
-        await label_flow_run(session_id)
+        await label_flow_run(session_id)  # before the send: the hooks can then find the session
+        self._labelled = True
         return StartedSession(
             session_id=session_id, console_url=str(self.agent.console_url(session_id)), reattached=True
         )
@@ -106,8 +110,17 @@ class TaskSteps:
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]
     ) -> SessionRunReport:
-        """``stream-session``."""
-        return await stream_session(self.agent, session.session_id, turn, answers=dict(answers))
+        """``stream-session``; the first time, the flow-run label and the link artifact are made
+        beside it, so the prompt goes out first."""
+        decorate = None
+        if not self._labelled:
+            self._labelled = True
+            decorate = asyncio.create_task(label_and_link(self.agent, session.session_id))
+        try:
+            return await stream_session(self.agent, session.session_id, turn, answers=dict(answers))
+        finally:
+            if decorate is not None:
+                await decorate
 
     async def ask(
         self, calls: tuple[PendingToolCall, ...], policy: ConfirmationPolicy, session: StartedSession
