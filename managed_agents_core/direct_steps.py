@@ -154,7 +154,7 @@ class DirectSteps:
         started = StartedSession(
             session_id=str(session.id), console_url=self.agent.console_url(str(session.id)), reattached=False
         )
-        self.log.info("Started session %s: %s", started.session_id, started.console_url)
+        self.announce(started, follow_up=False)
         return started
 
     async def attach(self, session_id: str, *, follow_up: bool) -> StartedSession:
@@ -164,10 +164,14 @@ class DirectSteps:
             await attachable_session(
                 client, session_id, agent_id=self.agent.agent_id, console_url=console_url
             )
-        self.log.info(
-            "%s session %s: %s", "Continuing" if follow_up else "Re-attached to", session_id, console_url
-        )
-        return StartedSession(session_id=session_id, console_url=console_url, reattached=True)
+        started = StartedSession(session_id=session_id, console_url=console_url, reattached=True)
+        self.announce(started, follow_up=follow_up)
+        return started
+
+    def announce(self, started: StartedSession, *, follow_up: bool) -> None:
+        """Say which session this run drives."""
+        verb = "Continuing" if follow_up else "Re-attached to" if started.reattached else "Started"
+        self.log.info("%s session %s: %s", verb, started.session_id, started.console_url)
 
     async def send_follow_up(self, session_id: str, events: list[EventParam]) -> FollowUpTurn:
         """Send the follow-up turn's events (the pipeline calls this once per run)."""

@@ -97,14 +97,11 @@ class ItemSteps(DirectSteps):
         """Create the item's session and record it at once (a retry re-attaches to it)."""
         started = await super().create(request, resources)
         self.sessions.record(self.key, started.session_id)
-        announce_started(self.block, started.session_id, reattached=False)
         return started
 
-    async def attach(self, session_id: str, *, follow_up: bool) -> StartedSession:
-        """Re-attach to the item's session from an earlier attempt."""
-        started = await super().attach(session_id, follow_up=follow_up)
-        announce_started(self.block, session_id, reattached=True)
-        return started
+    def announce(self, started: StartedSession, *, follow_up: bool) -> None:
+        """Log the start (or re-attach) and emit ``managed-agents.session.started``."""
+        announce_started(self.block, started.session_id, reattached=started.reattached)
 
     def observer(self, session_id: str) -> StreamObserver:
         """Logs to the task run and emits a Prefect event on each status change."""
