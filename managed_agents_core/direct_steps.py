@@ -18,8 +18,15 @@ import anthropic
 import anyio
 
 from .events import EventParam
-from .exceptions import InputFileError
-from .inputs import InputFile, LocalInput, MemoryStoreAttachment, UploadedFile, check_input_files, file_sha256
+from .inputs import (
+    InputFile,
+    LocalInput,
+    MemoryStoreAttachment,
+    UploadedFile,
+    check_input_files,
+    check_uploaded_size,
+    file_sha256,
+)
 from .keys import AGENT_VERSION_KEY
 from .lifecycle import (
     LoggingObserver,
@@ -111,11 +118,7 @@ class DirectSteps:
         mime_type = mimetypes.guess_type(item.filename)[0] or "application/octet-stream"
         with item.path.open("rb") as fh:
             meta = await client.beta.files.upload(file=(item.filename, fh, mime_type))
-        if meta.size_bytes != size:
-            raise InputFileError(
-                f"Input file {str(item.path)!r} changed while it was uploaded ({size} bytes hashed, "
-                f"{meta.size_bytes} uploaded); run again once it is stable."
-            )
+        check_uploaded_size(item.path, size, meta.size_bytes)
         self.log.info("Uploaded %s (%d bytes) as %s", item.filename, size, meta.id)
         return UploadedFile(
             file_id=meta.id,

@@ -8,7 +8,7 @@ the SDK). :func:`stream_event` is the one place that looks at such a frame untyp
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TypeAlias, cast
 
 from anthropic.types.beta.sessions import (
     BetaManagedAgentsEventParams,
@@ -17,15 +17,14 @@ from anthropic.types.beta.sessions import (
     BetaManagedAgentsUserMessageEventParams,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
 SessionEvent: TypeAlias = BetaManagedAgentsSessionEvent
 """An event of a session, as the history (and, once checked, the stream) delivers it."""
 EventParam: TypeAlias = BetaManagedAgentsEventParams
 """An event we send (``user.message``, ``user.define_outcome``, a confirmation, a tool result...)."""
 
-KICKOFF_TYPES: Sequence[BetaManagedAgentsSessionEventType] = ("user.define_outcome", "user.message")
+KICKOFF_TYPES: frozenset[BetaManagedAgentsSessionEventType] = frozenset(
+    {"user.define_outcome", "user.message"}
+)
 """The user events that start a turn."""
 NOT_EVENTS = frozenset({"event_start", "event_delta", "ping"})
 """Stream frames that are not session events (incremental rendering, keep-alives)."""

@@ -243,6 +243,19 @@ def check_memory_attachments(
     return checked
 
 
+def check_uploaded_size(path: str | os.PathLike[str], hashed: int, uploaded: int) -> None:
+    """Check that the Files API received as many bytes as were hashed.
+
+    Raises:
+        InputFileError: The file changed while it was uploaded.
+    """
+    if uploaded != hashed:
+        raise InputFileError(
+            f"Input file {str(path)!r} changed while it was uploaded ({hashed} bytes hashed, "
+            f"{uploaded} uploaded); run again once it is stable."
+        )
+
+
 def file_sha256(path: Path) -> tuple[str, int]:
     """Return the SHA-256 (lowercase hex) and size of a file, read in 1 MiB chunks.
 

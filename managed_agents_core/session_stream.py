@@ -75,7 +75,6 @@ SETTLE_BACKOFF_START = 0.25
 INTERRUPT_GRACE_SECONDS = 15.0
 """How long to wait for the session to go idle after our own ``user.interrupt``."""
 
-_USER_KICKOFF_TYPES = frozenset({"user.message", "user.define_outcome"})
 _USER_EVENT_TYPES = frozenset(
     {
         "user.message",
@@ -504,7 +503,7 @@ class SessionStream:
             # Re-attaching: the turn to follow is the one of the newest processed user kickoff.
             for index in range(len(events) - 1, -1, -1):
                 event = events[index]
-                if event.type in _USER_KICKOFF_TYPES and event.processed_at is not None:
+                if event.type in KICKOFF_TYPES and event.processed_at is not None:
                     armed_at = index
                     break
         pending: list[str] = []
@@ -518,7 +517,7 @@ class SessionStream:
             new = self._note(event, kind, from_history=True)
             if event_id and kind not in _USER_EVENT_TYPES:
                 watermark = event_id  # history events never move; user events may
-            if kind in _USER_KICKOFF_TYPES:
+            if kind in KICKOFF_TYPES:
                 processed = event.processed_at is not None
                 if processed and (index == armed_at or (armed_at is None and self._is_kickoff(event_id))):
                     armed_at = index
@@ -614,7 +613,7 @@ class SessionStream:
             return
         kind = str(event.type)
         new = self._note(event, kind, from_history=False)
-        if kind in _USER_KICKOFF_TYPES and event.processed_at is not None and self._is_kickoff(event.id):
+        if kind in KICKOFF_TYPES and event.processed_at is not None and self._is_kickoff(event.id):
             # The processed echo of our kickoff: whatever this stream sends after it was processed
             # after it, and an idle that came before it was stale (the start race).
             self._arm(event)
@@ -697,7 +696,7 @@ class SessionStream:
             state.answered.add(event.tool_use_id)
         elif event.type == "user.custom_tool_result":
             state.answered.add(event.custom_tool_use_id)
-        elif kind in _USER_KICKOFF_TYPES:
+        elif kind in KICKOFF_TYPES:
             state.saw_user_kickoff = True
 
     async def _finish_on_idle(self, event: IdleEvent, *, from_history: bool = False) -> None:
@@ -859,7 +858,7 @@ async def poll_history(
             session_id,
             limit=HISTORY_PAGE_SIZE,
             order="asc",
-            types=list(KICKOFF_TYPES),
+            types=sorted(KICKOFF_TYPES),
         )
         ids = [str(event.id) async for event in page]
         remaining = deadline - time.monotonic()

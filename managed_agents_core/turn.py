@@ -130,9 +130,3 @@ class TurnRequest:
     def resumed(self) -> TurnRequest:
         """The same turn, streamed again: a first turn's kickoff may already be in the history."""
         return self if self.is_follow_up else dataclasses.replace(self, resume=True)
-
-    def with_max_duration(self, default: float | None) -> TurnRequest:
-        """This request, with ``default`` as its limit when it has none."""
-        if self.max_duration is not None or default is None:
-            return self
-        return dataclasses.replace(self, max_duration=default)

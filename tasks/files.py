@@ -33,8 +33,14 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from blocks.credentials import AnthropicCredentials
-from managed_agents_core.exceptions import InputFileError
-from managed_agents_core.inputs import InputFile, LocalInput, UploadedFile, check_input_files, file_sha256
+from managed_agents_core.inputs import (
+    InputFile,
+    LocalInput,
+    UploadedFile,
+    check_input_files,
+    check_uploaded_size,
+    file_sha256,
+)
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 MAX_PARALLEL_UPLOADS = 4
@@ -87,11 +93,7 @@ async def upload_file_content(
         InputFileError: The file changed while it was being uploaded.
     """
     file_id, uploaded = await anyio.to_thread.run_sync(_upload_blocking, credentials, path, filename)
-    if uploaded != size_bytes:
-        raise InputFileError(
-            f"Input file {path!r} changed while it was uploaded ({size_bytes} bytes hashed, "
-            f"{uploaded} uploaded); run again once it is stable."
-        )
+    check_uploaded_size(path, size_bytes, uploaded)
     get_run_logger().info("Uploaded %s (%d bytes) as %s", filename, size_bytes, file_id)
     return file_id
 
