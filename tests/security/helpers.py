@@ -119,7 +119,9 @@ def state_error(state: Any) -> BaseException:
     return error
 
 
-async def _run_records(flow_run_id: UUID, final_event: str, deadline_s: float) -> dict[str, Any]:
+async def _run_records(
+    flow_run_id: UUID, final_event: str, deadline_s: float, wait_for_logs: bool
+) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -128,10 +130,12 @@ async def _run_records(flow_run_id: UUID, final_event: str, deadline_s: float) -
         LogFilterFlowRunId,
     )
     from prefect.events.filters import EventFilter, EventRelatedFilter, EventResourceFilter
+    from prefect.logging.handlers import APILogHandler
 
+    await APILogHandler.aflush()  # logs go out in batches, apart from events: send what is queued
     async with get_client() as client:
         deadline = time.monotonic() + deadline_s
-        while True:  # events are persisted asynchronously: wait for the run's final one
+        while True:  # events and logs are persisted asynchronously: wait for the final event
             page = await client.read_events(
                 EventFilter(related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"])), limit=50
             )
@@ -139,11 +143,12 @@ async def _run_records(flow_run_id: UUID, final_event: str, deadline_s: float) -
                 EventFilter(resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"])), limit=50
             )
             events = [*page.events, *own.events]
-            if any(e.event == final_event for e in events) or time.monotonic() > deadline:
+            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            settled = any(e.event == final_event for e in events) and (logs or not wait_for_logs)
+            if settled or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
         run = await client.read_flow_run(flow_run_id)
-        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
@@ -156,6 +161,11 @@ async def _run_records(flow_run_id: UUID, final_event: str, deadline_s: float) -
     }
 
 
-def run_records(flow_run_id: UUID, final_event: str = "prefect.flow-run.Failed") -> dict[str, Any]:
-    """What the Prefect API holds about a flow run: its state message, logs, artifacts, events."""
-    return asyncio.run(_run_records(flow_run_id, final_event, deadline_s=20))
+def run_records(
+    flow_run_id: UUID, final_event: str = "prefect.flow-run.Failed", *, wait_for_logs: bool = False
+) -> dict[str, Any]:
+    """What the Prefect API holds about a flow run: its state message, logs, artifacts, events.
+
+    Waits (20 s at most) for the run's final event and, with ``wait_for_logs``, its first log.
+    """
+    return asyncio.run(_run_records(flow_run_id, final_event, deadline_s=20, wait_for_logs=wait_for_logs))

@@ -225,7 +225,7 @@ def test_a_key_in_a_parameter_is_never_echoed_in_logs_artifacts_events_or_errors
     )
     error = state_error(state)
     assert isinstance(error, InlineBlockError)
-    records = run_records(state.state_details.flow_run_id)
+    records = run_records(state.state_details.flow_run_id, wait_for_logs=True)
     assert records["found_final_event"], "the run's Failed event never arrived"
     assert records["logs"], "the run logged nothing at all"
     haystack = json.dumps(records) + str(error) + repr(error)
