@@ -196,14 +196,14 @@ class DirectSteps:
                 observer=self.observer(session.session_id),
             )
         if report.end.kind != "awaiting_approval":
-            self.end_turn(report)
+            await self.end_turn(report)
         return report
 
     def observer(self, session_id: str) -> StreamObserver:
         """What watches the stream: logs at the agent's verbosity."""
         return LoggingObserver(self.log, self.agent.log_verbosity, session_id)
 
-    def end_turn(self, report: SessionRunReport) -> None:
+    async def end_turn(self, report: SessionRunReport) -> None:
         """Log the turn's warnings; raise the typed error when it did not complete."""
         for warning in report.outcome.warnings:
             self.log.warning(warning)

@@ -122,43 +122,6 @@ def summarize(changes: Iterable[MemoryChange]) -> dict[str, list[MemoryChange]]:
     return result
 
 
-def diff_markdown(changes: list[MemoryChange], *, session_id: str | None = None) -> str:
-    """Markdown of what changed: a summary per memory, then every version in order."""
-    title = f"# Memory changes of session `{session_id}`" if session_id else "# Memory changes"
-    if not changes:
-        return f"{title}\n\nNo memory store was changed.\n"
-    net = summarize(changes)
-    lines = [title, ""]
-    lines += [f"- {op}: {len(items)}" for op, items in net.items()]
-    for op, items in net.items():
-        if not items:
-            continue
-        lines += [
-            "",
-            f"## {op.capitalize()}",
-            "",
-            "| path | store | memory | version | sha256 |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| `{c.path or '(redacted)'}` | `{c.store_id}` | `{c.memory_id}` | `{c.version_id}` | `{c.sha256 or '-'}` |"
-            for c in items
-        ]
-    lines += [
-        "",
-        "## Versions written",
-        "",
-        "| version | operation | path | sha256 | bytes | by |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| `{c.version_id}` | {c.operation} | `{c.path or '(redacted)'}` | `{c.sha256 or '-'}` | "
-        f"{c.size_bytes if c.size_bytes is not None else '-'} | {c.actor} |"
-        for c in changes
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def memory_path_for(root: Path, file: Path) -> str:
     """The memory path of a seed file: ``/`` + its path relative to the seed folder (POSIX)."""
     return "/" + file.relative_to(root).as_posix()

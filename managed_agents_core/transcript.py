@@ -1,4 +1,4 @@
-"""What a session run saw, accumulated event by event, and its markdown rendering.
+"""What a session run saw, accumulated event by event (the session report renders it).
 
 ``Transcript.add`` is on the stream engine's hot path: it does a dict dispatch on ``event.type``
 and keeps short strings only, never the event objects themselves.
@@ -221,56 +221,6 @@ class Transcript:
         self._entry("status", str(getattr(event, "type", "terminated")), event)
 
     # --- rendering -----------------------------------------------------------------------------
-
-    def to_markdown(
-        self,
-        *,
-        session_id: str,
-        console_url: str,
-        status: str | None = None,
-        stop_reason: str | None = None,
-        final: bool = True,
-    ) -> str:
-        """Render the transcript as markdown for a Prefect artifact.
-
-        Args:
-            session_id: The session's id (heading).
-            console_url: Link to the session's trace.
-            status: Final session status, when known.
-            stop_reason: Final stop reason, when known.
-            final: False while the run is still streaming (the heading says so).
-        """
-        state = "final" if final else "in progress"
-        lines = [
-            f"# Session transcript ({state})",
-            "",
-            f"- Session: [`{session_id}`]({console_url})",
-            f"- Status: {status or 'unknown'}; stop reason: {stop_reason or 'n/a'}",
-            f"- Events: {self.event_count}; model requests: {self.model_requests}",
-            "",
-            "## Messages and tool calls",
-            "",
-        ]
-        icons = {
-            "user": "**User**",
-            "agent": "**Agent**",
-            "tool": "**Tool call**",
-            "tool-result": "**Tool result**",
-            "error": "**Error**",
-            "status": "*Status*",
-        }
-        for entry in self.entries:
-            text = entry.text.replace("\n", "\n  ")
-            lines.append(f"- {icons.get(entry.role, entry.role)}: {text}")
-        if self.omitted_entries:
-            lines.append(f"- … {self.omitted_entries} more entries omitted")
-        if self.errors:
-            lines += ["", "## Errors", "", "| event | type | retry status | message |", "|---|---|---|---|"]
-            lines += [
-                f"| `{e.event_id}` | {e.type} | {e.retry_status} | {_cut(e.message, 300)} |"
-                for e in self.errors
-            ]
-        return "\n".join(lines) + "\n"
 
 
 _HANDLERS: dict[str, Callable[[Transcript, Any], None]] = {

@@ -3,11 +3,10 @@
 ``run_batch_item`` runs the item through the same session pipeline as ``arun_agent_session``
 (:class:`~managed_agents_core.pipeline.SessionPipeline`: inputs, memory stores and their audit,
 custom tools, outcomes, outputs) inside the batch's own flow run, with :class:`ItemSteps`:
-plain SDK calls instead of a task run per step. It creates no flow run and publishes no
-per-item artifact: an item costs the Prefect server a task run and a few events instead of a
-subflow run with seven task runs and five artifacts (about 26 API requests), which is what lets
-a 2-core machine run hundreds of sessions at once. The batch table artifact is the per-item
-record.
+plain SDK calls instead of a task run per step. It creates no flow run: an item costs the
+Prefect server a task run, a few events and its session report (one artifact, on the item's task
+run) instead of a subflow run with its own task runs, which is what lets a 2-core machine run
+hundreds of sessions at once. The batch table artifact links the items together.
 
 What it gives up: a person cannot be asked for a tool confirmation (Prefect pauses flow runs,
 not task runs), so a policy that says ``ask`` needs ``item_runs="flow"``.
@@ -28,10 +27,12 @@ from managed_agents_core.inputs import InputFile, UploadedFile
 from managed_agents_core.keys import BATCH_ITEM_KEY
 from managed_agents_core.lifecycle import SessionRunReport
 from managed_agents_core.pipeline import FinishedSession, SessionPipeline, SessionRequest, StartedSession
+from managed_agents_core.report import cost_text
 from managed_agents_core.results import SessionResult
 from managed_agents_core.roots import input_roots
 from managed_agents_core.session_stream import StreamObserver
 from tasks.files import upload_input_files
+from tasks.reporting import publish_finished
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 from tasks.sessions import (
     PrefectObserver,
@@ -107,17 +108,18 @@ class ItemSteps(DirectSteps):
         """Logs to the task run and emits a Prefect event on each status change."""
         return PrefectObserver(self.log, self.block.log_verbosity, session_id, self.block.agent_id)
 
-    def end_turn(self, report: SessionRunReport) -> None:
-        """Emit ``session.completed`` (or ``.failed``); raise the typed error when it failed."""
-        finish_turn(self.block, report, self.log)
+    async def end_turn(self, report: SessionRunReport) -> None:
+        """Emit ``session.completed`` (or ``.failed``); when it failed, publish the item's report
+        and raise the typed error."""
+        await finish_turn(self.block, report, self.log)
 
     async def report(self, finished: FinishedSession) -> None:
-        """Log what the item produced (the batch table is the per-item record)."""
-        for evaluation in finished.unmet_outcomes():
-            self.log.warning(
-                "Outcome %s ended %s: %s", evaluation.outcome_id, evaluation.result, evaluation.explanation
-            )
-        self.log.info("Item %s: %d output file(s)", self.key, len(finished.result.output_files))
+        """Publish the item's session report (on its task run) and log what it produced."""
+        await publish_finished(self.block.agent_name, finished, self.log)
+        result = finished.result
+        self.log.info(
+            "Item %s: %d output file(s), %s", self.key, len(result.output_files), cost_text(result.usage)
+        )
 
 
 @task(name="run-batch-item", task_run_name="item-{key}", cache_policy=NO_CACHE, **TRANSIENT_RETRY_OPTIONS)

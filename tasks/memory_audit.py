@@ -1,8 +1,8 @@
 """Memory-store tasks: snapshot and diff around a session, seed from files, export, redact.
 
-``snapshot_memory_stores`` before the run and ``publish_memory_changes`` after it turn the stores'
-own version history into a markdown artifact of what the session created, modified and deleted
-(paths, version ids, sha256). ``seed_memories`` / ``export_memories`` move memories between a
+``snapshot_memory_stores`` before the run and ``memory_changes`` after it turn the stores' own
+version history into what the session created, modified and deleted (paths, version ids,
+sha256), which the session report shows. ``seed_memories`` / ``export_memories`` move memories between a
 store and a folder; ``redact_memory_version`` scrubs a version's content through the API.
 """
 
@@ -12,10 +12,8 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
-from uuid import UUID
 
 from prefect import task
-from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import INPUTS, RUN_ID
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
@@ -25,13 +23,11 @@ from managed_agents_core.memory_audit import (
     MemoryChange,
     change_from_version,
     changes_since,
-    diff_markdown,
     export_target,
     read_seed_folder,
     sha256_text,
     snapshot_stores,
 )
-from tasks.reporting import artifact_key
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 
@@ -74,15 +70,6 @@ async def memory_changes(
     """Every version written since ``snapshot``, oldest first, store by store."""
     async with credentials.get_async_client() as client:
         return await changes_since(client, snapshot)
-
-
-async def publish_memory_changes(changes: list[MemoryChange], *, session_id: str) -> UUID:
-    """Create the markdown artifact of a session's memory changes."""
-    return await acreate_markdown_artifact(
-        markdown=diff_markdown(changes, session_id=session_id),
-        key=artifact_key(session_id, "memory-changes"),
-        description=f"Memories created, modified and deleted during session {session_id}.",
-    )
 
 
 @task(name="seed-memories", **TRANSIENT_RETRY_OPTIONS)

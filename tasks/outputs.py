@@ -1,22 +1,19 @@
-"""Output tasks: collect a session's output files, and show them as a table artifact.
+"""The output task: collect a session's output files (the session report lists them).
 
 The download logic (streamed, verified, atomic, contained, cut downloads retried) is in
-:mod:`managed_agents_core.outputs`; these tasks add Prefect logging, retries on transient failures and the
-artifact. A task retry (or a flow retry) downloads nothing twice: files already written with
+:mod:`managed_agents_core.outputs`; the task adds Prefect logging and retries on transient
+failures. A task retry (or a flow retry) downloads nothing twice: files already written with
 the same size and SHA-256 are reported with ``skipped=True``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from uuid import UUID
 
 from prefect import task
-from prefect.artifacts import acreate_table_artifact
 from prefect.filesystems import WritableFileSystem
 from prefect.logging import get_run_logger
 
@@ -26,9 +23,6 @@ from managed_agents_core.output_sinks import OutputSink
 from managed_agents_core.outputs import acollect_session_outputs
 from managed_agents_core.results import OutputFile
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
-
-OUTPUT_TABLE_KEY = "managed-agents-output-files"
-"""Artifact key of the output table when no session id is given."""
 
 
 @task(name="collect-outputs", **TRANSIENT_RETRY_OPTIONS)
@@ -91,41 +85,3 @@ async def collect_outputs(
         len(outputs) - fresh,
     )
     return outputs
-
-
-def output_rows(files: Sequence[OutputFile]) -> list[dict[str, str]]:
-    """Rows of the output-files table: name, path, size, sha256, file id."""
-    return [
-        {
-            "name": f.filename,
-            "path": f.path,
-            "size (bytes)": str(f.size_bytes),
-            "sha256": f.sha256,
-            "file id": f.file_id,
-            "downloaded": "no (identical copy kept)" if f.skipped else "yes",
-        }
-        for f in files
-    ]
-
-
-@task(name="publish-output-table")
-async def publish_output_table(files: Sequence[OutputFile], session_id: str | None = None) -> UUID:
-    """Create a table artifact listing the output files.
-
-    Args:
-        files: The collected outputs.
-        session_id: When given, the artifact key is per session (``<session>-output-files``).
-
-    Returns:
-        The artifact's id.
-    """
-    key = OUTPUT_TABLE_KEY
-    if session_id:
-        key = f"{re.sub(r'[^a-z0-9-]+', '-', session_id.lower()).strip('-')}-output-files"[:200]
-    return await acreate_table_artifact(
-        table=output_rows(files),
-        key=key,
-        description=f"{len(files)} output file(s)"
-        + (f" of session {session_id}" if session_id else "")
-        + ".",
-    )

@@ -45,11 +45,12 @@ from managed_agents_core.lifecycle import (
     find_session,
 )
 from managed_agents_core.pipeline import StartedSession, asend_follow_up
+from managed_agents_core.report import SessionReport, turn_report
 from managed_agents_core.tool_calls import ToolAnswer
 from managed_agents_core.transcript import Transcript
 from managed_agents_core.turn import TurnRequest
 from tasks.events import emit_managed_agents_event
-from tasks.reporting import progress_artifact, publish_session_link, publish_transcript, publish_usage_table
+from tasks.reporting import progress_artifact, publish_session_report
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 if TYPE_CHECKING:
@@ -183,9 +184,8 @@ async def start_session(
 ) -> StartedSession:
     """Start (or, on a flow retry, find again) this flow run's session.
 
-    Emits ``managed-agents.session.started``; the flow-run label and the link artifact follow
-    beside the stream (:func:`label_and_link`), so nothing stands between the create and the
-    prompt.
+    Emits ``managed-agents.session.started``; the flow-run label follows beside the stream
+    (:func:`label_run`), so nothing stands between the create and the prompt.
 
     Args:
         agent: The ``ManagedAgent`` block.
@@ -225,19 +225,16 @@ async def start_session(
     return announce_started(agent, session_id, reattached=reattached)
 
 
-async def label_and_link(agent: ManagedAgent, session_id: str) -> None:
-    """Label the flow run with the session and publish its link (UI only: runs beside the stream,
-    never between the create and the prompt; the hooks also find the session by its metadata).
+async def label_run(session_id: str) -> None:
+    """Label the flow run with the session (UI only: runs beside the stream, never between the
+    create and the prompt; the hooks also find the session by its metadata).
 
     A failure is logged, not raised: the session runs on, and the hooks fall back to the metadata.
     """
     try:
         await label_flow_run(session_id)
-        await publish_session_link(session_id, str(agent.console_url(session_id)))
     except Exception as exc:  # decoration only: never fail the session for it
-        get_run_logger().warning(
-            "Could not label this flow run with session %s or publish its link: %s", session_id, exc
-        )
+        get_run_logger().warning("Could not label this flow run with session %s: %s", session_id, exc)
 
 
 def announce_started(agent: ManagedAgent, session_id: str, *, reattached: bool) -> StartedSession:
@@ -313,9 +310,10 @@ async def stream_session(
     """Stream the session to the end of its turn; the kickoff is sent once the stream is open.
 
     Safe to retry: a retry re-attaches, and sends a first turn's kickoff only if the history has
-    no user message yet. Publishes the transcript and usage artifacts and the final
-    ``managed-agents.session.completed`` / ``.failed`` event, then raises the typed
-    exception when the session did not complete.
+    no user message yet. Keeps a progress artifact while it streams, emits the final
+    ``managed-agents.session.completed`` / ``.failed`` event and, when the session did not
+    complete (or the stream itself failed), publishes the session report and raises the typed
+    exception.
 
     When the policy says ``ask`` for a pending tool call, the report comes back *without*
     raising and ``report.end.kind == "awaiting_approval"`` (``report.end.pending_calls`` lists
@@ -339,8 +337,11 @@ async def stream_session(
     async with (
         agent.credentials.get_async_client() as client,
         progress_artifact(
-            session_id, lambda: (transcript.event_count, observer.status), max_duration=turn.max_duration
-        ),
+            session_id,
+            console_url,
+            lambda: (transcript.event_count, observer.status),
+            max_duration=turn.max_duration,
+        ) as progress,
     ):
         try:
             report = await adrive_session(
@@ -352,43 +353,33 @@ async def stream_session(
                 observer=observer,
                 transcript=transcript,
             )
-        except Exception:
+        except Exception as exc:
             # Keep what was seen so far visible in the UI; a retry re-attaches and starts over.
-            await publish_transcript(
-                transcript,
+            cut = SessionReport(
+                agent_name=agent.agent_name,
                 session_id=session_id,
                 console_url=console_url,
-                status=None,
-                stop_reason=None,
-                final=False,
+                headline=f"Streaming stopped ({type(exc).__name__})",
+                transcript=transcript,
             )
+            await publish_session_report(cut)
             raise
+        if report.end.kind == "awaiting_approval":
+            progress.waiting = "a person's approval of a tool call"
     if report.end.kind == "awaiting_approval":
-        await publish_transcript(
-            transcript,
-            session_id=session_id,
-            console_url=console_url,
-            status=report.status,
-            stop_reason="requires_action",
-            final=False,
-        )
+        await publish_session_report(turn_report(agent.agent_name, report, "Waiting for approval"))
         logger.info("Session %s waits for approval: %s", session_id, report.end.detail)
         return report
-    await publish_transcript(
-        transcript,
-        session_id=session_id,
-        console_url=console_url,
-        status=report.status,
-        stop_reason=report.end.stop_reason,
-    )
-    await publish_usage_table(report)
-    finish_turn(agent, report, logger)
+    await finish_turn(agent, report, logger)
     return report
 
 
-def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any) -> None:
-    """Log the end of a turn, emit ``managed-agents.session.completed`` (or ``.failed``), and
-    raise the typed exception when the session did not complete."""
+async def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any) -> None:
+    """Log the end of a turn, emit ``managed-agents.session.completed`` (or ``.failed``); when
+    the session did not complete, publish its report and raise the typed exception.
+
+    A completed turn's report comes later, with its outputs (:func:`tasks.reporting.publish_session_report`).
+    """
     outcome = report.outcome
     for warning in outcome.warnings:
         logger.warning(warning)
@@ -411,6 +402,10 @@ def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any) -> N
         report.end.stop_reason,
         report.transcript.event_count,
     )
+    if outcome.error is not None:
+        await publish_session_report(
+            turn_report(agent.agent_name, report, f"Failed: {type(outcome.error).__name__}")
+        )
     outcome.raise_for_failure()
 
 

@@ -2,9 +2,9 @@
 
 :class:`TaskSteps` is what the flows hand to :class:`~managed_agents_core.pipeline.SessionPipeline`:
 uploads deduplicated through Prefect's cache, a session created once per flow run (found again
-on a retry), the turn streamed in a ``stream-session`` task run with its progress, transcript
-and usage artifacts, outputs collected in a ``collect-outputs`` task run, and a report of
-outputs, memory changes and outcome grades at the end. A person is asked to confirm tool calls
+on a retry), the turn streamed in a ``stream-session`` task run with a progress artifact,
+outputs collected in a ``collect-outputs`` task run, and the session report (usage and cost,
+outcome grades, outputs, memory changes, transcript) at the end. A person is asked to confirm tool calls
 through the ``ask`` callable the flow passes (Prefect pauses flow runs, not task runs).
 """
 
@@ -29,20 +29,21 @@ from managed_agents_core.pipeline import (
     SessionRequest,
     StartedSession,
 )
+from managed_agents_core.report import cost_text
 from managed_agents_core.results import OutputFile
 from managed_agents_core.roots import input_roots, output_roots
 from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
 from managed_agents_core.turn import ConfirmationPolicy, TurnRequest
 from tasks.files import upload_input_files
 from tasks.memory import resolve_memory_stores
-from tasks.memory_audit import memory_changes, publish_memory_changes, snapshot_memory_stores
-from tasks.outputs import collect_outputs, publish_output_table
-from tasks.reporting import publish_outcome_table
+from tasks.memory_audit import memory_changes, snapshot_memory_stores
+from tasks.outputs import collect_outputs
+from tasks.reporting import publish_finished
 from tasks.sessions import (
     attach_session,
     interrupt_and_archive,
-    label_and_link,
     label_flow_run,
+    label_run,
     send_follow_up,
     start_session,
     stream_session,
@@ -110,12 +111,12 @@ class TaskSteps:
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]
     ) -> SessionRunReport:
-        """``stream-session``; the first time, the flow-run label and the link artifact are made
-        beside it, so the prompt goes out first."""
+        """``stream-session``; the first time, the flow run is labelled with the session beside it,
+        so the prompt goes out first."""
         decorate = None
         if not self._labelled:
             self._labelled = True
-            decorate = asyncio.create_task(label_and_link(self.agent, session.session_id))
+            decorate = asyncio.create_task(label_run(session.session_id))
         try:
             return await stream_session(self.agent, session.session_id, turn, answers=dict(answers))
         finally:
@@ -157,33 +158,18 @@ class TaskSteps:
         await interrupt_and_archive(self.agent, session_id, turn_ended=True)
 
     async def report(self, finished: FinishedSession) -> None:
-        """The output table, the memory changes and the outcome grades, then the final log line."""
-        session_id = finished.session.session_id
-        result = finished.result
-        if finished.outputs is not None:
-            await publish_output_table(finished.outputs, session_id=session_id)
-        if finished.memory_changes is not None:
-            await publish_memory_changes(finished.memory_changes, session_id=session_id)
+        """The session report (outputs, memory changes, outcome grades), then the final log line."""
         logger = get_run_logger()
-        grades = finished.report.transcript.outcome_grades
-        if grades or result.outcome_evaluations:
-            await publish_outcome_table(session_id, grades, result.outcome_evaluations)
-        for evaluation in finished.unmet_outcomes():
-            logger.warning(
-                "Outcome %s ended %s: %s", evaluation.outcome_id, evaluation.result, evaluation.explanation
-            )
-        if finished.follow_up:
-            logger.info(
-                "Follow-up turn of session %s ended: %s (%s)",
-                session_id,
-                result.stop_reason,
-                result.console_url,
-            )
-        else:
-            logger.info(
-                "Session %s completed: %d output file(s), %d events (%s)",
-                session_id,
-                len(result.output_files),
-                result.event_count,
-                result.console_url,
-            )
+        await publish_finished(self.agent.agent_name, finished, logger)
+        result = finished.result
+        logger.info(
+            "%s %s completed: %s (%s), %d output file(s), %d events, %s (%s)",
+            "Follow-up turn of session" if finished.follow_up else "Session",
+            result.session_id,
+            result.status,
+            result.stop_reason,
+            len(result.output_files),
+            result.event_count,
+            cost_text(result.usage),
+            result.console_url,
+        )

@@ -32,6 +32,7 @@ from prefect.states import Cancelling
 from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY
 from managed_agents_core.keys import DEPLOYMENT_KEY, FLOW_RUN_KEY, SESSION_LABEL
+from managed_agents_core.report import report_key
 from tests.conftest import TEST_API_KEY
 from tests.e2e.conftest import PrefectServer, deploy_block, run_deployment_via_api, wait_for, worker_log
 from tests.integration.session_helpers import scenario, settled
@@ -83,8 +84,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
     assert session.metadata[DEPLOYMENT_KEY] == str(deployments["on-demand"].id)
     assert (out / "answer.txt").stat().st_size == 42
     keys = set(await artifacts_of(api, session_run.id))
-    slug = session_id.lower().replace("_", "-")
-    assert {f"{slug}-link", f"{slug}-transcript", f"{slug}-usage"} <= keys, keys
+    assert keys == {report_key(block.data["agent_name"]), "progress"}, keys
 
     # 3. A batch through the nightly deployment, with parameters overriding the defaults.
     batch_out = tmp_path / "batch"

@@ -13,7 +13,12 @@ import anthropic
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterName,
+)
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import resume_flow_run
 
@@ -136,6 +141,17 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     session_id = str((run.labels or {})[SESSION_LABEL])
     assert _confirmations(client, session_id) == []
     assert settled(client).beta.sessions.retrieve(session_id).status == "idle"
+    # What the run page shows while it waits: a progress bar short of 100% that says so, and a
+    # report headed "Waiting for approval".
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    [progress] = [a for a in artifacts if a.type == "progress"]
+    assert isinstance(progress.data, float) and progress.data < 100
+    assert "waiting: a person's approval" in str(progress.description)
+    [report] = [a for a in artifacts if a.type == "markdown"]
+    assert "**Waiting for approval**" in str(report.data)
 
     answer = {**call, "decision": decision, "deny_message": deny_message}
     resume_flow_run(run.id, run_input={"decisions": [answer]})

@@ -20,7 +20,12 @@ import anthropic
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    ArtifactFilterTaskRunId,
+)
 from prefect.client.schemas.sorting import ArtifactSort
 
 import flows.batch
@@ -31,6 +36,7 @@ from flows.batch import BATCH_TABLE_KEY, read_child_runs, run_agent_batch
 from flows.session import arun_agent_session
 from managed_agents_core.batch_items import BatchItem, BatchResult
 from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
+from managed_agents_core.report import report_key
 from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, scenario, settled
@@ -136,6 +142,16 @@ async def test_one_failing_item_does_not_fail_the_others(
                 assert session.metadata[FLOW_RUN_KEY] == str(batch_run_id)
                 assert session.metadata[TASK_RUN_KEY] == item.task_run_id
                 assert session.metadata[BATCH_ITEM_KEY] == item.key
+                # Each item keeps its own report, on its task run (a failed one says so).
+                [report] = await prefect.read_artifacts(
+                    artifact_filter=ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[task_run.id]))
+                )
+                headline = (
+                    "**Completed**"
+                    if item.state == "completed"
+                    else "**Failed: SessionRetriesExhaustedError**"
+                )
+                assert report.key == report_key(agent.agent_name) and headline in str(report.data)
 
     async with get_client() as prefect:
         limit = await prefect.read_global_concurrency_limit_by_name(name)

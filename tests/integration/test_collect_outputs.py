@@ -23,7 +23,7 @@ from emulator import EmulatorConfig, EmulatorServer
 from emulator.blobs import generated_sha256
 from managed_agents_core.exceptions import OutputError, OutputIntegrityError
 from managed_agents_core.outputs import acollect_session_outputs, is_retryable_download_error
-from tasks.outputs import collect_outputs, output_rows, publish_output_table
+from tasks.outputs import collect_outputs
 from tests.conftest import TEST_API_KEY
 from tests.integration.outputs_support import content_requests, credentials_for, run_turn
 from tests.integration.session_helpers import RemoteAgent, create_remote_agent, settled
@@ -269,29 +269,3 @@ async def test_large_output_downloads_with_bounded_memory(
     assert out.sha256 == generated_sha256(size, 11)
     # Peak Python allocations (this process, emulator thread included) stay a few chunks big.
     assert peak < 40 * 1024 * 1024, f"peak traced memory {peak / 2**20:.1f} MiB"
-
-
-async def test_output_table_artifact(tmp_outputs: Path) -> None:
-    from prefect.client.orchestration import get_client
-
-    from managed_agents_core.results import OutputFile
-
-    files = [
-        OutputFile(
-            file_id="file_1", filename="a.txt", path=str(tmp_outputs / "a.txt"), size_bytes=3, sha256="ab"
-        )
-    ]
-    artifact_id = await publish_output_table(files, session_id="sesn_TEST_1")
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
-
-    async with get_client() as prefect_client:
-        # Filter by id: an unfiltered read returns only the first page of a busy server's artifacts.
-        artifact = await prefect_client.read_artifacts(
-            artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact_id]))
-        )
-    [ours] = [a for a in artifact if a.id == artifact_id]
-    assert ours.key == "sesn-test-1-output-files"
-    assert ours.type == "table"
-    data: Any = ours.data
-    assert "file_1" in str(data) and "a.txt" in str(data)
-    assert output_rows(files)[0]["size (bytes)"] == "3"

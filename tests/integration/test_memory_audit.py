@@ -113,12 +113,10 @@ def test_the_memory_diff_artifact_matches_the_emulators_versions(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
             )
         )
-    diff = next(a for a in artifacts if a.key and a.key.endswith("-memory-changes"))
-    markdown = str(diff.data)
-    assert "- created: 1" in markdown and "- modified: 0" in markdown and "- deleted: 0" in markdown
-    assert f"`{version.id}`" in markdown
-    assert f"`{version.path}`" in markdown
-    assert f"`{version.content_sha256}`" in markdown
+    [report] = [a for a in artifacts if a.key and a.key.endswith("-session-report")]
+    markdown = str(report.data)
+    assert "## Memory changes" in markdown and "created: 1, modified: 0, deleted: 0" in markdown
+    assert f"| {version.id} | created | {version.path} | {str(version.content_sha256)[:12]} |" in markdown
     assert f"session_actor:{session_id}" in markdown
     # The seeded memories were written before the snapshot: not part of the session's changes.
     assert "/glossary.md" not in markdown and "/prefs/style.md" not in markdown

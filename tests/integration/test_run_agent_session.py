@@ -33,6 +33,7 @@ from managed_agents_core.exceptions import (
 )
 from managed_agents_core.inputs import MemoryStoreAttachment
 from managed_agents_core.keys import FLOW_RUN_KEY, SESSION_LABEL
+from managed_agents_core.report import report_key
 from managed_agents_core.results import SessionResult
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
@@ -291,12 +292,16 @@ def test_sync_caller_with_a_block_object_and_ui_artifacts_events_and_no_secret(
             return logs, artifacts, events, flow_run
 
     logs, artifacts, events, flow_run = asyncio.run(collect())
-    keys = {a.key for a in artifacts}
-    sid = result.session_id.lower().replace("_", "-")
-    assert {f"{sid}-link", f"{sid}-progress", f"{sid}-transcript", f"{sid}-usage"} <= keys
-    transcript = next(a for a in artifacts if a.key == f"{sid}-transcript")
-    assert "Session transcript (final)" in str(transcript.data) and "bash" in str(transcript.data)
-    assert any(a.type == "table" for a in artifacts)  # usage (and output files)
+    # Two artifacts: the progress bar (no key, linking the session) and the report, keyed per agent.
+    assert sorted((a.type, a.key) for a in artifacts) == [
+        ("markdown", report_key(block.agent_name)),
+        ("progress", None),
+    ]
+    progress = next(a for a in artifacts if a.type == "progress")
+    assert progress.data == 100 and result.console_url in str(progress.description)
+    report = str(next(a for a in artifacts if a.type == "markdown").data)
+    assert report.startswith(f"# Session report: {block.agent_name}\n\n**Completed** · idle (end_turn)")
+    assert "## Usage" in report and "## Output files" in report and "bash" in report
     names = {e.event for e in events}
     assert {
         "managed-agents.session.started",

@@ -9,6 +9,7 @@ from anthropic.types.beta.sessions import BetaManagedAgentsSessionEvent
 from pydantic import TypeAdapter
 
 from managed_agents_core import transcript as transcript_module
+from managed_agents_core.report import SessionReport
 from managed_agents_core.transcript import Transcript
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(BetaManagedAgentsSessionEvent)
@@ -148,18 +149,24 @@ def test_markdown_shows_messages_tool_calls_results_and_errors() -> None:
     t = Transcript()
     for event in _parsed():
         t.add(event)
-    md = t.to_markdown(
-        session_id="sesn_1", console_url="https://console/x", status="idle", stop_reason="end_turn"
-    )
-    assert md.startswith("# Session transcript (final)")
-    assert "[`sesn_1`](https://console/x)" in md
+    md = SessionReport(
+        agent_name="Writer",
+        session_id="sesn_1",
+        console_url="https://console/x",
+        headline="Completed",
+        transcript=t,
+        status="idle",
+        stop_reason="end_turn",
+    ).to_markdown()
+    assert md.startswith("# Session report: Writer\n\n**Completed** · idle (end_turn) · ")
+    assert "[Open session sesn_1 in the Claude Console](https://console/x)" in md
+    assert "`" not in md  # the Prefect UI shows backticks literally in links and tables
     assert "**User**: Go" in md
     assert '**Tool call**: bash({"command":"ls"}) [ask]' in md
     assert "**Tool result**: bash → ok: README.md" in md
     assert "tool confirmation for bash: allow" in md
-    assert "| `sevt_011R` | mcp_authentication_failed_error | retrying | 401 from MCP server |" in md
-    assert "stop reason: end_turn" in md
-    assert "(in progress)" in t.to_markdown(session_id="s", console_url="u", final=False)
+    assert "| sevt_011R | mcp_authentication_failed_error | retrying | 401 from MCP server |" in md
+    assert "1 error(s)" in md
 
 
 def test_long_text_is_cut_and_entries_are_capped(monkeypatch: Any) -> None:
@@ -181,7 +188,8 @@ def test_long_text_is_cut_and_entries_are_capped(monkeypatch: Any) -> None:
     assert len(t.entries) == 3 and t.omitted_entries == 2
     assert len(t.entries[0].text) == transcript_module.MAX_ENTRY_CHARS
     assert t.final_message == long  # the result keeps the whole final message
-    assert "2 more entries omitted" in t.to_markdown(session_id="s", console_url="u")
+    report = SessionReport(agent_name="a", session_id="s", console_url="u", headline="x", transcript=t)
+    assert "2 more entries omitted" in report.to_markdown()
 
 
 def test_unknown_event_types_are_counted_not_rendered() -> None:

@@ -1,0 +1,307 @@
+"""The session report: one markdown page per session, for a person reading the run.
+
+What happened and what it cost first, then the outcome's grades, the output files, the memory
+changes, and the transcript folded away at the end. Every table is narrow enough for a laptop
+screen (short digests, file names rather than absolute paths) and no text is set in backticks
+(the Prefect UI shows them literally inside links and tables).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .lifecycle import SessionRunReport
+from .memory_audit import MemoryChange, summarize
+from .results import OutcomeEvaluation, OutputFile, UsageSummary
+from .transcript import Transcript
+
+DIGEST_CHARS = 12
+"""Leading hex digits of a SHA-256 shown in tables (the result keeps the whole digest)."""
+
+CELL_CHARS = 200
+"""Longest text shown in one table cell."""
+
+ROLE_LABELS = {
+    "user": "**User**",
+    "agent": "**Agent**",
+    "tool": "**Tool call**",
+    "tool-result": "**Tool result**",
+    "error": "**Error**",
+    "status": "*Status*",
+}
+
+
+def report_key(agent_name: str) -> str:
+    """The report artifact's key: one per agent, so the Artifacts page keeps a history per agent.
+
+    Args:
+        agent_name: The remote agent's name.
+    """
+    slug = re.sub(r"[^a-z0-9-]+", "-", agent_name.lower()).strip("-") or "agent"
+    return f"{slug[:180]}-session-report"
+
+
+def _cell(text: str | None, limit: int = CELL_CHARS) -> str:
+    text = " ".join((text or "").split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size:,} bytes"
+    value = size / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value:,.1f} GiB"
+
+
+def _folder(paths: Sequence[str]) -> str:
+    """The folder all ``paths`` share ("" when they share none)."""
+    try:
+        return os.path.commonpath([os.path.dirname(p) or "." for p in paths])
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+
+
+def cost_text(usage: UsageSummary | None) -> str:
+    """``list cost $0.12``, or that the service reported none."""
+    if usage is None or usage.cost_usd is None:
+        return "list cost not reported"
+    return f"list cost ${usage.cost_usd:.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    """What the report page shows about one session (or one turn of it).
+
+    Attributes:
+        agent_name: The remote agent's name (heading).
+        session_id: The session.
+        console_url: The session's page in the Claude Console.
+        headline: One word or phrase for the state: ``Completed``, ``Failed: ...``,
+            ``Waiting for approval``, ``Streaming was cut short``.
+        transcript: What the run saw.
+        status: The session's status, when known.
+        stop_reason: Why the turn ended, when known.
+        usage: Cumulative usage and cost, when known.
+        outcome_grades: Each graded iteration of an outcome, from the stream.
+        final_evaluations: The session's own last word on each outcome.
+        outputs: The output files collected (None when none were asked for).
+        memory_changes: What the session wrote to its memory stores (None when not audited).
+    """
+
+    agent_name: str
+    session_id: str
+    console_url: str
+    headline: str
+    transcript: Transcript
+    status: str | None = None
+    stop_reason: str | None = None
+    usage: UsageSummary | None = None
+    outcome_grades: Sequence[OutcomeEvaluation] = ()
+    final_evaluations: Sequence[OutcomeEvaluation] = ()
+    outputs: Sequence[OutputFile] | None = None
+    memory_changes: Sequence[MemoryChange] | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line: state, stop reason, cost and size of the run (the artifact's description)."""
+        ended = f"{self.status or 'unknown'} ({self.stop_reason})" if self.stop_reason else self.status
+        parts = [
+            f"**{self.headline}**",
+            ended,
+            cost_text(self.usage),
+            f"{self.transcript.event_count:,} events",
+        ]
+        if self.outputs is not None:
+            parts.append(f"{len(self.outputs)} output file(s)")
+        return " · ".join(p for p in parts if p)
+
+    def to_markdown(self) -> str:
+        """The whole page."""
+        lines = [
+            f"# Session report: {self.agent_name}",
+            "",
+            self.summary,
+            "",
+            f"[Open session {self.session_id} in the Claude Console]({self.console_url})",
+        ]
+        for section in (self._usage, self._outcome, self._outputs, self._memory, self._transcript):
+            lines += ["", *section()]
+        return "\n".join(line.rstrip() for line in lines).rstrip() + "\n"
+
+    def _usage(self) -> list[str]:
+        usage = self.usage or self.transcript.usage
+        cost = f"{usage.cost_usd:.2f}" if usage.cost_usd is not None else "n/a"
+        return [
+            "## Usage",
+            "",
+            *_table(
+                [
+                    "input",
+                    "output",
+                    "cache read",
+                    "cache write",
+                    "active s",
+                    "model requests",
+                    "list cost (USD)",
+                ],
+                [
+                    [
+                        f"{usage.input_tokens:,}",
+                        f"{usage.output_tokens:,}",
+                        f"{usage.cache_read_input_tokens:,}",
+                        f"{usage.cache_creation_input_tokens:,}",
+                        f"{usage.active_seconds:g}",
+                        str(self.transcript.model_requests),
+                        cost,
+                    ]
+                ],
+            ),
+        ]
+
+    def _outcome(self) -> list[str]:
+        if not self.outcome_grades and not self.final_evaluations:
+            return []
+        rows = [[g.outcome_id, str(g.iteration), g.result, _cell(g.explanation)] for g in self.outcome_grades]
+        rows += [
+            [f.outcome_id, f"{f.iteration} (final)", f.result, _cell(f.explanation)]
+            for f in self.final_evaluations
+        ]
+        return ["## Outcome", "", *_table(["outcome", "iteration", "result", "explanation"], rows)]
+
+    def _outputs(self) -> list[str]:
+        if self.outputs is None:
+            return []
+        if not self.outputs:
+            return ["## Output files", "", "The session left no output files."]
+        folder = _folder([f.path for f in self.outputs])
+        rows = [
+            [
+                _cell(os.path.relpath(f.path, folder) if folder else f.path, 80),
+                _size(f.size_bytes),
+                f.sha256[:DIGEST_CHARS],
+                "kept (identical)" if f.skipped else "downloaded",
+            ]
+            for f in self.outputs
+        ]
+        return [
+            "## Output files",
+            "",
+            *([f"Written to {folder}", ""] if folder else []),
+            *_table(["file", "size", "sha256", "copy"], rows),
+        ]
+
+    def _memory(self) -> list[str]:
+        if self.memory_changes is None:
+            return []
+        if not self.memory_changes:
+            return ["## Memory changes", "", "No memory store was changed."]
+        net = summarize(self.memory_changes)
+        rows = [
+            [
+                op,
+                _cell(c.path or "(redacted)", 80),
+                f"{c.size_bytes:,}" if c.size_bytes is not None else "-",
+                (c.sha256 or "-")[:DIGEST_CHARS],
+            ]
+            for op, changes in net.items()
+            for c in changes
+        ]
+        versions = [
+            [
+                c.version_id,
+                c.operation,
+                _cell(c.path or "(redacted)", 80),
+                (c.sha256 or "-")[:DIGEST_CHARS],
+                c.actor,
+            ]
+            for c in self.memory_changes
+        ]
+        return [
+            "## Memory changes",
+            "",
+            ", ".join(f"{op}: {len(items)}" for op, items in net.items()),
+            "",
+            *_table(["change", "path", "bytes", "sha256"], rows),
+            "",
+            "<details><summary>Every version written</summary>",
+            "",
+            *_table(["version", "operation", "path", "sha256", "by"], versions),
+            "",
+            "</details>",
+        ]
+
+    def _transcript(self) -> list[str]:
+        t = self.transcript
+        counts = {role: sum(1 for e in t.entries if e.role == role) for role in ("agent", "tool", "error")}
+        lines = [
+            "## Transcript",
+            "",
+            f"{counts['agent']} agent message(s), {counts['tool']} tool call(s), "
+            f"{len(t.errors)} error(s), {t.event_count:,} events.",
+        ]
+        if t.final_message:
+            lines += ["", f"Last agent message: {_cell(t.final_message, 500)}"]
+        if t.errors:
+            lines += ["", "### Errors", ""]
+            lines += _table(
+                ["event", "type", "retry status", "message"],
+                [[e.event_id, e.type, e.retry_status, _cell(e.message, 300)] for e in t.errors],
+            )
+        lines += ["", f"<details><summary>Full transcript ({len(t.entries)} entries)</summary>", ""]
+        for entry in t.entries:
+            text = entry.text.replace("\n", "\n  ")
+            lines.append(f"- {ROLE_LABELS.get(entry.role, entry.role)}: {text}")
+        if t.omitted_entries:
+            lines.append(f"- … {t.omitted_entries} more entries omitted")
+        lines += ["", "</details>"]
+        return lines
+
+
+def turn_report(
+    agent_name: str,
+    report: SessionRunReport,
+    headline: str,
+    *,
+    outputs: Sequence[OutputFile] | None = None,
+    memory_changes: Sequence[MemoryChange] | None = None,
+    final_evaluations: Sequence[OutcomeEvaluation] = (),
+) -> SessionReport:
+    """The report of a turn that ended (completed, failed or paused for an approval).
+
+    Args:
+        agent_name: The remote agent's name.
+        report: What the turn's stream saw.
+        headline: ``Completed``, ``Failed: <error>``, ``Waiting for approval``.
+        outputs: The output files collected, when asked for.
+        memory_changes: The session's memory writes, when audited.
+        final_evaluations: The session's final outcome grades.
+    """
+    return SessionReport(
+        agent_name=agent_name,
+        session_id=report.session_id,
+        console_url=report.console_url,
+        headline=headline,
+        transcript=report.transcript,
+        status=report.status,
+        stop_reason=report.end.stop_reason,
+        usage=report.usage,
+        outcome_grades=report.transcript.outcome_grades,
+        final_evaluations=final_evaluations,
+        outputs=outputs,
+        memory_changes=memory_changes,
+    )
