@@ -8,6 +8,7 @@ screen (short digests, file names rather than absolute paths) and no text is set
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from collections.abc import Sequence
@@ -24,13 +25,13 @@ DIGEST_CHARS = 12
 CELL_CHARS = 200
 """Longest text shown in one table cell."""
 
-ROLE_LABELS = {
-    "user": "**User**",
-    "agent": "**Agent**",
-    "tool": "**Tool call**",
-    "tool-result": "**Tool result**",
-    "error": "**Error**",
-    "status": "*Status*",
+ROLE_HTML = {
+    "user": "<b>User</b>",
+    "agent": "<b>Agent</b>",
+    "tool": "<b>Tool call</b>",
+    "tool-result": "<b>Tool result</b>",
+    "error": "<b>Error</b>",
+    "status": "<i>Status</i>",
 }
 
 
@@ -118,7 +119,8 @@ class SessionReport:
 
     @property
     def summary(self) -> str:
-        """One line: state, stop reason, cost and size of the run (the artifact's description)."""
+        """One line: state, stop reason, cost and size of the run (the artifact's description,
+        which the UI shows above the page and on the Artifacts page's card)."""
         ended = f"{self.status or 'unknown'} ({self.stop_reason})" if self.stop_reason else self.status
         parts = [
             f"**{self.headline}**",
@@ -133,9 +135,7 @@ class SessionReport:
     def to_markdown(self) -> str:
         """The whole page."""
         lines = [
-            f"# Session report: {self.agent_name}",
-            "",
-            self.summary,
+            f"# {self.agent_name}: {self.headline}",
             "",
             f"[Open session {self.session_id} in the Claude Console]({self.console_url})",
         ]
@@ -238,11 +238,9 @@ class SessionReport:
             "",
             *_table(["change", "path", "bytes", "sha256"], rows),
             "",
-            "<details><summary>Every version written</summary>",
+            "### Every version written",
             "",
             *_table(["version", "operation", "path", "sha256", "by"], versions),
-            "",
-            "</details>",
         ]
 
     def _transcript(self) -> list[str]:
@@ -262,13 +260,23 @@ class SessionReport:
                 ["event", "type", "retry status", "message"],
                 [[e.event_id, e.type, e.retry_status, _cell(e.message, 300)] for e in t.errors],
             )
-        lines += ["", f"<details><summary>Full transcript ({len(t.entries)} entries)</summary>", ""]
-        for entry in t.entries:
-            text = entry.text.replace("\n", "\n  ")
-            lines.append(f"- {ROLE_LABELS.get(entry.role, entry.role)}: {text}")
+        # One HTML block (no blank line inside): a markdown list inside <details> would be
+        # rendered outside it by the Prefect UI, so the entries are escaped HTML list items.
+        items = [
+            f"<li>{ROLE_HTML.get(entry.role, html.escape(entry.role))}: "
+            f"{html.escape(entry.text, quote=False).replace(chr(10), '<br>')}</li>"
+            for entry in t.entries
+        ]
         if t.omitted_entries:
-            lines.append(f"- … {t.omitted_entries} more entries omitted")
-        lines += ["", "</details>"]
+            items.append(f"<li>… {t.omitted_entries} more entries omitted</li>")
+        lines += [
+            "",
+            f"<details><summary>Full transcript ({len(t.entries)} entries)</summary>",
+            "<ul>",
+            *items,
+            "</ul>",
+            "</details>",
+        ]
         return lines
 
 

@@ -41,7 +41,7 @@ async def publish_session_report(report: SessionReport) -> UUID:
     return await acreate_markdown_artifact(
         markdown=report.to_markdown(),
         key=report_key(report.agent_name),
-        description=f"{report.summary} · session {report.session_id}",
+        description=report.summary,
     )
 
 

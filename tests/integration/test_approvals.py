@@ -151,7 +151,8 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     assert isinstance(progress.data, float) and progress.data < 100
     assert "waiting: a person's approval" in str(progress.description)
     [report] = [a for a in artifacts if a.type == "markdown"]
-    assert "**Waiting for approval**" in str(report.data)
+    assert ": Waiting for approval\n" in str(report.data)
+    assert str(report.description).startswith("**Waiting for approval** · idle · list cost")
 
     answer = {**call, "decision": decision, "deny_message": deny_message}
     resume_flow_run(run.id, run_input={"decisions": [answer]})

@@ -300,7 +300,7 @@ def test_sync_caller_with_a_block_object_and_ui_artifacts_events_and_no_secret(
     progress = next(a for a in artifacts if a.type == "progress")
     assert progress.data == 100 and result.console_url in str(progress.description)
     report = str(next(a for a in artifacts if a.type == "markdown").data)
-    assert report.startswith(f"# Session report: {block.agent_name}\n\n**Completed** · idle (end_turn)")
+    assert report.startswith(f"# {block.agent_name}: Completed\n")
     assert "## Usage" in report and "## Output files" in report and "bash" in report
     names = {e.event for e in events}
     assert {

@@ -43,17 +43,40 @@ def test_the_key_is_one_per_agent_and_valid_for_prefect(name: str, key: str) -> 
 
 
 def test_a_plain_session_shows_state_cost_link_usage_and_transcript_only() -> None:
-    md = _report().to_markdown()
+    report = _report()
+    md = report.to_markdown()
+    assert report.summary == "**Completed** · idle (end_turn) · list cost $0.12 · 0 events"
     assert md.splitlines()[:3] == [
-        "# Session report: Nightly Writer",
+        "# Nightly Writer: Completed",
         "",
-        "**Completed** · idle (end_turn) · list cost $0.12 · 0 events",
+        "[Open session sesn_011ABC in the Claude Console]"
+        "(https://platform.claude.com/workspaces/default/sessions/sesn_011ABC)",
     ]
-    assert "[Open session sesn_011ABC in the Claude Console](https://platform.claude.com/" in md
     assert "| 1,200 | 340 | 0 | 0 | 12.5 | 0 | 0.12 |" in md
     assert "## Transcript" in md and "<details><summary>Full transcript (0 entries)</summary>" in md
     for absent in ("## Outcome", "## Output files", "## Memory changes", "`"):
         assert absent not in md
+
+
+def test_the_transcript_folds_into_one_html_block_with_its_text_escaped() -> None:
+    from anthropic.types.beta.sessions import BetaManagedAgentsSessionEvent
+    from pydantic import TypeAdapter
+
+    transcript = Transcript()
+    transcript.add(
+        TypeAdapter(BetaManagedAgentsSessionEvent).validate_python(
+            {
+                "type": "agent.message",
+                "id": "sevt_1",
+                "content": [{"type": "text", "text": "<script>x</script> line one\n\nline two"}],
+                "processed_at": "2026-03-15T10:00:03Z",
+            }
+        )
+    )
+    md = _report(transcript=transcript).to_markdown()
+    folded = md[md.index("<details>") : md.index("</details>")]
+    assert "\n\n" not in folded  # a blank line would end the HTML block and unfold the rest
+    assert "<li><b>Agent</b>: &lt;script&gt;x&lt;/script&gt; line one<br><br>line two</li>" in folded
 
 
 def test_outputs_are_named_relative_to_their_folder_with_short_digests() -> None:

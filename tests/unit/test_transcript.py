@@ -158,12 +158,13 @@ def test_markdown_shows_messages_tool_calls_results_and_errors() -> None:
         status="idle",
         stop_reason="end_turn",
     ).to_markdown()
-    assert md.startswith("# Session report: Writer\n\n**Completed** · idle (end_turn) · ")
-    assert "[Open session sesn_1 in the Claude Console](https://console/x)" in md
+    assert md.startswith(
+        "# Writer: Completed\n\n[Open session sesn_1 in the Claude Console](https://console/x)"
+    )
     assert "`" not in md  # the Prefect UI shows backticks literally in links and tables
-    assert "**User**: Go" in md
-    assert '**Tool call**: bash({"command":"ls"}) [ask]' in md
-    assert "**Tool result**: bash → ok: README.md" in md
+    assert "<b>User</b>: Go" in md
+    assert '<b>Tool call</b>: bash({"command":"ls"}) [ask]' in md
+    assert "<b>Tool result</b>: bash → ok: README.md" in md
     assert "tool confirmation for bash: allow" in md
     assert "| sevt_011R | mcp_authentication_failed_error | retrying | 401 from MCP server |" in md
     assert "1 error(s)" in md
