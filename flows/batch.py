@@ -6,9 +6,11 @@ flow does (deduplicated uploads, retry-safe start, streaming, outputs, per-sessi
 own flow run and cancel/crash hooks) and shows in the UI as its own flow run named
 ``<batch run>-<item key>``.
 
-Items run on ``max_concurrency`` lanes. Each lane holds one slot of the Prefect **global
-concurrency limit** ``concurrency_limit_name`` while it has items left, so every batch (and
-deployment) naming that limit shares one quota of concurrent sessions. The limit is created
+Items run on ``max_concurrency`` lanes, each holding one slot of the Prefect **global concurrency
+limit** ``concurrency_limit_name``, so every batch (and deployment) naming that limit shares one
+quota of concurrent sessions. When the limit has room for every lane, the batch takes all their
+slots in one request and holds them to its end; otherwise each lane waits for a slot of its own
+and holds it while it has items left. The limit is created
 with ``limit=max_concurrency`` when missing, because a missing limit would silently not limit
 anything.
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,7 +40,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterParentFlowRunId
 from prefect.client.schemas.objects import FlowRun, State
-from prefect.concurrency.asyncio import concurrency
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.logging.loggers import flow_run_logger
@@ -208,24 +210,35 @@ class _BatchRun:
             return True
 
     async def run_all(self, items: list[BatchItem]) -> list[BatchItemResult]:
-        """Run the items on ``max_concurrency`` lanes; each lane holds one global-limit slot."""
+        """Run the items on ``max_concurrency`` lanes, each holding a global-limit slot."""
         results: list[BatchItemResult | None] = [None] * len(items)
         pending = iter(range(len(items)))
+        lanes = min(self.lanes, len(items))
+        if not lanes:
+            return []
 
         async def lane() -> None:
-            first = next(pending, None)
-            if first is None:
-                return
-            # One slot per lane, held while the lane has items left: acquiring a slot per item
-            # costs a round trip through Prefect's slot service each time (about 1 s on a
-            # loaded SQLite server), which dominated a 200-item batch.
-            async with concurrency(self.limit_name, occupy=1, strict=True):
-                index: int | None = first
-                while index is not None:
-                    results[index] = await self.run_item(items[index])
-                    index = next(pending, None)
+            while (index := next(pending, None)) is not None:
+                results[index] = await self.run_item(items[index])
 
-        await asyncio.gather(*(lane() for _ in range(self.lanes)))
+        async def lane_with_own_slot() -> None:
+            async with concurrency(self.limit_name, occupy=1, strict=True):
+                await lane()
+
+        async with AsyncExitStack() as slots:
+            # Every lane's slot in one request when the limit has room for them all (the usual
+            # case). Otherwise each lane waits for a slot of its own, sharing the limit with other
+            # batches; those requests go through Prefect's one-at-a-time slot service, where one
+            # "database is locked" 503 from a busy SQLite server costs every waiting lane a 2 s
+            # back-off, which held a 10-lane batch to one started lane a second.
+            try:
+                await slots.enter_async_context(
+                    concurrency(self.limit_name, occupy=lanes, strict=True, max_retries=0)
+                )
+                shared = False
+            except ConcurrencySlotAcquisitionError:
+                shared = True
+            await asyncio.gather(*((lane_with_own_slot if shared else lane)() for _ in range(lanes)))
         return [r for r in results if r is not None]
 
     async def run_item(self, item: BatchItem) -> BatchItemResult:

@@ -32,7 +32,7 @@ import flows.batch
 from blocks.agent import ManagedAgent
 from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
-from flows.batch import BATCH_TABLE_KEY, read_child_runs, run_agent_batch
+from flows.batch import BATCH_TABLE_KEY, ensure_global_limit, read_child_runs, run_agent_batch
 from flows.session import arun_agent_session
 from managed_agents_core.batch_items import BatchItem, BatchResult
 from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
@@ -171,6 +171,42 @@ async def test_one_failing_item_does_not_fail_the_others(
         "SessionRetriesExhaustedError: "
     )
     assert rows[0]["stop_reason / error"] == "end_turn" and rows[0]["outputs"] == 1
+
+
+def most_sessions_at_once(sdk: anthropic.Anthropic, session_ids: list[str]) -> int:
+    """The most sessions that were between their creation and their final idle at one time
+    (the service's own clock)."""
+    marks: list[tuple[Any, int]] = []
+    for session_id in session_ids:
+        created = settled(sdk).beta.sessions.retrieve(session_id).created_at
+        idle = [e for e in sdk.beta.sessions.events.list(session_id) if e.type == "session.status_idle"]
+        marks += [(created, 1), (idle[-1].processed_at, -1)]
+    running = most = 0
+    for _, step in sorted(marks, key=lambda mark: (mark[0], mark[1])):  # an end before a start
+        running += step
+        most = max(most, running)
+    return most
+
+
+async def test_a_limit_other_work_shares_caps_the_batch_at_its_free_slots(
+    agent: ManagedAgent, sdk: anthropic.Anthropic, tmp_path: Path
+) -> None:
+    """A limit smaller than the batch's lanes (a quota several teams share): the batch cannot
+    take every lane's slot at once, so its lanes wait for slots one by one, and no more sessions
+    run at once than the limit allows."""
+    name = limit_name()
+    await ensure_global_limit(name, 2)
+    items = [BatchItem(prompt=scenario(thinking=False, delay=0.3, reply=f"r{i}")) for i in range(5)]
+
+    state, result = await run_batch(
+        agent=agent, items=items, max_concurrency=4, output_dir=str(tmp_path), concurrency_limit_name=name
+    )
+
+    assert state.is_completed() and [i.state for i in result.items] == ["completed"] * 5
+    assert 1 <= most_sessions_at_once(sdk, [str(i.session_id) for i in result.items]) <= 2
+    async with get_client() as prefect:
+        limit = await prefect.read_global_concurrency_limit_by_name(name)
+    assert (limit.limit, limit.active_slots) == (2, 0)
 
 
 @ITEM_RUNS
