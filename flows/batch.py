@@ -1,10 +1,12 @@
 """``run_agent_batch``: one agent session per input item, under a shared concurrency limit and an
 optional spend ceiling.
 
-Each item runs as an ``arun_agent_session`` subflow, so it gets everything the single-session
-flow does (deduplicated uploads, retry-safe start, streaming, outputs, per-session artifacts, its
-own flow run and cancel/crash hooks) and shows in the UI as its own flow run named
-``<batch run>-<item key>``.
+Every item runs through the same session pipeline as ``run_agent_session`` (deduplicated
+uploads, retry-safe start, streaming, custom tools, outcomes, outputs, memory audit, a session
+report). By default (``item_runs="auto"``) an item is one task run ``item-<key>`` of the batch's
+flow run; an item whose policy may ask a person, or every item with ``item_runs="flow"``, is an
+``arun_agent_session`` subflow run named ``<batch run>-<item key>``, with its own task runs and
+cancel/crash hooks.
 
 Items run on ``max_concurrency`` lanes, each holding one slot of the Prefect **global concurrency
 limit** ``concurrency_limit_name``, so every batch (and deployment) naming that limit shares one

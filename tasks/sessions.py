@@ -375,12 +375,13 @@ async def stream_session(
 
 
 async def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any) -> None:
-    """Log the end of a turn, emit ``managed-agents.session.completed`` (or ``.failed``); when
+    """Log the turn's warnings, emit ``managed-agents.session.completed`` (or ``.failed``); when
     the session did not complete, publish its report and raise the typed exception.
 
-    A completed turn's report comes later, with its outputs (:func:`tasks.reporting.publish_session_report`).
+    The observer has already logged how the turn ended; a completed turn's report and final log
+    line come later, with its outputs (:func:`tasks.reporting.publish_finished`).
     """
-    outcome = report.outcome
+    outcome, usage = report.outcome, report.usage
     for warning in outcome.warnings:
         logger.warning(warning)
     emit_managed_agents_event(
@@ -393,14 +394,11 @@ async def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any
             "stop_reason": report.end.stop_reason,
             "event_count": report.transcript.event_count,
             "error": type(outcome.error).__name__ if outcome.error else None,
+            # What an Automation may act on: spend and size, as the service reported them.
+            "cost_usd": str(usage.cost_usd) if usage.cost_usd is not None else None,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
         },
-    )
-    logger.info(
-        "Session %s ended: %s (%s), %d events",
-        report.session_id,
-        report.status,
-        report.end.stop_reason,
-        report.transcript.event_count,
     )
     if outcome.error is not None:
         await publish_session_report(

@@ -286,7 +286,8 @@ def test_sync_caller_with_a_block_object_and_ui_artifacts_events_and_no_secret(
                     limit=50,
                 )
                 events = page.events
-                if len(logs) > 3 and any(e.event == "managed-agents.session.completed" for e in events):
+                final_line = any(f"Session {result.session_id} completed" in log.message for log in logs)
+                if final_line and any(e.event == "managed-agents.session.completed" for e in events):
                     break
                 await asyncio.sleep(0.2)
             return logs, artifacts, events, flow_run
@@ -309,6 +310,15 @@ def test_sync_caller_with_a_block_object_and_ui_artifacts_events_and_no_secret(
         "managed-agents.session.completed",
     } <= names
     assert "managed-agents.session.idle" in names
+    [completed] = [e for e in events if e.event == "managed-agents.session.completed"]
+    assert completed.payload["cost_usd"] == str(result.usage.cost_usd)
+    assert completed.payload["output_tokens"] == result.usage.output_tokens > 0
+    # The final log line says how it ended, what it produced and what it cost.
+    assert any(
+        log.message.startswith(f"Session {result.session_id} completed: idle (end_turn), 0 output file(s)")
+        and f"list cost ${result.usage.cost_usd:.2f}" in log.message
+        for log in logs
+    )
 
     haystack = json.dumps(
         {
