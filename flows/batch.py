@@ -17,7 +17,7 @@ with ``limit=max_concurrency`` when missing, because a missing limit would silen
 anything.
 
 With ``spend_limit_usd``, an item starts only while the cost of finished sessions plus the
-current cost of the sessions still running (read live from the API, through the session-id label
+current cost of the sessions still running (read live from the API, through the session tag
 of each running item's flow run) is below the ceiling; once reached, no further item starts and
 those items are reported as ``not_started``.
 """
@@ -62,7 +62,7 @@ from managed_agents_core.batch_items import (
     sum_usage,
 )
 from managed_agents_core.exceptions import ConfigurationError
-from managed_agents_core.keys import SESSION_LABEL, read_key
+from managed_agents_core.keys import run_session_id
 from managed_agents_core.pipeline import SessionRequest
 from managed_agents_core.results import SessionResult, UsageSummary
 from managed_agents_core.retry_policy import retrying
@@ -194,7 +194,7 @@ class _BatchRun:
         else:
             names = sorted(f"{self.run_name}-{key}" for key in self.in_flight)
             runs = await read_child_runs(self.run_id, names)
-            session_ids = [label for r in runs if (label := read_key(r.labels, SESSION_LABEL))]
+            session_ids = [sid for r in runs if (sid := run_session_id(r.tags, r.labels))]
         if not session_ids:
             return Decimal(0)
         async with self.block.credentials.get_async_client() as client:
@@ -299,7 +299,7 @@ class _BatchRun:
             get_run_logger().warning("Item %s failed (attempt %d): %s", base.key, number, outcome.error_type)
             if _prefect_unavailable(error):
                 if outcome.session_id is None and session_id is None:
-                    # The outage may have hidden a session that was created (e.g. the label
+                    # The outage may have hidden a session that was created (e.g. the tag
                     # update failed): sessions are titled with the item run's name, so look.
                     found = await self._find_session(self.child_name(item), started)
                     outcome = outcome.model_copy(update={"session_id": found})
@@ -391,8 +391,8 @@ class _BatchRun:
         session_id = getattr(error, "session_id", None) or self.sessions.get(base.key)
         if session_id is None and child_id is not None:
             async with get_client() as prefect_client:
-                labels = (await prefect_client.read_flow_run(child_id)).labels or {}
-            session_id = read_key(labels, SESSION_LABEL)
+                child = await prefect_client.read_flow_run(child_id)
+            session_id = run_session_id(child.tags, child.labels)
         cost = None
         if session_id:
             with suppress(anthropic.APIError):
@@ -469,7 +469,7 @@ async def acleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> list[
     """Interrupt and archive the sessions of a batch's item runs (async form of the hook).
 
     Runs in the worker's or runner's hook process: each item flow run that neither completed nor
-    failed is cleaned up by the single-session hook (label or metadata; it never raises); with
+    failed is cleaned up by the single-session hook (tag or metadata; it never raises); with
     items run as task runs, so is the session of each item task run that did not finish.
 
     Returns:

@@ -1,9 +1,9 @@
 """Flow-run state hooks: interrupt and archive the session when a run is cancelled or crashes.
 
 Hooks run in another process than the flow (the runner or the worker's hook subprocess), so they
-never use in-memory state: the session id comes from the flow-run label
-``prefect-managed-agents.session-id`` and the client from the flow run's ``agent`` parameter (a block
-name, a ``$ref`` to a block document, or a serialized saved block). The block is always loaded
+never use in-memory state: the session id comes from the flow-run tag ``session:<id>`` (or the
+label that runs of earlier versions carry) and the client from the flow run's ``agent``
+parameter (a block name, a ``$ref`` to a block document, or a serialized saved block). The block is always loaded
 from its saved document: an inline block in the parameters (whose ``base_url`` anyone who ran
 the flow may have chosen) never gets a client built from it.
 """
@@ -30,7 +30,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 from blocks.agent import ManagedAgent
 from managed_agents_core.exceptions import PathOutsideRootsError
-from managed_agents_core.keys import FLOW_RUN_KEY, SESSION_LABEL, TASK_RUN_KEY, read_key
+from managed_agents_core.keys import FLOW_RUN_KEY, TASK_RUN_KEY, read_key, run_session_id
 from managed_agents_core.lifecycle import (
     ainterrupt_and_archive,
     sessions_matching,
@@ -95,7 +95,7 @@ async def _session_started_by(
 async def acleanup_session(flow: Any, flow_run: Any, state: Any) -> str | None:
     """Interrupt, then archive, the session of a flow run, and remove its partial downloads.
 
-    The session is the one the flow run's label names or, when the run stopped before labelling
+    The session is the one the flow run's tag names or, when the run stopped before tagging
     itself, the one whose metadata names the run. Never raises.
 
     Returns:
@@ -114,7 +114,7 @@ async def acleanup_session(flow: Any, flow_run: Any, state: Any) -> str | None:
 async def _archive_session(flow: Any, flow_run: Any, state: Any) -> str | None:
     """The session part of :func:`acleanup_session`."""
     logger = flow_run_logger(flow_run, flow)
-    session_id = read_key(getattr(flow_run, "labels", None), SESSION_LABEL)
+    session_id = run_session_id(getattr(flow_run, "tags", None), getattr(flow_run, "labels", None))
     try:
         agent = await _load_agent((getattr(flow_run, "parameters", None) or {}).get("agent"))
         if agent is None:
@@ -123,7 +123,7 @@ async def _archive_session(flow: Any, flow_run: Any, state: Any) -> str | None:
             return None
         async with agent.credentials.get_async_client() as client:
             if not session_id:
-                # Stopped between the create and the label (e.g. cancelled while the create's
+                # Stopped between the create and the tag (e.g. cancelled while the create's
                 # answer was on its way): the session's metadata names this flow run.
                 session_id = await _session_started_by(client, agent, flow_run)
                 if session_id is None:
@@ -213,7 +213,7 @@ def remove_partial_outputs(flow_run: Any, *, per_item: bool = False) -> None:
 def cleanup_session(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook (on_cancellation, on_crashed, on_failure): interrupt, then archive, the session.
 
-    Idempotent and safe to run more than once; reads the session id from the flow-run label.
+    Idempotent and safe to run more than once; reads the session id from the flow-run tag.
     Parameter names must be exactly ``flow``, ``flow_run``, ``state`` (Prefect passes keywords).
     """
     run_coro_as_sync(acleanup_session(flow, flow_run, state))

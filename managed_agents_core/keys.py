@@ -1,7 +1,8 @@
 """The names we write on remote objects and Prefect runs: one scheme, ``prefect-managed-agents.<name>``.
 
-Session metadata, agent metadata and the flow-run label that carries a session id all use it,
-so a person reading a session in the Console sees at once which keys are ours. Sessions and
+Session and agent metadata use it, so a person reading a session in the Console sees at once
+which keys are ours. A flow run carries its session as the tag ``session:<id>`` (shown on the
+run page and filterable in the runs list); runs of earlier versions carry it as a label. Sessions and
 runs started by earlier versions carry the old names (``prefect_flow_run_id``,
 ``managed-agents.session-id``, ...): :func:`read_key` and :func:`holds` read those too, so a
 retry, a cancel hook or the sweeper still finds them. Event names (``managed-agents.session.*``)
@@ -10,14 +11,16 @@ are not keys and keep their namespace: automations match on them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 PREFIX = "prefect-managed-agents."
 """Reserved: specs may not use metadata keys that start with it."""
 
+SESSION_TAG_PREFIX = "session:"
+"""Flow-run tag ``session:<session id>``: which session the run drives (the hooks read it)."""
 SESSION_LABEL = PREFIX + "session-id"
-"""Flow-run label carrying the session id (the cancel and crash hooks read it)."""
+"""Flow-run label that carried the session id before the tag (read, never written)."""
 FLOW_RUN_KEY = PREFIX + "flow-run-id"
 """Session metadata: the flow run that started the session (retries, hooks and the sweeper read it)."""
 TASK_RUN_KEY = PREFIX + "task-run-id"
@@ -63,3 +66,16 @@ def read_key(mapping: Mapping[str, Any] | None, key: str) -> str | None:
 def holds(mapping: Mapping[str, Any] | None, wanted: Mapping[str, str]) -> bool:
     """True when ``mapping`` holds every pair of ``wanted`` (under current or old names)."""
     return all(read_key(mapping, key) == value for key, value in wanted.items())
+
+
+def session_tag(session_id: str) -> str:
+    """The flow-run tag naming ``session_id``."""
+    return SESSION_TAG_PREFIX + session_id
+
+
+def run_session_id(tags: Sequence[str] | None, labels: Mapping[str, Any] | None) -> str | None:
+    """The session a flow run drives: its ``session:`` tag, else (earlier versions) its label."""
+    for tag in tags or ():
+        if tag.startswith(SESSION_TAG_PREFIX + "sesn_"):
+            return tag.removeprefix(SESSION_TAG_PREFIX)
+    return read_key(labels, SESSION_LABEL)

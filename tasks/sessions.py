@@ -31,9 +31,10 @@ from managed_agents_core.keys import (
     BLOCK_KEY,
     DEPLOYMENT_KEY,
     FLOW_RUN_KEY,
-    SESSION_LABEL,
+    SESSION_TAG_PREFIX,
     START_KEY,
     TASK_RUN_KEY,
+    session_tag,
 )
 from managed_agents_core.lifecycle import (
     LoggingObserver,
@@ -167,12 +168,20 @@ async def create_session(
     return {"session_id": str(session.id), "found": False}
 
 
-async def label_flow_run(session_id: str) -> None:
+async def tag_flow_run(session_id: str) -> None:
+    """Tag this flow run ``session:<id>`` (kept with its other tags; a tag of an earlier session
+    of the run is replaced)."""
     flow_run_id = prefect.runtime.flow_run.id
     if not flow_run_id:
         return
+    run_id = UUID(str(flow_run_id))
     async with get_client() as prefect_client:
-        await prefect_client.update_flow_run_labels(UUID(str(flow_run_id)), {SESSION_LABEL: session_id})
+        # A plain update of the run (the labels endpoint reads, then writes, in one deferred
+        # SQLite transaction, which a busy server refuses at once with a 503 and a 2 s back-off).
+        run = await prefect_client.read_flow_run(run_id)
+        tags = [t for t in run.tags if not t.startswith(SESSION_TAG_PREFIX)] + [session_tag(session_id)]
+        if tags != run.tags:
+            await prefect_client.update_flow_run(run_id, tags=tags)
 
 
 @task(name="start-session", **TRANSIENT_RETRY_OPTIONS)
@@ -184,8 +193,8 @@ async def start_session(
 ) -> StartedSession:
     """Start (or, on a flow retry, find again) this flow run's session.
 
-    Emits ``managed-agents.session.started``; the flow-run label follows beside the stream
-    (:func:`label_run`), so nothing stands between the create and the prompt.
+    Emits ``managed-agents.session.started``; the flow-run tag follows beside the stream
+    (:func:`tag_run`), so nothing stands between the create and the prompt.
 
     Args:
         agent: The ``ManagedAgent`` block.
@@ -225,16 +234,16 @@ async def start_session(
     return announce_started(agent, session_id, reattached=reattached)
 
 
-async def label_run(session_id: str) -> None:
-    """Label the flow run with the session (UI only: runs beside the stream, never between the
-    create and the prompt; the hooks also find the session by its metadata).
+async def tag_run(session_id: str) -> None:
+    """Tag the flow run with the session (runs beside the stream, never between the create and
+    the prompt; the hooks also find the session by its metadata).
 
     A failure is logged, not raised: the session runs on, and the hooks fall back to the metadata.
     """
     try:
-        await label_flow_run(session_id)
+        await tag_flow_run(session_id)
     except Exception as exc:  # decoration only: never fail the session for it
-        get_run_logger().warning("Could not label this flow run with session %s: %s", session_id, exc)
+        get_run_logger().warning("Could not tag this flow run with session %s: %s", session_id, exc)
 
 
 def announce_started(agent: ManagedAgent, session_id: str, *, reattached: bool) -> StartedSession:

@@ -42,11 +42,11 @@ from tasks.reporting import publish_finished
 from tasks.sessions import (
     attach_session,
     interrupt_and_archive,
-    label_flow_run,
-    label_run,
     send_follow_up,
     start_session,
     stream_session,
+    tag_flow_run,
+    tag_run,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class TaskSteps:
         self.agent = agent
         self._ask = ask
         self.can_ask = ask is not None
-        self._labelled = False
+        self._tagged = False
 
     @property
     def log(self) -> logging.Logger | logging.LoggerAdapter[Any]:
@@ -95,11 +95,11 @@ class TaskSteps:
         return await start_session(self.agent, request.prompt, resources, key=request.start_key())
 
     async def attach(self, session_id: str, *, follow_up: bool) -> StartedSession:
-        """``attach-session`` (a first turn an earlier run started), or label the run (a follow-up)."""
+        """``attach-session`` (a first turn an earlier run started), or tag the run (a follow-up)."""
         if not follow_up:
             return await attach_session(self.agent, session_id)
-        await label_flow_run(session_id)  # before the send: the hooks can then find the session
-        self._labelled = True
+        await tag_flow_run(session_id)  # before the send: the hooks can then find the session
+        self._tagged = True
         return StartedSession(
             session_id=session_id, console_url=str(self.agent.console_url(session_id)), reattached=True
         )
@@ -111,12 +111,12 @@ class TaskSteps:
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]
     ) -> SessionRunReport:
-        """``stream-session``; the first time, the flow run is labelled with the session beside it,
+        """``stream-session``; the first time, the flow run is tagged with the session beside it,
         so the prompt goes out first."""
         decorate = None
-        if not self._labelled:
-            self._labelled = True
-            decorate = asyncio.create_task(label_run(session.session_id))
+        if not self._tagged:
+            self._tagged = True
+            decorate = asyncio.create_task(tag_run(session.session_id))
         try:
             return await stream_session(self.agent, session.session_id, turn, answers=dict(answers))
         finally:

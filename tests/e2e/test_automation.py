@@ -28,7 +28,7 @@ from prefect.events.schemas.automations import Posture
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from emulator import EmulatorServer
-from managed_agents_core.keys import SESSION_LABEL
+from managed_agents_core.keys import run_session_id
 from tests.e2e.conftest import PrefectServer, worker_log
 from tests.integration.session_helpers import scenario
 
@@ -116,7 +116,7 @@ async def test_failed_session_sends_a_notification(
     )
     run = await _wait_final(api, failing.id, deployed)
     assert run.state is not None and run.state.is_failed()
-    session_id = run.labels[SESSION_LABEL]
+    session_id = run_session_id(run.tags, run.labels)
 
     deadline = time.monotonic() + 90
     while not received:

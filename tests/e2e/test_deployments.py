@@ -31,7 +31,7 @@ from prefect.states import Cancelling
 
 from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY
-from managed_agents_core.keys import DEPLOYMENT_KEY, FLOW_RUN_KEY, SESSION_LABEL
+from managed_agents_core.keys import DEPLOYMENT_KEY, FLOW_RUN_KEY, run_session_id
 from managed_agents_core.report import report_key
 from tests.conftest import TEST_API_KEY
 from tests.e2e.conftest import PrefectServer, deploy_block, run_deployment_via_api, wait_for, worker_log
@@ -78,7 +78,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
         },
     )
     assert session_run.state is not None and session_run.state.is_completed(), worker_log(deployed)
-    session_id = str(session_run.labels[SESSION_LABEL])
+    session_id = str(run_session_id(session_run.tags, session_run.labels))
     session = settled(sdk).beta.sessions.retrieve(session_id)
     assert session.metadata[FLOW_RUN_KEY] == str(session_run.id)
     assert session.metadata[DEPLOYMENT_KEY] == str(deployments["on-demand"].id)
@@ -122,7 +122,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
     deadline = time.monotonic() + 180
     while True:
         run = await api.read_flow_run(created.id)
-        label = (run.labels or {}).get(SESSION_LABEL)
+        label = run_session_id(run.tags, run.labels)
         running_session = str(label) if label else ""
         if running_session and settled(sdk).beta.sessions.retrieve(running_session).status == "running":
             break

@@ -24,7 +24,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 
 from emulator import EmulatorServer
-from managed_agents_core.keys import SESSION_LABEL
+from managed_agents_core.keys import run_session_id
 from tests.conftest import TEST_API_KEY
 from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
 from tests.integration.session_helpers import scenario, settled
@@ -104,7 +104,7 @@ async def test_suspended_approval_releases_the_worker_and_resumes_the_same_sessi
         },
     )
     suspended = await _wait_for_suspension(api, created.id, deployed)
-    session_id = str((suspended.labels or {})[SESSION_LABEL])
+    session_id = str(run_session_id(suspended.tags, suspended.labels))
 
     # The worker is released: the flow-run process has exited while the session waits.
     deadline = time.monotonic() + 60
@@ -121,7 +121,7 @@ async def test_suspended_approval_releases_the_worker_and_resumes_the_same_sessi
 
     final = await wait_for(api, created.id, deployed, within=240)
     assert final.state is not None and final.state.is_completed(), f"{final.state}\n{worker_log(deployed)}"
-    assert str((final.labels or {})[SESSION_LABEL]) == session_id  # re-attached, not re-created
+    assert str(run_session_id(final.tags, final.labels)) == session_id  # re-attached, not re-created
     assert (out / "answer.txt").stat().st_size == 42
     [confirmation] = list(
         settled(sdk).beta.sessions.events.list(session_id, types=["user.tool_confirmation"])

@@ -25,7 +25,7 @@ from prefect.flow_runs import resume_flow_run
 from emulator import EmulatorServer
 from flows.session import run_agent_session
 from managed_agents_core.exceptions import SessionRequiresActionError
-from managed_agents_core.keys import SESSION_LABEL
+from managed_agents_core.keys import run_session_id
 from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
@@ -138,7 +138,7 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     assert "waits for 1 tool confirmation" in form["description"] and "`bash`" in form["description"]
 
     time.sleep(1.0)  # the session really waits: nothing was confirmed while paused
-    session_id = str((run.labels or {})[SESSION_LABEL])
+    session_id = str(run_session_id(run.tags, run.labels))
     assert _confirmations(client, session_id) == []
     assert settled(client).beta.sessions.retrieve(session_id).status == "idle"
     # What the run page shows while it waits: a progress bar short of 100% that says so, and a

@@ -13,7 +13,7 @@ from prefect.client.schemas.objects import FlowRun
 from blocks.agent import ManagedAgent
 from emulator import EmulatorServer
 from flows.hooks import acleanup_session, cleanup_session_after_timeout
-from managed_agents_core.keys import SESSION_LABEL
+from managed_agents_core.keys import SESSION_LABEL, session_tag
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     create_remote_agent,
@@ -26,14 +26,17 @@ from tests.integration.session_helpers import (
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def _flow_run(labels: dict[str, str], parameters: dict[str, Any]) -> FlowRun:
+def _flow_run(labels: dict[str, str], parameters: dict[str, Any], tags: list[str] | None = None) -> FlowRun:
     # The FlowRun a runner passes to hooks (test_cancel.py covers the real served path).
-    return FlowRun(id=uuid4(), name="hook-test", flow_id=uuid4(), labels=labels, parameters=parameters)
+    return FlowRun(
+        id=uuid4(), name="hook-test", flow_id=uuid4(), labels=labels, parameters=parameters, tags=tags or []
+    )
 
 
+@pytest.mark.parametrize("marked_by", ["tag", "label of an earlier version"])
 @pytest.mark.parametrize("form", ["name", "ref", "serialized"])
 async def test_hook_interrupts_then_archives_and_is_idempotent(
-    emulator: EmulatorServer, client: anthropic.Anthropic, form: str
+    emulator: EmulatorServer, client: anthropic.Anthropic, form: str, marked_by: str
 ) -> None:
     remote = create_remote_agent(client)
     name = save_agent_block(remote, emulator.url, TEST_API_KEY)
@@ -54,7 +57,10 @@ async def test_hook_interrupts_then_archives_and_is_idempotent(
         session.id,
         events=[message(scenario(stream={"count": 10_000, "delay": 0.05}))],  # type: ignore[list-item]
     )
-    flow_run = _flow_run({SESSION_LABEL: session.id}, {"agent": parameter})
+    if marked_by == "tag":
+        flow_run = _flow_run({}, {"agent": parameter}, tags=["nightly", session_tag(session.id)])
+    else:
+        flow_run = _flow_run({SESSION_LABEL: session.id}, {"agent": parameter})
     state = SimpleNamespace(name="Cancelling", message="")
 
     assert await acleanup_session(None, flow_run, state) == "archived"

@@ -10,7 +10,7 @@ import pytest
 from emulator import EmulatorServer
 from flows.follow_up import acontinue_agent_session, continue_agent_session
 from flows.session import run_agent_session
-from managed_agents_core.keys import SESSION_LABEL
+from managed_agents_core.keys import run_session_id
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 
@@ -53,7 +53,7 @@ def test_a_follow_up_turn_sees_the_first_turns_state(
         flow_run_id = state.state_details.flow_run_id
         assert flow_run_id is not None
         run = prefect_client.read_flow_run(flow_run_id)
-    assert run.labels[SESSION_LABEL] == first.session_id  # the cancel hooks can find it
+    assert run_session_id(run.tags, run.labels) == first.session_id  # the cancel hooks can find it
 
 
 async def test_async_follow_up_with_a_dropped_stream_and_a_custom_tool(

@@ -32,7 +32,7 @@ from managed_agents_core.exceptions import (
     SessionTimeoutError,
 )
 from managed_agents_core.inputs import MemoryStoreAttachment
-from managed_agents_core.keys import FLOW_RUN_KEY, SESSION_LABEL
+from managed_agents_core.keys import FLOW_RUN_KEY
 from managed_agents_core.report import report_key
 from managed_agents_core.results import SessionResult
 from tests.conftest import TEST_API_KEY
@@ -102,7 +102,7 @@ def test_end_to_end_with_files_and_memory_store(
     assert session.agent.version == result.agent_version
     with get_client(sync_client=True) as prefect_client:
         flow_run = prefect_client.read_flow_run(state.state_details.flow_run_id)  # type: ignore[arg-type]
-    assert flow_run.labels[SESSION_LABEL] == result.session_id
+    assert flow_run.tags == [f"session:{result.session_id}"]
     assert session.title == flow_run.name
 
     # A second run with the same input files uploads nothing.

@@ -26,7 +26,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling
 
 from emulator import EmulatorServer
-from managed_agents_core.keys import FLOW_RUN_KEY, SESSION_LABEL
+from managed_agents_core.keys import FLOW_RUN_KEY, run_session_id
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
 
@@ -172,7 +172,7 @@ def test_cancelling_in_each_phase_leaves_no_session_running(
         def in_phase() -> bool:
             run = pc.read_flow_run(flow_run_id)
             assert run.state is None or not run.state.is_final(), f"flow run ended early: {run.state}"
-            label = (run.labels or {}).get(SESSION_LABEL)
+            label = run_session_id(run.tags, run.labels)
             return phase.reached(emulator, client, str(label) if label else None)
 
         _wait_for(in_phase, 120, f"the run to reach the {phase.name} phase")

@@ -41,6 +41,14 @@ def test_old_names_are_read_and_the_current_name_wins() -> None:
     assert keys.read_key(None, keys.SESSION_LABEL) is None
 
 
+def test_a_run_names_its_session_by_tag_and_runs_of_earlier_versions_by_label() -> None:
+    assert keys.session_tag("sesn_1") == "session:sesn_1"
+    assert keys.run_session_id(["nightly", "session:sesn_1"], None) == "sesn_1"
+    assert keys.run_session_id(["session:notes"], {"managed-agents.session-id": "sesn_2"}) == "sesn_2"
+    assert keys.run_session_id(None, {keys.SESSION_LABEL: "sesn_3"}) == "sesn_3"
+    assert keys.run_session_id([], {}) is None
+
+
 def test_the_sweeper_still_finds_the_owner_of_a_session_started_by_an_earlier_version() -> None:
     run_id = str(uuid.uuid4())
     session = SimpleNamespace(metadata={"prefect_flow_run_id": run_id})
