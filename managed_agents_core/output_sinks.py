@@ -172,6 +172,20 @@ class OutputSink(ABC):
         """Release local resources (staging folders)."""
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it where the OS says it (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)  # elsewhere: set and restore (another thread's file is private meanwhile)
+    os.umask(mask)
+    return mask
+
+
 class LocalDirectorySink(OutputSink):
     """A local folder: stage in the folder itself, then ``os.replace`` (atomic).
 
@@ -241,6 +255,9 @@ class LocalDirectorySink(OutputSink):
         if target.is_dir() and not target.is_symlink():
             raise OutputError(f"Cannot write output {name!r}: {str(target)!r} is a folder.")
         await self.ensure_replaceable(name)
+        # The staging file was made private (0600) while incomplete; the output gets the mode
+        # any file this process writes gets, so a downstream job or a teammate can read it.
+        os.chmod(staged, 0o666 & ~current_umask())
         os.replace(staged, target)
         return str(target)
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from managed_agents_core.output_sinks import (
     TEMP_PREFIX,
     LocalDirectorySink,
     OutputRecord,
+    current_umask,
     open_sink,
     partial_prefix,
     remove_orphaned_partials,
@@ -53,6 +56,22 @@ async def test_local_commit_is_a_rename_and_records_round_trip(tmp_path: Path) -
     assert await sink.holds_copy(record)
     Path(path).write_bytes(b"hellO")  # same size, other bytes
     assert not await sink.holds_copy(record)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+async def test_an_output_gets_the_mode_the_umask_gives_new_files(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    sink = LocalDirectorySink(tmp_path / "out")
+    staged = _stage(sink.staging_dir, b"shared")
+    staged.chmod(0o600)  # as mkstemp makes it
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        path = await sink.commit(staged, "report.md")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
 
 
 async def test_symlink_at_target_is_neither_followed_nor_replaced(tmp_path: Path) -> None:
