@@ -259,9 +259,22 @@ def _run_quickstart(base_url: str | None, api_key: str | None, output_dir: Path,
         f"Usage: {result.usage.input_tokens} input / {result.usage.output_tokens} output tokens, cost {cost}"
     )
     typer.echo(f"Console: {result.console_url}")
-    typer.echo(
-        "See the runs, logs and artifacts (transcript, usage, outputs) in the Prefect UI:\n"
-        "  uv run prefect server start   # then open http://127.0.0.1:4200/runs"
+    typer.echo(prefect_ui_hint())
+
+
+def prefect_ui_hint() -> str:
+    """Where to see the run: the UI of the server ``PREFECT_API_URL`` names, or how to start one."""
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url:
+        ui = settings.ui_url or settings.api.url.removesuffix("/api")
+        return f"See the run, its logs and its session report in the Prefect UI: {ui}/runs"
+    return (
+        "This run used a temporary Prefect server, gone now. To keep runs and see them in the UI:\n"
+        "  uv run prefect server start                        # UI at http://127.0.0.1:4200\n"
+        "  export PREFECT_API_URL=http://127.0.0.1:4200/api   # then run the quickstart again\n"
+        "(A server on another port also needs PREFECT_UI_API_URL=http://127.0.0.1:<port>/api.)"
     )
 
 
