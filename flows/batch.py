@@ -52,8 +52,10 @@ from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
+from flows.run_names import agent_run_name
 from flows.session import AgentParam, CustomToolsParam, ToolRetriesParam, arun_agent_session, tool_dispatcher
 from managed_agents_core.batch_items import (
+    BatchFailedError,
     BatchItem,
     BatchItemResult,
     BatchResult,
@@ -494,6 +496,7 @@ def cleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> None:
 
 @flow(
     name="run-agent-batch",
+    flow_run_name=agent_run_name("batch"),
     on_cancellation=[cleanup_batch_sessions],
     on_crashed=[cleanup_batch_sessions],
 )
@@ -547,6 +550,9 @@ async def run_agent_batch(
 
     Returns:
         The batch result (each item's session result or error, totals) as the state's data.
+
+    Raises:
+        BatchFailedError: Every item that started failed (its ``result`` is the batch result).
     """
     logger = get_run_logger()
     mode = item_run_mode(item_runs, confirmation_policy)
@@ -601,5 +607,5 @@ async def run_agent_batch(
     summary = result.summary()
     logger.info(summary)
     if result.failed and not result.completed:
-        return Failed(message=summary, data=result)
+        return Failed(message=summary, data=BatchFailedError(summary, result))
     return Completed(message=summary, data=result)

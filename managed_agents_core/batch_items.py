@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, ManagedAgentsError
 from .inputs import InputFile, MemoryStoreAttachment
 from .outcome_spec import OutcomeSpec
 from .results import SessionResult, UsageSummary
@@ -327,3 +327,19 @@ class SpendLedger:
         if not self.closed and self.finished_usd + running_usd >= self.limit_usd:
             self.closed = True
         return not self.closed
+
+
+class BatchFailedError(ManagedAgentsError):
+    """Every item of the batch that started failed: the batch run fails with this error.
+
+    Args:
+        message: The batch's summary (``3 items: 0 completed, 3 failed``).
+        result: The whole batch result: each item's error, session and cost.
+    """
+
+    def __init__(self, message: str, result: BatchResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Prefect persists a failed state's exception
+        return type(self), (str(self), self.result)

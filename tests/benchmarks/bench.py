@@ -381,7 +381,7 @@ def bench_large(ctx: Context) -> None:
             medians(samples["raw"], "mib_per_second"),
             medians(samples["ours"], "mib_per_second"),
             at_least=0.95,
-            note="ours also hashes (SHA-256), fsyncs and renames atomically; raw write_to_file buffers the body",
+            note="both stream; ours also hashes (SHA-256), fsyncs and renames atomically",
         ),
         bound_row(
             name,

@@ -34,7 +34,7 @@ from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY, ensure_global_limit, read_child_runs, run_agent_batch
 from flows.session import arun_agent_session
-from managed_agents_core.batch_items import BatchItem, BatchResult
+from managed_agents_core.batch_items import BatchFailedError, BatchItem, BatchResult
 from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
 from managed_agents_core.report import report_key
 from managed_agents_core.turn import ConfirmationPolicy
@@ -76,6 +76,8 @@ def created_sessions(emulator: EmulatorServer) -> int:
 async def run_batch(**kwargs: Any) -> tuple[Any, BatchResult]:
     state = await run_agent_batch(return_state=True, **kwargs)
     result = await state.aresult(raise_on_failure=False)
+    if isinstance(result, BatchFailedError):  # every started item failed
+        result = result.result
     assert isinstance(result, BatchResult)
     return state, result
 
@@ -171,6 +173,22 @@ async def test_one_failing_item_does_not_fail_the_others(
         "SessionRetriesExhaustedError: "
     )
     assert rows[0]["stop_reason / error"] == "end_turn" and rows[0]["outputs"] == 1
+
+
+@ITEM_RUNS
+async def test_a_batch_whose_every_item_failed_raises_a_typed_error_with_the_result(
+    agent: ManagedAgent, tmp_path: Path, item_runs: str
+) -> None:
+    items = [BatchItem(prompt=scenario(stop="retries_exhausted")) for _ in range(2)]
+    with pytest.raises(BatchFailedError, match="2 items: 0 completed, 2 failed") as raised:
+        await run_agent_batch(
+            agent=agent,
+            items=items,
+            output_dir=str(tmp_path),
+            concurrency_limit_name=limit_name(),
+            item_runs=item_runs,
+        )
+    assert [i.error_type for i in raised.value.result.items] == ["SessionRetriesExhaustedError"] * 2
 
 
 def most_sessions_at_once(sdk: anthropic.Anthropic, session_ids: list[str]) -> int:
