@@ -12,9 +12,8 @@ Items run on ``max_concurrency`` lanes, each holding one slot of the Prefect **g
 limit** ``concurrency_limit_name``, so every batch (and deployment) naming that limit shares one
 quota of concurrent sessions. When the limit has room for every lane, the batch takes all their
 slots in one request and holds them to its end; otherwise each lane waits for a slot of its own
-and holds it while it has items left. The limit is created
-with ``limit=max_concurrency`` when missing, because a missing limit would silently not limit
-anything.
+and holds it while it has items left. The limit is created with ``limit=max_concurrency`` when
+missing, because a missing limit would silently not limit anything.
 
 With ``spend_limit_usd``, an item starts only while the cost of finished sessions plus the
 current cost of the sessions still running (read live from the API, through the session tag

@@ -20,6 +20,7 @@ from prefect.artifacts import (
     acreate_progress_artifact,
     aupdate_progress_artifact,
 )
+from prefect.logging import get_run_logger
 
 from managed_agents_core.direct_steps import Log
 from managed_agents_core.pipeline import FinishedSession
@@ -29,23 +30,30 @@ PROGRESS_INTERVAL_SECONDS = 2.0
 """Least time between two progress artifact updates."""
 
 
-async def publish_session_report(report: SessionReport) -> UUID:
+async def publish_session_report(report: SessionReport) -> UUID | None:
     """Create the session's report artifact, keyed per agent (a history per agent in the UI).
+
+    A failure is logged, not raised: the report decorates the run, and must never replace the
+    run's own outcome (a session error it was published for, or outputs already collected).
 
     Args:
         report: What the page shows.
 
     Returns:
-        The artifact's id.
+        The artifact's id (None when it could not be created).
     """
-    return await acreate_markdown_artifact(
-        markdown=report.to_markdown(),
-        key=report_key(report.agent_name),
-        description=report.summary,
-    )
+    try:
+        return await acreate_markdown_artifact(
+            markdown=report.to_markdown(),
+            key=report_key(report.agent_name),
+            description=report.summary,
+        )
+    except Exception as exc:
+        get_run_logger().warning("Could not publish the report of session %s: %s", report.session_id, exc)
+        return None
 
 
-async def publish_finished(agent_name: str, finished: FinishedSession, log: Log) -> UUID:
+async def publish_finished(agent_name: str, finished: FinishedSession, log: Log) -> UUID | None:
     """Publish the report of a turn that completed (with its outputs, memory changes and grades)
     and warn about each outcome that was not met.
 
@@ -55,7 +63,7 @@ async def publish_finished(agent_name: str, finished: FinishedSession, log: Log)
         log: Where to warn.
 
     Returns:
-        The report artifact's id.
+        The report artifact's id (None when it could not be created).
     """
     for evaluation in finished.unmet_outcomes():
         log.warning(
