@@ -51,7 +51,6 @@ from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
-from flows.run_names import agent_run_name
 from flows.session import AgentParam, CustomToolsParam, ToolRetriesParam, arun_agent_session, tool_dispatcher
 from managed_agents_core.batch_items import (
     BatchFailedError,
@@ -495,7 +494,6 @@ def cleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> None:
 
 @flow(
     name="run-agent-batch",
-    flow_run_name=agent_run_name("batch"),
     on_cancellation=[cleanup_batch_sessions],
     on_crashed=[cleanup_batch_sessions],
 )

@@ -18,7 +18,6 @@ from prefect import flow
 from pydantic import Field
 
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
-from flows.run_names import agent_run_name
 from flows.session import (
     AgentParam,
     CustomToolsParam,
@@ -40,7 +39,6 @@ FollowUpParam = Annotated[str, Field(description="The follow-up message: the nex
 
 @flow(
     name="continue-agent-session",
-    flow_run_name=agent_run_name("follow-up"),
     on_cancellation=[cleanup_session],
     on_crashed=[cleanup_session],
     on_failure=[cleanup_session_after_timeout],

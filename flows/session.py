@@ -19,7 +19,6 @@ from pydantic import Field
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.approvals import ask_for_approval
 from flows.hooks import cleanup_session, cleanup_session_after_timeout
-from flows.run_names import agent_run_name
 from flows.twins import sync_twin
 from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
 from managed_agents_core.outcome_spec import OutcomeSpec
@@ -124,7 +123,6 @@ async def run_pipeline(agent: ManagedAgent | str, request: SessionRequest) -> Se
 
 @flow(
     name="run-agent-session",
-    flow_run_name=agent_run_name("session"),
     on_cancellation=[cleanup_session],
     on_crashed=[cleanup_session],
     on_failure=[cleanup_session_after_timeout],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 from pathlib import Path
@@ -294,10 +293,7 @@ def test_sync_caller_with_a_block_object_and_ui_artifacts_events_and_no_secret(
             return logs, artifacts, events, flow_run
 
     logs, artifacts, events, flow_run = asyncio.run(collect())
-    # The run is named for its agent and start time, and tagged with its session.
-    slug = re.sub(r"[^a-z0-9-]+", "-", block.agent_name.lower())
-    assert re.fullmatch(rf"{slug}-session-\d{{8}}-\d{{6}}", flow_run.name), flow_run.name
-    assert f"session:{result.session_id}" in flow_run.tags
+    assert f"session:{result.session_id}" in flow_run.tags  # shown on the run page
     # Two artifacts: the progress bar (no key, linking the session) and the report, keyed per agent.
     assert sorted((a.type, a.key) for a in artifacts) == [
         ("markdown", report_key(block.agent_name)),
