@@ -46,8 +46,10 @@ def report_key(agent_name: str) -> str:
 
 
 def _cell(text: str | None, limit: int = CELL_CHARS) -> str:
-    text = " ".join((text or "").split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Free text (the agent's, the service's) on one line, cut, with no markup of its own."""
+    text = " ".join((text or "").split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return html.escape(text, quote=False).replace("|", "\\|")
 
 
 def _size(size: int) -> str:
@@ -93,7 +95,7 @@ class SessionReport:
         session_id: The session.
         console_url: The session's page in the Claude Console.
         headline: One word or phrase for the state: ``Completed``, ``Failed: ...``,
-            ``Waiting for approval``, ``Streaming was cut short``.
+            ``Waiting for approval``, ``Streaming stopped (<error>)``.
         transcript: What the run saw.
         status: The session's status, when known.
         stop_reason: Why the turn ended, when known.

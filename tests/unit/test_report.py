@@ -74,6 +74,7 @@ def test_the_transcript_folds_into_one_html_block_with_its_text_escaped() -> Non
         )
     )
     md = _report(transcript=transcript).to_markdown()
+    assert "Last agent message: &lt;script&gt;x&lt;/script&gt; line one line two" in md
     folded = md[md.index("<details>") : md.index("</details>")]
     assert "\n\n" not in folded  # a blank line would end the HTML block and unfold the rest
     assert "<li><b>Agent</b>: &lt;script&gt;x&lt;/script&gt; line one<br><br>line two</li>" in folded
