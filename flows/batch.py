@@ -1,4 +1,4 @@
-"""``run_agent_batch``: one agent session per input item, under a shared concurrency limit and an
+"""``run_agent_batch`` (async: ``arun_agent_batch``): one agent session per input item, under a shared concurrency limit and an
 optional spend ceiling.
 
 Every item runs through the same session pipeline as ``run_agent_session`` (deduplicated
@@ -51,6 +51,7 @@ from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
+from flows.twins import sync_twin
 from flows.session import AgentParam, CustomToolsParam, ToolRetriesParam, arun_agent_session, tool_dispatcher
 from managed_agents_core.batch_items import (
     BatchFailedError,
@@ -497,7 +498,7 @@ def cleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> None:
     on_cancellation=[cleanup_batch_sessions],
     on_crashed=[cleanup_batch_sessions],
 )
-async def run_agent_batch(
+async def arun_agent_batch(
     agent: AgentParam,
     items: ItemsParam,
     max_concurrency: Annotated[int, Field(ge=1, le=256)] = 4,
@@ -606,3 +607,6 @@ async def run_agent_batch(
     if result.failed and not result.completed:
         return Failed(message=summary, data=BatchFailedError(summary, result))
     return Completed(message=summary, data=result)
+
+
+run_agent_batch = sync_twin(arun_agent_batch)

@@ -1,4 +1,4 @@
-"""The orphan sweeper: archive sessions left behind by Prefect flow runs that already ended.
+"""The orphan sweeper (``sweep_sessions``, async ``asweep_sessions``): archive sessions left behind by Prefect flow runs that already ended.
 
 A session is an **orphan** when its metadata names the Prefect flow run that started it
 (``prefect-managed-agents.flow-run-id``, written by ``tasks.sessions.create_session``; the
@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 
 from blocks.agent import refuse_inline_block
 from blocks.credentials import AnthropicCredentials
+from flows.twins import sync_twin
 from managed_agents_core.keys import FLOW_RUN_KEY, read_key
 from managed_agents_core.lifecycle import ainterrupt_and_archive
 from tasks.events import emit_managed_agents_event
@@ -187,7 +188,7 @@ async def _archive(client: anthropic.AsyncAnthropic, orphan: Orphan, limiter: as
 
 
 @flow(name="sweep-agent-sessions")
-async def sweep_sessions(
+async def asweep_sessions(
     credentials: AnthropicCredentials | str | None = None,
     grace_period_seconds: float = 900.0,
     created_within_hours: float | None = 168.0,
@@ -246,3 +247,6 @@ async def sweep_sessions(
         orphans=orphans,
         dry_run=dry_run,
     )
+
+
+sweep_sessions = sync_twin(asweep_sessions)

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 import flows
 from blocks.credentials import AnthropicCredentials
-from flows.batch import run_agent_batch
+from flows.batch import arun_agent_batch
 from flows.session import arun_agent_session, run_agent_session
 from managed_agents_core.batch_items import BatchItem, BatchResult
 from managed_agents_core.lifecycle import LoggingObserver, Verbosity
@@ -79,7 +79,7 @@ async def fan_out(
     items: list[BatchItem | str] = [
         BatchItem(prompt=params.prompt(i), key=f"item-{i}") for i in range(params.sessions)
     ]
-    outcome: Any = await run_agent_batch(
+    outcome: Any = await arun_agent_batch(
         agent=target.block_name,
         items=items,
         max_concurrency=params.concurrency,

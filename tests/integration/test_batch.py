@@ -32,7 +32,7 @@ import flows.batch
 from blocks.agent import ManagedAgent
 from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
-from flows.batch import BATCH_TABLE_KEY, ensure_global_limit, read_child_runs, run_agent_batch
+from flows.batch import BATCH_TABLE_KEY, ensure_global_limit, read_child_runs, arun_agent_batch
 from flows.session import arun_agent_session
 from managed_agents_core.batch_items import BatchFailedError, BatchItem, BatchResult
 from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
@@ -74,7 +74,7 @@ def created_sessions(emulator: EmulatorServer) -> int:
 
 
 async def run_batch(**kwargs: Any) -> tuple[Any, BatchResult]:
-    state = await run_agent_batch(return_state=True, **kwargs)
+    state = await arun_agent_batch(return_state=True, **kwargs)
     result = await state.aresult(raise_on_failure=False)
     if isinstance(result, BatchFailedError):  # every started item failed
         result = result.result
@@ -181,7 +181,7 @@ async def test_a_batch_whose_every_item_failed_raises_a_typed_error_with_the_res
 ) -> None:
     items = [BatchItem(prompt=scenario(stop="retries_exhausted")) for _ in range(2)]
     with pytest.raises(BatchFailedError, match="2 items: 0 completed, 2 failed") as raised:
-        await run_agent_batch(
+        await arun_agent_batch(
             agent=agent,
             items=items,
             output_dir=str(tmp_path),

@@ -18,7 +18,7 @@ import pytest
 
 from blocks.agent import ManagedAgent, ManagedAgentSessionRun
 from emulator import EmulatorServer
-from flows.batch import run_agent_batch
+from flows.batch import arun_agent_batch
 from flows.follow_up import continue_agent_session
 from flows.session import run_agent_session
 from managed_agents_core.batch_items import BatchItem, BatchResult
@@ -112,7 +112,7 @@ async def test_a_batch_item(
     item = BatchItem(
         key="everything", prompt="Work towards the outcome.", memory_stores=[store], outcome=EVERYTHING
     )
-    state = await run_agent_batch(
+    state = await arun_agent_batch(
         agent=agent_name,
         items=[item],
         output_dir=str(out),

@@ -19,7 +19,7 @@ from prefect.states import Cancelled, Completed, Failed, Running
 
 from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
-from flows.sweep import sweep_sessions
+from flows.sweep import asweep_sessions
 from managed_agents_core.keys import FLOW_RUN_KEY
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import RemoteAgent, create_remote_agent, message, scenario, settled
@@ -103,7 +103,7 @@ async def test_sweeper_archives_exactly_the_orphans(
     emulator.control.clear_requests()
 
     creds = AnthropicCredentials(api_key=TEST_API_KEY, base_url=emulator.url)
-    report = await sweep_sessions(credentials=creds, grace_period_seconds=0)
+    report = await asweep_sessions(credentials=creds, grace_period_seconds=0)
 
     swept = {o.session_id: o for o in report.orphans}
     assert set(swept) == {orphan_idle, orphan_failed, orphan_running}
@@ -129,7 +129,7 @@ async def test_sweeper_archives_exactly_the_orphans(
     assert settled(sdk).beta.sessions.retrieve(keep_running_unowned).status == "running"
 
     # A second sweep finds nothing left to do.
-    again = await sweep_sessions(credentials=creds, grace_period_seconds=0)
+    again = await asweep_sessions(credentials=creds, grace_period_seconds=0)
     assert again.orphans == []
     sdk.beta.sessions.events.send(keep_running_unowned, events=[{"type": "user.interrupt"}])
 
@@ -142,8 +142,8 @@ async def test_grace_period_and_dry_run_change_nothing(
     creds = AnthropicCredentials(api_key=TEST_API_KEY, base_url=emulator.url)
     emulator.control.clear_requests()
 
-    within_grace = await sweep_sessions(credentials=creds, grace_period_seconds=3600)
-    dry = await sweep_sessions(credentials=creds, grace_period_seconds=0, dry_run=True)
+    within_grace = await asweep_sessions(credentials=creds, grace_period_seconds=3600)
+    dry = await asweep_sessions(credentials=creds, grace_period_seconds=0, dry_run=True)
 
     assert within_grace.orphans == []
     assert [o.session_id for o in dry.orphans] == [orphan] and dry.orphans[0].outcome is None

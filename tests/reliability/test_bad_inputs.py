@@ -140,7 +140,7 @@ def _spec(**changes: Any) -> str:
 def _batch(ctx: CaseContext, items: Any, **options: Any) -> Any:
     from flows.batch import run_agent_batch
 
-    return asyncio.run(run_agent_batch(agent=ctx.block, items=items, output_dir=str(ctx.out), **options))
+    return run_agent_batch(agent=ctx.block, items=items, output_dir=str(ctx.out), **options)
 
 
 def _broken_stream(frames: bytes, history: list[dict[str, Any]]) -> Callable[[CaseContext], Any]:

@@ -15,7 +15,7 @@ import anthropic
 import pytest
 
 from emulator import EmulatorServer
-from flows.batch import run_agent_batch
+from flows.batch import arun_agent_batch
 from managed_agents_core.batch_items import BatchItem, BatchResult
 from managed_agents_core.keys import CREATE_TOKEN_KEY, TASK_RUN_KEY
 from tests.integration.session_helpers import scenario
@@ -51,7 +51,7 @@ async def test_batch_completes_every_session_once_with_20_percent_of_requests_fa
     )
     started = time.monotonic()
     try:
-        state = await run_agent_batch(
+        state = await arun_agent_batch(
             agent=agent_block,
             items=items,
             max_concurrency=10,

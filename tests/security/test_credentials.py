@@ -7,7 +7,6 @@ nothing, the run must end in a typed error, and the worker's API must see no wri
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from contextlib import suppress
@@ -88,7 +87,7 @@ def _attacks(listener: Listener, roots: Roots) -> dict[str, tuple[Callable[[], A
             CredentialsDestinationError,
         ),
         "python-sweeper-inline-credentials": (
-            lambda: asyncio.run(sweep_sessions(credentials=AnthropicCredentials(base_url=listener.url))),
+            lambda: sweep_sessions(credentials=AnthropicCredentials(base_url=listener.url)),
             CredentialsDestinationError,
         ),
         # Deployment runs: the parameters come from whoever may run the deployment.

@@ -8,10 +8,17 @@ import pytest
 from prefect import Flow
 from prefect.utilities.callables import parameter_schema
 
+from flows.batch import arun_agent_batch, run_agent_batch
 from flows.follow_up import acontinue_agent_session, continue_agent_session
 from flows.session import arun_agent_session, run_agent_session
+from flows.sweep import asweep_sessions, sweep_sessions
 
-TWINS = [(run_agent_session, arun_agent_session), (continue_agent_session, acontinue_agent_session)]
+TWINS = [
+    (run_agent_session, arun_agent_session),
+    (continue_agent_session, acontinue_agent_session),
+    (run_agent_batch, arun_agent_batch),
+    (sweep_sessions, asweep_sessions),
+]
 
 
 @pytest.mark.parametrize(("sync", "async_"), TWINS, ids=lambda f: f.name if isinstance(f, Flow) else "")
