@@ -51,8 +51,8 @@ from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
-from flows.twins import sync_twin
 from flows.session import AgentParam, CustomToolsParam, ToolRetriesParam, arun_agent_session, tool_dispatcher
+from flows.twins import sync_twin
 from managed_agents_core.batch_items import (
     BatchFailedError,
     BatchItem,

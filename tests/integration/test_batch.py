@@ -32,7 +32,7 @@ import flows.batch
 from blocks.agent import ManagedAgent
 from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
-from flows.batch import BATCH_TABLE_KEY, ensure_global_limit, read_child_runs, arun_agent_batch
+from flows.batch import BATCH_TABLE_KEY, arun_agent_batch, ensure_global_limit, read_child_runs
 from flows.session import arun_agent_session
 from managed_agents_core.batch_items import BatchFailedError, BatchItem, BatchResult
 from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
