@@ -8,6 +8,7 @@ options, and runs the same coroutine to completion.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -29,6 +30,10 @@ def sync_twin(async_flow: Flow[P, Coroutine[Any, Any, R]]) -> Flow[P, R]:
     @functools.wraps(implementation)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         return run_coro_as_sync(implementation(*args, **kwargs))
+
+    # Prefect resolves string annotations (``from __future__ import annotations``) in the
+    # wrapper's own module; the signature, resolved where the flow is defined, needs none.
+    run.__signature__ = inspect.signature(implementation, eval_str=True)  # type: ignore[attr-defined]
 
     # The hooks take any flow (flow, flow_run, state); Prefect types them by the flow's return.
     hooks: dict[str, Any] = {
