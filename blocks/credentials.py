@@ -12,7 +12,6 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import ConfigDict, Field, SecretStr
 
 from managed_agents_core.exceptions import (
-    ApiUnreachableError,
     CredentialsDestinationError,
     MissingCredentialsError,
 )
@@ -206,21 +205,3 @@ def tls_context() -> ssl.SSLContext:
     ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are read when the first client is built.
     """
     return httpx2.create_ssl_context()
-
-
-def api_unreachable_error(
-    exc: anthropic.APIConnectionError, *, base_url: str, retries: int
-) -> ApiUnreachableError:
-    """Return the typed error for a failed connection; the message names the URL, never the key.
-
-    Args:
-        exc: The SDK's connection (or timeout) error.
-        base_url: The URL that was tried.
-        retries: How many retries the SDK made.
-    """
-    kind = "timed out" if isinstance(exc, anthropic.APITimeoutError) else "failed"
-    return ApiUnreachableError(
-        f"Connection to the Managed Agents API at {base_url} {kind} (after {retries} SDK retries). "
-        "Check that the service (or emulator) is running and that the credentials block's "
-        "'base_url' or ANTHROPIC_BASE_URL points at it."
-    )

@@ -17,7 +17,7 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from flows.hooks import cleanup_session, cleanup_session_after_timeout
+from flows.hooks import cleanup_session, cleanup_session_if_timed_out
 from flows.session import (
     AgentParam,
     CustomToolsParam,
@@ -41,7 +41,7 @@ FollowUpParam = Annotated[str, Field(description="The follow-up message: the nex
     name="continue-agent-session",
     on_cancellation=[cleanup_session],
     on_crashed=[cleanup_session],
-    on_failure=[cleanup_session_after_timeout],
+    on_failure=[cleanup_session_if_timed_out],
 )
 async def acontinue_agent_session(
     agent: AgentParam,

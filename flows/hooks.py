@@ -224,7 +224,7 @@ def _is_timeout(state: Any) -> bool:
     return "timeout" in message.lower() or "TimeoutError" in message
 
 
-def cleanup_session_after_timeout(flow: Any, flow_run: Any, state: Any) -> None:
+def cleanup_session_if_timed_out(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow ``on_failure`` hook: clean up the session only when the run failed by a timeout.
 
     Other failures (refusal, budget, ...) leave an idle session behind, which costs nothing and

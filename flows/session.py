@@ -18,7 +18,7 @@ from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.approvals import ask_for_approval
-from flows.hooks import cleanup_session, cleanup_session_after_timeout
+from flows.hooks import cleanup_session, cleanup_session_if_timed_out
 from flows.twins import sync_twin
 from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
 from managed_agents_core.outcome_spec import OutcomeSpec
@@ -125,7 +125,7 @@ async def run_pipeline(agent: ManagedAgent | str, request: SessionRequest) -> Se
     name="run-agent-session",
     on_cancellation=[cleanup_session],
     on_crashed=[cleanup_session],
-    on_failure=[cleanup_session_after_timeout],
+    on_failure=[cleanup_session_if_timed_out],
 )
 async def arun_agent_session(
     agent: AgentParam,

@@ -21,14 +21,22 @@ a write or a loop's call ``max(8, 10) = 10`` (its task is not retried once the l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
-from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 from tenacity.stop import stop_base
 
-from .exceptions import SessionError
+from .exceptions import ApiUnreachableError, SessionError
 from .settings import RuntimeSettings
 
 SDK_MAX_RETRIES = 2
@@ -91,6 +99,54 @@ class _StopAndMark(stop_base):
         return done
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error's text (``All connection attempts failed``), for a one-line message."""
+    while (inner := exc.__cause__ or exc.__context__) is not None and inner is not exc:
+        exc = inner
+    return str(exc) or type(exc).__name__
+
+
+def unreachable_error(
+    exc: anthropic.APIConnectionError, *, attempts: int, seconds: float | None = None
+) -> ApiUnreachableError:
+    """The typed error for an API that could not be reached: it names the request's method and
+    URL (scheme, host, port and path; never a query or the key) and how long it was tried.
+
+    Args:
+        exc: The SDK's connection (or timeout) error.
+        attempts: How many times the call was made.
+        seconds: How long the calls and the waits between them took, when known.
+    """
+    request = getattr(exc, "request", None)
+    origin, last = "", ""
+    if request is not None:
+        url = urlsplit(str(request.url))
+        origin = f" at {url.scheme}://{url.netloc.rpartition('@')[2]}"
+        last = f"{request.method} {url.path}: "
+    kind = "timed out" if isinstance(exc, anthropic.APITimeoutError) else "failed"
+    over = f" over {seconds:.0f} s" if seconds is not None else ""
+    error = ApiUnreachableError(
+        f"Could not reach the Managed Agents API{origin}: {attempts} attempt(s){over}, the last one "
+        f"{kind} ({last}{_root_cause(exc)}). Check that the service (or emulator) is running and "
+        "that the credentials block's base_url, or ANTHROPIC_BASE_URL, points at it."
+    )
+    return error
+
+
+def _give_up(retry_state: RetryCallState) -> NoReturn:
+    """Re-raise the last error; a connection failure becomes one typed, one-line error (its
+    chain of transport errors would print three tracebacks for one cause)."""
+    assert retry_state.outcome is not None
+    exc = retry_state.outcome.exception()
+    assert exc is not None
+    if isinstance(exc, anthropic.APIConnectionError):
+        seconds = retry_state.seconds_since_start or 0.0
+        error = unreachable_error(exc, attempts=retry_state.attempt_number, seconds=seconds)
+        setattr(error, _EXHAUSTED, True)  # this loop gave up: no outer layer tries again
+        raise error from None
+    raise exc
+
+
 def _options(
     attempts: int, retry_on: Any, multiplier: float, longest: float, before_sleep: Any
 ) -> dict[str, Any]:
@@ -99,7 +155,7 @@ def _options(
         "stop": _StopAndMark(attempts),
         "wait": wait_exponential(multiplier=multiplier * scale, max=longest * scale),
         "retry": retry_if_exception(retry_on or is_transient_error),
-        "reraise": True,
+        "retry_error_callback": _give_up,
     }
     if before_sleep is not None:
         options["before_sleep"] = before_sleep

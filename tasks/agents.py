@@ -16,7 +16,6 @@ from anthropic.types.beta import BetaEnvironment, BetaManagedAgentsAgent
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.credentials import api_unreachable_error
 from managed_agents_core.exceptions import (
     AgentArchivedError,
     AgentVersionNotFoundError,
@@ -26,6 +25,7 @@ from managed_agents_core.exceptions import (
     StaleAgentVersionError,
 )
 from managed_agents_core.keys import FINGERPRINT_KEY
+from managed_agents_core.retry_policy import unreachable_error
 from managed_agents_core.send_once import send_once_sync
 
 from .retry import TRANSIENT_RETRY_OPTIONS
@@ -44,7 +44,7 @@ def api_errors(client: anthropic.Anthropic) -> Iterator[None]:
     try:
         yield
     except anthropic.APIConnectionError as exc:
-        raise api_unreachable_error(exc, base_url=str(client.base_url), retries=client.max_retries) from exc
+        raise unreachable_error(exc, attempts=client.max_retries + 1) from None
 
 
 def _is_archived_error(exc: anthropic.APIStatusError) -> bool:

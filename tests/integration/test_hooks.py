@@ -12,7 +12,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from blocks.agent import ManagedAgent
 from emulator import EmulatorServer
-from flows.hooks import acleanup_session, cleanup_session_after_timeout
+from flows.hooks import acleanup_session, cleanup_session_if_timed_out
 from managed_agents_core.keys import SESSION_LABEL, session_tag
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
@@ -83,11 +83,11 @@ def test_failure_hook_only_cleans_up_after_a_timeout(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(
         "flows.hooks.cleanup_session", lambda flow, flow_run, state: calls.append(state.message)
     )
-    cleanup_session_after_timeout(
+    cleanup_session_if_timed_out(
         None, None, SimpleNamespace(message="Flow run exceeded timeout of 5 second(s)")
     )
-    cleanup_session_after_timeout(
+    cleanup_session_if_timed_out(
         None, None, SimpleNamespace(message="SessionTimeoutError: ran past max_duration")
     )
-    cleanup_session_after_timeout(None, None, SimpleNamespace(message="SessionRefusedError: refused"))
+    cleanup_session_if_timed_out(None, None, SimpleNamespace(message="SessionRefusedError: refused"))
     assert len(calls) == 2

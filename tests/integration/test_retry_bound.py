@@ -10,6 +10,7 @@ from prefect.client.schemas.filters import FlowRunFilter
 
 from emulator import EmulatorServer
 from flows.session import run_agent_session
+from managed_agents_core.exceptions import ApiUnreachableError
 from managed_agents_core.retry_policy import (
     MAX_CALL_ATTEMPTS,
     WRITE_ATTEMPTS,
@@ -49,7 +50,7 @@ def test_a_send_that_always_fails_is_made_write_attempts_times_across_every_laye
 async def test_an_error_a_loop_gave_up_on_is_not_retried_by_any_outer_layer() -> None:
     request = httpx2.Request("POST", "http://127.0.0.1/v1/sessions")
     calls = 0
-    with pytest.raises(anthropic.APIConnectionError) as raised:
+    with pytest.raises(ApiUnreachableError) as raised:  # a connection error, typed as it leaves
         async for attempt in retrying(3, multiplier=0.001, longest=0.001):
             with attempt:
                 calls += 1
@@ -81,3 +82,21 @@ async def test_the_failed_run_shows_no_task_retry(
             flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]})
         )
     assert runs and all(run.run_count <= 1 for run in runs), [(r.name, r.run_count) for r in runs]
+
+
+async def test_a_connection_given_up_on_is_one_typed_error_naming_the_url_without_a_chain() -> None:
+    request = httpx2.Request("POST", "http://user:pw@127.0.0.1:9/v1/sessions?beta=true")
+    with pytest.raises(ApiUnreachableError) as raised:
+        async for attempt in retrying(3, multiplier=0.001, longest=0.001):
+            with attempt:
+                try:
+                    raise httpx2.ConnectError("All connection attempts failed")
+                except httpx2.ConnectError as exc:
+                    raise anthropic.APIConnectionError(request=request) from exc
+    message = str(raised.value)
+    assert "at http://127.0.0.1:9: 3 attempt(s)" in message
+    assert "POST /v1/sessions: All connection attempts failed" in message
+    assert "pw" not in message and "beta" not in message
+    # No chain: Prefect logs one traceback for one cause, and no outer layer retries it.
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert retries_exhausted(raised.value) and not is_transient_error(raised.value)
