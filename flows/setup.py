@@ -20,7 +20,13 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.tasks import Task
 
-from blocks.agent import ManagedAgent, load_agent_block, refuse_inline_block, require_agent_block
+from blocks.agent import (
+    ManagedAgent,
+    is_saved_block,
+    load_agent_block,
+    refuse_inline_block,
+    require_agent_block,
+)
 from blocks.credentials import AnthropicCredentials
 from managed_agents_core.diff import FieldChange, diff_agent_configs, render_changes_markdown
 from managed_agents_core.drift import edited_outside, fingerprint_of
@@ -115,6 +121,27 @@ def _resolve_credentials(
         assert isinstance(loaded, AnthropicCredentials)  # _sync=True: never a coroutine
         return loaded
     return existing.credentials if existing is not None else AnthropicCredentials()
+
+
+def credentials_block_name(block_name: str) -> str:
+    """The name under which ``deploy_agent`` saves the credentials it was given inline."""
+    return f"{block_name}-credentials"
+
+
+def _save_credentials_block(creds: AnthropicCredentials, block_name: str) -> bool:
+    """Save inline credentials as their own block, so the agent block references them.
+
+    The Prefect UI shows (and edits) a nested block only when it is a reference to a saved
+    block; credentials saved inside the agent block show as "None" and cannot be fixed there.
+    Credentials loaded from a saved block are left as they are.
+
+    Returns:
+        True when a credentials block was saved now.
+    """
+    if is_saved_block(creds):
+        return False
+    creds.save(credentials_block_name(block_name), overwrite=True)
+    return True
 
 
 def _reads(task: Task[P, R], credentials: AnthropicCredentials) -> Task[P, R]:
@@ -399,7 +426,9 @@ def deploy_agent(
             use one per stage, e.g. ``report-writer-dev`` and ``report-writer-prod``.
         credentials: An ``AnthropicCredentials`` block, the name of a saved one, or None to use the
             block's existing credentials (or ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL). A deployment
-            run takes only the name of a saved block.
+            run takes only the name of a saved block. Credentials that are not a saved block are
+            saved as ``<block_name>-credentials``, which the agent block references (the UI
+            shows and edits them there).
         force: Overwrite an agent that was changed outside this flow since the block's pin.
 
     Returns:
@@ -430,6 +459,7 @@ def deploy_agent(
             outcome = ensure_agent(client, desired, block_name, existing, creds, force)
         agent = outcome.agent
         if outcome.action != "drift":
+            creds_saved_now = _save_credentials_block(creds, block_name)
             values = {
                 "credentials": creds,
                 "agent_id": agent.id,
@@ -443,7 +473,7 @@ def deploy_agent(
                 block.save(block_name)
             else:
                 block = existing.model_copy(update=values)
-                if block.model_dump() != existing.model_dump():
+                if creds_saved_now or block.model_dump() != existing.model_dump():
                     block.save(block_name, overwrite=True)
     create_markdown_artifact(
         markdown=_report(block_name, outcome, env, env_action, fingerprint),

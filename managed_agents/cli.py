@@ -180,6 +180,9 @@ def emulator(
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 
+QUICKSTART_STATE = Path(".managed-agents/quickstart-emulator.json")
+"""The quickstart emulator's state, so the agent its blocks name outlives the command."""
+
 QUICKSTART_PROMPT = (
     "Read the sales figures you were given and write a short report: totals per region and "
     "quarter, and the region that grew fastest."
@@ -199,16 +202,23 @@ def quickstart(
         str, typer.Option(help="Name of the ManagedAgent block to save.")
     ] = "quickstart-agent",
     port: Annotated[int, typer.Option(help="Emulator port (a free one when taken).")] = 8765,
+    state: Annotated[
+        Path, typer.Option(help="Where the emulator keeps its agents, sessions and files between runs.")
+    ] = QUICKSTART_STATE,
 ) -> None:
     """Deploy the example agent and run one session end to end, then say where to look.
 
-    Without ``--live`` this needs no API key: it starts the emulator on a loopback port, runs
-    ``deploy_agent`` with the example spec and ``run_agent_session`` on a bundled sample file with
-    a memory store, and downloads the outputs into ``./outputs``.
+    Without ``--live`` this needs no API key: it starts the emulator on a loopback port (its state
+    kept in ``--state``), runs ``deploy_agent`` with the example spec and ``run_agent_session`` on
+    a bundled sample file with a memory store, and downloads the outputs into ``./outputs``. The
+    saved blocks (the agent, and its credentials as their own block) keep working with the same
+    emulator started again: the command to do so is printed at the end.
     """
     import os
     import socket
     from contextlib import ExitStack
+
+    from flows.setup import credentials_block_name
 
     # Without PREFECT_API_URL, Prefect starts a temporary local server; give it time on slow machines.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -220,17 +230,29 @@ def quickstart(
             base_url: str | None = os.environ.get("ANTHROPIC_BASE_URL") or None
             api_key: str | None = None
         else:
-            from emulator import EmulatorServer
+            from emulator import EmulatorConfig, EmulatorServer
 
             with socket.socket() as probe:
                 taken = probe.connect_ex(("127.0.0.1", port)) == 0
-            server = stack.enter_context(EmulatorServer(port=0 if taken else port))
+            state.parent.mkdir(parents=True, exist_ok=True)
+            config = EmulatorConfig(state_file=state.resolve())
+            server = stack.enter_context(EmulatorServer(config, port=0 if taken else port))
             base_url, api_key = server.url, "quickstart-emulator-key"
-            typer.echo(f"Emulator: {server.url} (no API key, no spend)")
-        _run_quickstart(base_url, api_key, output_dir, block_name)
+            typer.echo(f"Emulator: {server.url} (no API key, no spend; state in {state})")
+        _run_quickstart(base_url, api_key, output_dir, block_name, state.parent)
+        if not live:
+            typer.echo(
+                f"The blocks {block_name!r} and {credentials_block_name(block_name)!r} point at this "
+                "emulator, which stops now. To use them again, start it with the same state:\n"
+                f"  uv run managed-agents emulator --port {server.port} --state {state}"
+            )
 
 
-def _run_quickstart(base_url: str | None, api_key: str | None, output_dir: Path, block_name: str) -> None:
+def _run_quickstart(
+    base_url: str | None, api_key: str | None, output_dir: Path, block_name: str, state_dir: Path
+) -> None:
+    import shutil
+
     from pydantic import SecretStr
 
     import flows
@@ -238,15 +260,22 @@ def _run_quickstart(base_url: str | None, api_key: str | None, output_dir: Path,
     from flows.session import run_agent_session
     from flows.setup import deploy_agent
     from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
+    from managed_agents_core.spec import AgentDeploymentSpec
 
+    # The bundled spec and sample are ours, read from the package wherever the command runs; the
+    # sample is copied next to the state so that it is inside the input roots (the working folder).
     specs = Path(flows.__file__).parent / "specs"
+    sample = state_dir / "sample-sales.csv"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(specs / "sample-sales.csv", sample)
+    spec = AgentDeploymentSpec.from_yaml(specs / "example-agent.yaml")
     credentials = AnthropicCredentials(api_key=SecretStr(api_key) if api_key else None, base_url=base_url)
-    agent = deploy_agent(specs / "example-agent.yaml", block_name, credentials=credentials)
+    agent = deploy_agent(spec, block_name, credentials=credentials)
     typer.echo(f"Agent: {agent.agent_id} pinned at version {agent.version} (block {block_name!r})")
     result = run_agent_session(
         agent=block_name,
         prompt=QUICKSTART_PROMPT,
-        files=[InputFile(path=str(specs / "sample-sales.csv"))],
+        files=[InputFile(path=str(sample))],
         memory_stores=[MemoryStoreAttachment(store="quickstart-notes", create_if_missing=True)],
         output_dir=str(output_dir),
     )
