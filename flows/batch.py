@@ -71,6 +71,7 @@ from managed_agents_core.roots import check_inside_roots, input_roots, output_ro
 from managed_agents_core.turn import ConfirmationPolicy
 from tasks.batch_item import ItemSessions, run_batch_item
 from tasks.custom_tools import PrefectToolDispatcher
+from tasks.events import agent_resources, emit_managed_agents_event
 
 DEFAULT_LIMIT_NAME = "managed-agents-sessions"
 """Global concurrency limit shared by batches unless another name is given."""
@@ -432,6 +433,28 @@ def _reason(item: BatchItemResult) -> str:
     return f"{item.error_type}: {item.error}" if item.error_type else ""
 
 
+def emit_batch_event(result: BatchResult, block: ManagedAgent, *, failed: bool) -> None:
+    """Emit ``managed-agents.batch.completed`` (or ``.failed``) about this batch's flow run, with
+    the totals an Automation may act on: items by state, tokens and cost."""
+    emit_managed_agents_event(
+        f"batch.{'failed' if failed else 'completed'}",
+        str(prefect.runtime.flow_run.id),
+        name=str(prefect.runtime.flow_run.name),
+        payload={
+            "agent_id": block.agent_id,
+            "items": len(result.items),
+            "completed": len(result.completed),
+            "failed": len(result.failed),
+            "not_started": len(result.not_started),
+            "spend_limit_reached": result.spend_limit_reached,
+            "cost_usd": str(result.total_cost_usd),
+            "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens,
+        },
+        related=agent_resources(block),
+    )
+
+
 def batch_table(result: BatchResult) -> list[dict[str, Any]]:
     """Rows of the batch table artifact: one per item, then a total row."""
     rows: list[dict[str, Any]] = []
@@ -604,7 +627,9 @@ async def arun_agent_batch(
     )
     summary = result.summary()
     logger.info(summary)
-    if result.failed and not result.completed:
+    failed = bool(result.failed and not result.completed)
+    emit_batch_event(result, block, failed=failed)
+    if failed:
         return Failed(message=summary, data=BatchFailedError(summary, result))
     return Completed(message=summary, data=result)
 

@@ -106,7 +106,7 @@ class ItemSteps(DirectSteps):
 
     def observer(self, session_id: str) -> StreamObserver:
         """Logs to the task run and emits a Prefect event on each status change."""
-        return PrefectObserver(self.log, self.block.log_verbosity, session_id, self.block.agent_id)
+        return PrefectObserver(self.log, self.block.log_verbosity, session_id, self.block)
 
     async def end_turn(self, report: SessionRunReport) -> None:
         """Emit ``session.completed`` (or ``.failed``); when it failed, publish the item's report

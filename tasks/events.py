@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect.events import emit_event
+
+if TYPE_CHECKING:
+    from blocks.agent import ManagedAgent
 
 
 def emit_managed_agents_event(
@@ -43,3 +46,27 @@ def emit_managed_agents_event(
         payload=payload or {},
         related=related,
     )
+
+
+def agent_resources(agent: ManagedAgent) -> list[dict[str, str]]:
+    """Related resources for an event about one of ``agent``'s sessions: the agent (with its
+    name and pinned version) and, when the agent is a saved block, that block document (the
+    Prefect UI links it to the block's page)."""
+    related = [
+        {
+            "prefect.resource.id": f"managed-agents.agent.{agent.agent_id}",
+            "prefect.resource.role": "agent",
+            "prefect.resource.name": agent.agent_name or agent.agent_id,
+            "managed-agents.version": str(agent.version),
+        }
+    ]
+    document_id = getattr(agent, "_block_document_id", None)
+    if document_id is not None:
+        block = {
+            "prefect.resource.id": f"prefect.block-document.{document_id}",
+            "prefect.resource.role": "block",
+        }
+        if name := getattr(agent, "_block_document_name", None):
+            block["prefect.resource.name"] = str(name)
+        related.append(block)
+    return related

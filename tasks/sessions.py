@@ -50,7 +50,7 @@ from managed_agents_core.report import SessionReport, turn_report
 from managed_agents_core.tool_calls import ToolAnswer
 from managed_agents_core.transcript import Transcript
 from managed_agents_core.turn import TurnRequest
-from tasks.events import emit_managed_agents_event
+from tasks.events import agent_resources, emit_managed_agents_event
 from tasks.reporting import progress_artifact, publish_session_report
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
@@ -257,6 +257,7 @@ def announce_started(agent: ManagedAgent, session_id: str, *, reattached: bool) 
         session_id,
         name=session_id,
         payload={"console_url": console_url, "reattached": reattached, "agent_id": agent.agent_id},
+        related=agent_resources(agent),
     )
     return StartedSession(session_id=session_id, console_url=console_url, reattached=reattached)
 
@@ -289,12 +290,14 @@ class PrefectObserver(LoggingObserver):
         logger: The task run logger.
         verbosity: ``summary``, ``tools`` or ``full``.
         session_id: The session.
-        agent_id: Added to event payloads.
+        agent: The agent block: its id goes into event payloads, the agent and the block are
+            the events' related resources.
     """
 
-    def __init__(self, logger: Any, verbosity: Any, session_id: str, agent_id: str) -> None:
+    def __init__(self, logger: Any, verbosity: Any, session_id: str, agent: ManagedAgent) -> None:
         super().__init__(logger, verbosity, session_id)
-        self.agent_id = agent_id
+        self.agent_id = agent.agent_id
+        self._related = agent_resources(agent)
         self.status = "starting"
         self.transcript: Transcript | None = None
 
@@ -306,7 +309,9 @@ class PrefectObserver(LoggingObserver):
         reason = getattr(getattr(event, "stop_reason", None), "type", None)
         if reason:
             payload["stop_reason"] = reason
-        emit_managed_agents_event(f"session.{status}", self.session_id, name=self.session_id, payload=payload)
+        emit_managed_agents_event(
+            f"session.{status}", self.session_id, name=self.session_id, payload=payload, related=self._related
+        )
 
 
 @task(name="stream-session", cache_policy=NO_CACHE, **TRANSIENT_RETRY_OPTIONS)
@@ -341,7 +346,7 @@ async def stream_session(
     if (prefect.runtime.task_run.run_count or 1) > 1:
         turn = turn.resumed()
     console_url = str(agent.console_url(session_id))
-    observer = PrefectObserver(logger, agent.log_verbosity, session_id, agent.agent_id)
+    observer = PrefectObserver(logger, agent.log_verbosity, session_id, agent)
     transcript = Transcript()
     async with (
         agent.credentials.get_async_client() as client,
@@ -408,6 +413,7 @@ async def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
         },
+        related=agent_resources(agent),
     )
     if outcome.error is not None:
         await publish_session_report(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -100,3 +102,24 @@ def save_agent_block(
 def session_creates(requests: list[dict[str, Any]]) -> int:
     """How many ``POST /v1/sessions`` the emulator answered or committed."""
     return sum(1 for r in requests if r["method"] == "POST" and r["path"] == "/v1/sessions")
+
+
+async def wait_for_event(event: str, resource_id: str, within: float = 30.0) -> Any:
+    """The first Prefect event ``event`` about ``resource_id``, waited for (events are sent by a
+    background worker and persisted asynchronously); fails after ``within`` seconds."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    deadline = time.monotonic() + within
+    async with get_client() as prefect:
+        while True:
+            page = await prefect.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=[event]), resource=EventResourceFilter(id=[resource_id])
+                ),
+                limit=5,
+            )
+            if page.events:
+                return page.events[0]
+            assert time.monotonic() < deadline, f"no {event} about {resource_id} within {within} s"
+            await asyncio.sleep(0.2)

@@ -39,7 +39,7 @@ from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
 from managed_agents_core.report import report_key
 from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, scenario, settled
+from tests.integration.session_helpers import create_remote_agent, scenario, settled, wait_for_event
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -173,6 +173,12 @@ async def test_one_failing_item_does_not_fail_the_others(
         "SessionRetriesExhaustedError: "
     )
     assert rows[0]["stop_reason / error"] == "end_turn" and rows[0]["outputs"] == 1
+    # One batch-level event with the totals, for Automations; the agent is a related resource.
+    event = await wait_for_event("managed-agents.batch.completed", f"managed-agents.batch.{batch_run_id}")
+    assert event.payload["items"] == 3 and event.payload["completed"] == 2 and event.payload["failed"] == 1
+    assert event.payload["cost_usd"] == str(result.total_cost_usd)
+    assert event.payload["output_tokens"] == result.usage.output_tokens > 0
+    assert ("agent", f"managed-agents.agent.{agent.agent_id}") in {(r.role, r.id) for r in event.related}
 
 
 @ITEM_RUNS

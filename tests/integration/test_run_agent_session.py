@@ -314,6 +314,10 @@ def test_sync_caller_with_a_block_object_and_ui_artifacts_events_and_no_secret(
     [completed] = [e for e in events if e.event == "managed-agents.session.completed"]
     assert completed.payload["cost_usd"] == str(result.usage.cost_usd)
     assert completed.payload["output_tokens"] == result.usage.output_tokens > 0
+    # The agent and its block are related resources (the UI links the block's page).
+    related = {(r.role, r.id) for r in completed.related}
+    assert ("agent", f"managed-agents.agent.{block.agent_id}") in related
+    assert ("block", f"prefect.block-document.{block._block_document_id}") in related
     # The final log line says how it ended, what it produced and what it cost.
     assert any(
         log.message.startswith(f"Session {result.session_id} completed: idle (end_turn), 0 output file(s)")
