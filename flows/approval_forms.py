@@ -1,8 +1,8 @@
 """The approval form a person fills in the Prefect UI when tool calls wait for confirmation.
 
-A paused or suspended flow run shows a ``RunInput`` form; :func:`approval_form` builds one whose
-initial data lists every pending call (tool, input JSON, why it waits) with a decision (allow or
-deny) and a deny message. :func:`answers_from_form` turns the submitted form into the verdicts
+A paused or suspended flow run shows a ``RunInput`` form; :func:`approval_form` builds one with a
+decision (allow or deny) and a deny message per pending call, the call's tool, input and reason
+shown as text rather than as fields a person could edit. :func:`answers_from_form` turns the submitted form into the verdicts
 the stream engine sends as ``user.tool_confirmation`` events.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from prefect.input import RunInput
-from pydantic import BaseModel, Field
+from pydantic import Field, create_model
 
 from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
 from managed_agents_core.turn import ConfirmationPolicy
@@ -22,25 +22,24 @@ NO_ANSWER_MESSAGE = "Denied: nobody approved this tool call in time."
 """Deny message sent for calls nobody decided on before the approval timeout."""
 
 
-class ToolDecision(BaseModel):
-    """One pending tool call and the decision on it."""
-
-    tool_use_id: str = Field(description="Id of the agent's tool-use event (keep as is).")
-    tool: str = Field(description="The tool the agent wants to run.")
-    input: str = Field(description="The tool's input, as JSON.")
-    reason: str = Field(default="", description="Why the call waits for a confirmation.")
-    decision: Literal["allow", "deny"] = Field(default="deny", description="Allow the call, or deny it.")
-    deny_message: str | None = Field(
-        default=None, description="With deny: what to tell the agent (why, or what to do instead)."
-    )
+MESSAGE_SUFFIX = "_message"
+"""A call's deny-message field is named after its decision field plus this suffix."""
 
 
 class ToolApprovals(RunInput):
-    """The form of a run waiting for tool approvals: one decision per pending call."""
+    """The form of a run waiting for tool approvals.
 
-    decisions: list[ToolDecision] = Field(
-        default_factory=list, description="Each pending tool call with allow or deny."
-    )
+    :func:`approval_form` derives one per pause: for each pending call, a decision field named
+    after the call's tool-use event id (``allow`` or ``deny``, default ``deny``; its title names
+    the tool and its description shows the input and why it waits) and a deny-message field
+    (``<event id>_message``). Nothing else is editable, and there is nothing to add or remove.
+    Through the API: ``resume_flow_run(id, run_input={"<event id>": "allow"})``.
+    """
+
+
+def _shown(call: PendingToolCall, limit: int) -> str:
+    text = call.input_json
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def approval_key(calls: Sequence[PendingToolCall]) -> str:
@@ -56,29 +55,44 @@ def approval_key(calls: Sequence[PendingToolCall]) -> str:
 def approval_markdown(calls: Sequence[PendingToolCall], session_id: str, console_url: str) -> str:
     """The form's description: what waits, and how to answer."""
     lines = [
-        f"## Session [`{session_id}`]({console_url}) waits for {len(calls)} tool confirmation(s)",
+        f"## Session {session_id} waits for {len(calls)} tool confirmation(s)",
         "",
-        "| tool | input | reason | event |",
+        f"[Open the session in the Claude Console]({console_url})",
+        "",
+        "| # | tool | input | why it waits |",
         "|---|---|---|---|",
     ]
-    for call in calls:
-        shown = call.input_json if len(call.input_json) <= 300 else call.input_json[:299] + "…"
-        shown = shown.replace("|", "\\|")
-        lines.append(f"| `{call.label}` | `{shown}` | {call.reason} | `{call.event_id}` |")
-    lines += ["", "Set each decision to **allow** or **deny** (with a message for the agent), then resume."]
+    for number, call in enumerate(calls, 1):
+        shown = _shown(call, 300).replace("|", "\\|").replace("`", "'")
+        lines.append(f"| {number} | {call.label} | `{shown}` | {call.reason} |")
+    lines += ["", "Set each call to **allow** or **deny** (with a message for the agent), then submit."]
     return "\n".join(lines)
 
 
 def approval_form(
     calls: Sequence[PendingToolCall], *, session_id: str, console_url: str
 ) -> type[ToolApprovals]:
-    """A ``ToolApprovals`` form pre-filled with the pending calls (decision defaults to deny)."""
-    decisions = [
-        ToolDecision(tool_use_id=c.event_id, tool=c.label, input=c.input_json, reason=c.reason) for c in calls
-    ]
-    return ToolApprovals.with_initial_data(
-        description=approval_markdown(calls, session_id, console_url), decisions=decisions
-    )
+    """A form with one decision (default deny) and one deny message per pending call."""
+    fields: dict[str, Any] = {}
+    for number, call in enumerate(calls, 1):
+        fields[call.event_id] = (
+            Literal["allow", "deny"],
+            Field(
+                default="deny",
+                title=f"{number}. {call.label}",
+                description=f"Input: {_shown(call, 200)} (waits because: {call.reason or 'its policy asks'})",
+            ),
+        )
+        fields[call.event_id + MESSAGE_SUFFIX] = (
+            str,
+            Field(
+                default="",
+                title=f"{number}. Message if denied",
+                description="What to tell the agent: why, or what to do instead (empty: the policy's message).",
+            ),
+        )
+    form = create_model("ToolApprovals", __base__=ToolApprovals, **fields)
+    return form.with_initial_data(description=approval_markdown(calls, session_id, console_url))
 
 
 def answers_from_form(
@@ -88,19 +102,20 @@ def answers_from_form(
 
     Args:
         form: What the person submitted.
-        calls: The calls the form was built for (decisions for other ids are ignored).
+        calls: The calls the form was built for (fields for other ids are ignored).
         policy: Supplies the deny message when the person gave none.
     """
-    by_id = {d.tool_use_id: d for d in form.decisions}
+    submitted = form.model_dump()
     answers: dict[str, ToolAnswer] = {}
     for call in calls:
-        decision = by_id.get(call.event_id)
+        decision = submitted.get(call.event_id)
         if decision is None:
             answers[call.event_id] = ToolAnswer("deny", NO_ANSWER_MESSAGE)
-        elif decision.decision == "allow":
+        elif decision == "allow":
             answers[call.event_id] = ToolAnswer("allow")
         else:
-            answers[call.event_id] = ToolAnswer("deny", decision.deny_message or policy.deny_message)
+            message = str(submitted.get(call.event_id + MESSAGE_SUFFIX) or "").strip()
+            answers[call.event_id] = ToolAnswer("deny", message or policy.deny_message)
     return answers
 
 

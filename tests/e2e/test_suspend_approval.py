@@ -115,9 +115,12 @@ async def test_suspended_approval_releases_the_worker_and_resumes_the_same_sessi
     assert list(settled(sdk).beta.sessions.events.list(session_id, types=["user.tool_confirmation"])) == []
 
     form = await _read_form(api, suspended)
-    [call] = form["properties"]["decisions"]["default"]
-    assert (call["tool"], call["reason"], call["decision"]) == ("bash", "always_ask", "deny")
-    await api.resume_flow_run(created.id, run_input={"decisions": [{**call, "decision": "allow"}]})
+    [event_id] = [name for name, field in form["properties"].items() if field.get("enum")]
+    assert (form["properties"][event_id]["title"], form["properties"][event_id]["default"]) == (
+        "1. bash",
+        "deny",
+    )
+    await api.resume_flow_run(created.id, run_input={event_id: "allow"})
 
     final = await wait_for(api, created.id, deployed, within=240)
     assert final.state is not None and final.state.is_completed(), f"{final.state}\n{worker_log(deployed)}"
@@ -126,7 +129,7 @@ async def test_suspended_approval_releases_the_worker_and_resumes_the_same_sessi
     [confirmation] = list(
         settled(sdk).beta.sessions.events.list(session_id, types=["user.tool_confirmation"])
     )
-    assert (confirmation.tool_use_id, confirmation.result) == (call["tool_use_id"], "allow")
+    assert (confirmation.tool_use_id, confirmation.result) == (event_id, "allow")
     assert len(list(settled(sdk).beta.sessions.events.list(session_id, types=["user.message"]))) == 1
     agent_id = settled(sdk).beta.sessions.retrieve(session_id).agent.id
     sessions_of_agent = [s for s in sdk.beta.sessions.list(limit=100) if s.agent.id == agent_id]

@@ -23,6 +23,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import resume_flow_run
 
 from emulator import EmulatorServer
+from flows.approval_forms import MESSAGE_SUFFIX
 from flows.session import run_agent_session
 from managed_agents_core.exceptions import SessionRequiresActionError
 from managed_agents_core.keys import run_session_id
@@ -125,17 +126,21 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     run = _wait_for_paused_run(runner.run_name)
 
     form = _form(run)
-    pending = form["schema"]["properties"]["decisions"]["default"]
-    assert len(pending) == 1
-    call = pending[0]
-    assert (call["tool"], call["input"], call["reason"], call["decision"]) == (
-        "bash",
-        '{"command": "ls /data"}',
-        "always_ask",
+    # One decision and one deny message per pending call; the call itself is shown, not editable.
+    fields = form["schema"]["properties"]
+    [event_id] = [name for name in fields if not name.endswith(MESSAGE_SUFFIX)]
+    assert event_id.startswith("sevt_") and list(fields) == [event_id, event_id + MESSAGE_SUFFIX]
+    decision_field, message_field = fields[event_id], fields[event_id + MESSAGE_SUFFIX]
+    assert (decision_field["title"], decision_field["enum"], decision_field["default"]) == (
+        "1. bash",
+        ["allow", "deny"],
         "deny",
     )
-    assert call["tool_use_id"].startswith("sevt_")
-    assert "waits for 1 tool confirmation" in form["description"] and "`bash`" in form["description"]
+    assert decision_field["description"] == 'Input: {"command": "ls /data"} (waits because: always_ask)'
+    assert (message_field["type"], message_field["default"]) == ("string", "")  # no None toggle
+    heading = form["description"].splitlines()[0]
+    assert "waits for 1 tool confirmation" in heading and "`" not in heading
+    assert "| 1 | bash |" in form["description"]
 
     time.sleep(1.0)  # the session really waits: nothing was confirmed while paused
     session_id = str(run_session_id(run.tags, run.labels))
@@ -154,8 +159,7 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     assert ": Waiting for approval\n" in str(report.data)
     assert str(report.description).startswith("**Waiting for approval** · idle · list cost")
 
-    answer = {**call, "decision": decision, "deny_message": deny_message}
-    resume_flow_run(run.id, run_input={"decisions": [answer]})
+    resume_flow_run(run.id, run_input={event_id: decision, event_id + MESSAGE_SUFFIX: deny_message or ""})
     runner.join(timeout=180)
     assert runner.state is not None and runner.state.is_completed(), runner.state
     result = runner.state.result()
@@ -164,7 +168,7 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     confirmations = _confirmations(client, session_id)
     assert len(confirmations) == 1  # sent exactly once
     sent = confirmations[0]
-    assert (sent.tool_use_id, sent.result, sent.deny_message) == (call["tool_use_id"], decision, deny_message)
+    assert (sent.tool_use_id, sent.result, sent.deny_message) == (event_id, decision, deny_message)
     # The kickoff message was sent once, across the pause.
     assert len(list(settled(client).beta.sessions.events.list(session_id, types=["user.message"]))) == 1
 
