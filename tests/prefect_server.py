@@ -62,22 +62,34 @@ class PrefectServerProcess:
         services: Run the server's services (the event persister, the task-run recorder, ...)
             as every real server does; False passes ``--no-services``.
         log_path: Where the server's output goes (discarded when None).
+        ui: Serve the Prefect UI too (at :attr:`ui_url`), for the browser tests.
     """
 
     def __init__(
-        self, home: Path | None = None, *, services: bool = True, log_path: Path | None = None
+        self,
+        home: Path | None = None,
+        *,
+        services: bool = True,
+        log_path: Path | None = None,
+        ui: bool = False,
     ) -> None:
         self.port = free_port()
         self._owns_home = home is None
         self.home = home if home is not None else Path(tempfile.mkdtemp(prefix="pma-prefect-"))
         self.services = services
         self.log_path = log_path
+        self.ui = ui
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def api_url(self) -> str:
         """The ``PREFECT_API_URL`` of this server."""
         return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        """Where the UI is served (with ``ui=True``)."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -114,12 +126,15 @@ class PrefectServerProcess:
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--no-ui",
             "--analytics-off",
         ]
+        if not self.ui:
+            args.append("--no-ui")
         if not self.services:
             args.append("--no-services")
         env = {**self.env, "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+        if self.ui:  # the UI calls the API at this URL (port 4200 otherwise)
+            env["PREFECT_UI_API_URL"] = self.api_url
         env.pop("PREFECT_API_URL")
         self.proc = start_prefect(args, env, self.log_path)
         deadline = time.monotonic() + timeout
