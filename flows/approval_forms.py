@@ -37,7 +37,8 @@ class ToolApprovals(RunInput):
     """
 
 
-def _shown(call: PendingToolCall, limit: int) -> str:
+def shown_input(call: PendingToolCall, limit: int) -> str:
+    """The call's input JSON, cut to ``limit`` characters."""
     text = call.input_json
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -63,7 +64,7 @@ def approval_markdown(calls: Sequence[PendingToolCall], session_id: str, console
         "|---|---|---|---|",
     ]
     for number, call in enumerate(calls, 1):
-        shown = _shown(call, 300).replace("|", "\\|").replace("`", "'")
+        shown = shown_input(call, 300).replace("|", "\\|").replace("`", "'")
         lines.append(f"| {number} | {call.label} | `{shown}` | {call.reason} |")
     lines += ["", "Set each call to **allow** or **deny** (with a message for the agent), then submit."]
     return "\n".join(lines)
@@ -80,7 +81,7 @@ def approval_form(
             Field(
                 default="deny",
                 title=f"{number}. {call.label}",
-                description=f"Input: {_shown(call, 200)} (waits because: {call.reason or 'its policy asks'})",
+                description=f"Input: {shown_input(call, 200)} (waits because: {call.reason or 'its policy asks'})",
             ),
         )
         fields[call.event_id + MESSAGE_SUFFIX] = (

@@ -19,6 +19,7 @@ A suspended run has no process to notice its timeout; Prefect fails a resume tha
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import prefect.runtime.deployment
@@ -35,6 +36,7 @@ from flows.approval_forms import (
     answers_from_form,
     approval_form,
     approval_key,
+    shown_input,
     timeout_answers,
 )
 from managed_agents_core.exceptions import SessionRequiresActionError
@@ -80,7 +82,15 @@ async def ask_for_approval(
     mode = _mode(policy)
     timeout = policy.approval_timeout_seconds
     names = ", ".join(c.label for c in calls)
-    logger.info("Waiting up to %d s for approval of %s (%s the flow run)", timeout, names, mode)
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    logger.info(
+        "Waiting until %s UTC (%d s) for a person to approve or deny, %s the flow run (then %s): %s",
+        deadline.strftime("%Y-%m-%d %H:%M:%S"),
+        timeout,
+        "pausing" if mode == "pause" else "suspending",
+        policy.on_timeout,
+        "; ".join(f"{c.label} {shown_input(c, 200)} ({c.reason or 'custom tool'})" for c in calls),
+    )
     emit_managed_agents_event(
         "session.awaiting-approval",
         session_id,

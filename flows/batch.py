@@ -36,7 +36,7 @@ import anthropic
 import httpx
 import prefect.runtime.flow_run
 from prefect import flow
-from prefect.artifacts import acreate_table_artifact
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterParentFlowRunId
@@ -45,6 +45,7 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurr
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.logging.loggers import flow_run_logger
+from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed
 from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
@@ -65,6 +66,7 @@ from managed_agents_core.batch_items import (
 from managed_agents_core.exceptions import ConfigurationError
 from managed_agents_core.keys import run_session_id
 from managed_agents_core.pipeline import SessionRequest
+from managed_agents_core.report import batch_report
 from managed_agents_core.results import SessionResult, UsageSummary
 from managed_agents_core.retry_policy import retrying
 from managed_agents_core.roots import check_inside_roots, input_roots, output_roots
@@ -298,7 +300,15 @@ class _BatchRun:
             )
             error = exc
         if outcome.state == "failed":
-            get_run_logger().warning("Item %s failed (attempt %d): %s", base.key, number, outcome.error_type)
+            run = (
+                f"flow run {self.child_name(item)!r}"
+                if self.item_runs == "flow"
+                else f"task run 'item-{base.key}'"
+            )
+            console = f" ({self.block.console_url(outcome.session_id)})" if outcome.session_id else ""
+            get_run_logger().warning(
+                "Item %s failed (attempt %d) in %s: %s%s", base.key, number, run, outcome.error_type, console
+            )
             if _prefect_unavailable(error):
                 if outcome.session_id is None and session_id is None:
                     # The outage may have hidden a session that was created (e.g. the tag
@@ -427,12 +437,6 @@ def _prefect_unavailable(error: BaseException | None) -> bool:
     return isinstance(error, httpx.TransportError)
 
 
-def _reason(item: BatchItemResult) -> str:
-    if item.result is not None:
-        return item.result.stop_reason or ""
-    return f"{item.error_type}: {item.error}" if item.error_type else ""
-
-
 def emit_batch_event(result: BatchResult, block: ManagedAgent, *, failed: bool) -> None:
     """Emit ``managed-agents.batch.completed`` (or ``.failed``) about this batch's flow run, with
     the totals an Automation may act on: items by state, tokens and cost."""
@@ -455,38 +459,16 @@ def emit_batch_event(result: BatchResult, block: ManagedAgent, *, failed: bool) 
     )
 
 
-def batch_table(result: BatchResult) -> list[dict[str, Any]]:
-    """Rows of the batch table artifact: one per item, then a total row."""
-    rows: list[dict[str, Any]] = []
-    for item in result.items:
-        usage = item.result.usage if item.result else UsageSummary()
-        rows.append(
-            {
-                "item": item.key,
-                "state": item.state,
-                "session": item.session_id or "",
-                "stop_reason / error": _reason(item),
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cost_usd": str(item.cost_usd) if item.cost_usd is not None else "",
-                "outputs": len(item.result.output_files) if item.result else 0,
-                "output_dir": item.output_dir,
-            }
-        )
-    rows.append(
-        {
-            "item": "TOTAL",
-            "state": result.summary(),
-            "session": "",
-            "stop_reason / error": "",
-            "input_tokens": result.usage.input_tokens,
-            "output_tokens": result.usage.output_tokens,
-            "cost_usd": str(result.total_cost_usd),
-            "outputs": sum(len(i.result.output_files) for i in result.completed if i.result),
-            "output_dir": "",
-        }
-    )
-    return rows
+def item_run_url(item: BatchItemResult) -> str | None:
+    """The Prefect UI page of an item's flow run or task run (relative to the UI without
+    ``PREFECT_UI_URL``)."""
+    if item.flow_run_id:
+        path = f"/runs/flow-run/{item.flow_run_id}"
+    elif item.task_run_id:
+        path = f"/runs/task-run/{item.task_run_id}"
+    else:
+        return None
+    return f"{(get_current_settings().ui_url or '').rstrip('/')}{path}"
 
 
 async def acleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> list[str | None]:
@@ -620,8 +602,8 @@ async def arun_agent_batch(
         spend_limit_usd=limit,
         spend_limit_reached=any(o.state == "not_started" for o in outcomes),
     )
-    await acreate_table_artifact(
-        batch_table(result),
+    await acreate_markdown_artifact(
+        batch_report(result, output_dir=output_dir, run_url=item_run_url, console_url=block.console_url),
         key=BATCH_TABLE_KEY,
         description=f"Batch items, usage and cost: {result.summary()}",
     )

@@ -11,9 +11,10 @@ from __future__ import annotations
 import html
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .batch_items import BatchItemResult, BatchResult
 from .lifecycle import SessionRunReport
 from .memory_audit import MemoryChange, summarize
 from .results import OutcomeEvaluation, OutputFile, UsageSummary
@@ -315,3 +316,46 @@ def turn_report(
         outputs=outputs,
         memory_changes=memory_changes,
     )
+
+
+def batch_report(
+    result: BatchResult,
+    *,
+    output_dir: str,
+    run_url: Callable[[BatchItemResult], str | None],
+    console_url: Callable[[str], str],
+) -> str:
+    """The batch's markdown report: totals, then one row per item linking its run and session.
+
+    Args:
+        result: The batch result.
+        output_dir: The batch's output folder (each item writes to its own subfolder).
+        run_url: The URL of an item's flow run or task run in the Prefect UI (None: no run).
+        console_url: The Claude Console URL of a session.
+    """
+    lines = [
+        f"# Batch: {_cell(result.summary())}",
+        "",
+        f"{cost_text(UsageSummary(cost_usd=result.total_cost_usd))} · {result.usage.input_tokens:,} input / "
+        f"{result.usage.output_tokens:,} output tokens · outputs in {_cell(output_dir)}/&lt;item&gt;/",
+        "",
+        "| item | state | session | stop reason / error | tokens in / out | cost |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in result.items:
+        url = run_url(item)
+        name = f"[{_cell(item.key)}]({url})" if url else _cell(item.key)
+        session = f"[{item.session_id}]({console_url(item.session_id)})" if item.session_id else ""
+        usage = item.result.usage if item.result is not None else UsageSummary()
+        if item.result is not None:
+            reason = _cell(item.result.stop_reason or "")
+        else:
+            reason = _cell(f"{item.error_type}: {item.error}" if item.error_type else "", 120)
+        cost = f"${item.cost_usd:.2f}" if item.cost_usd is not None else ""
+        files = len(item.result.output_files) if item.result is not None else 0
+        state = f"{item.state}, {files} file(s)" if files else item.state
+        lines.append(
+            f"| {name} | {state} | {session} | {reason} | {usage.input_tokens:,} / "
+            f"{usage.output_tokens:,} | {cost} |"
+        )
+    return "\n".join(lines)

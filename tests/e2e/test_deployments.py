@@ -106,7 +106,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
     assert batch_run.state.message == "3 items: 3 completed, 0 failed"
     assert [(batch_out / f"k{i}" / "o.txt").stat().st_size for i in range(3)] == [5, 6, 7]
     table = (await artifacts_of(api, batch_run.id))[BATCH_TABLE_KEY]
-    assert [row["item"] for row in json.loads(str(table.data))] == ["k0", "k1", "k2", "TOTAL"]
+    assert all(f"| [k{i}](" in str(table.data) for i in range(3)), table.data
 
     # 4. Cancel a running session deployment through the API: the hook (in the worker's
     #    process) interrupts, then archives, the session.

@@ -123,3 +123,20 @@ async def wait_for_event(event: str, resource_id: str, within: float = 30.0) -> 
                 return page.events[0]
             assert time.monotonic() < deadline, f"no {event} about {resource_id} within {within} s"
             await asyncio.sleep(0.2)
+
+
+async def wait_for_log(flow_run_id: Any, needle: str, within: float = 30.0) -> str:
+    """The first log line of a flow run that holds ``needle``, waited for (Prefect ships logs in
+    batches); fails after ``within`` seconds."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + within
+    async with get_client() as prefect:
+        while True:
+            logs = await prefect.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            found = [log.message for log in logs if needle in log.message]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, f"no log line with {needle!r} within {within} s"
+            await asyncio.sleep(0.2)

@@ -32,14 +32,20 @@ import flows.batch
 from blocks.agent import ManagedAgent
 from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
-from flows.batch import BATCH_TABLE_KEY, arun_agent_batch, ensure_global_limit, read_child_runs
+from flows.batch import BATCH_TABLE_KEY, arun_agent_batch, ensure_global_limit, item_run_url, read_child_runs
 from flows.session import arun_agent_session
 from managed_agents_core.batch_items import BatchFailedError, BatchItem, BatchResult
 from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
 from managed_agents_core.report import report_key
 from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, scenario, settled, wait_for_event
+from tests.integration.session_helpers import (
+    create_remote_agent,
+    scenario,
+    settled,
+    wait_for_event,
+    wait_for_log,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -167,12 +173,23 @@ async def test_one_failing_item_does_not_fail_the_others(
             limit=1,
         )
     assert limit.limit == 3 and limit.active_slots == 0
-    rows = json.loads(str(table.data))
-    assert [r["item"] for r in rows] == ["first", "broken", "third", "TOTAL"]
-    assert rows[1]["state"] == "failed" and rows[1]["stop_reason / error"].startswith(
-        "SessionRetriesExhaustedError: "
+    # The batch report: totals, and per item a link to its run and one to its session.
+    report = str(table.data)
+    assert report.startswith("# Batch: 3 items: 2 completed, 1 failed\n")
+    for item in result.items:
+        assert f"| [{item.key}]({item_run_url(item)}) | {item.state}" in report
+        assert f" | [{item.session_id}](" in report
+    assert "| failed | " in report and "| SessionRetriesExhaustedError: " in report
+    assert "| completed, 1 file(s) | " in report  # the first item's output
+    assert f"| {first.result.stop_reason} | " in report
+    # The warning names the item's run and links its session.
+    warning = await wait_for_log(batch_run_id, "Item broken failed (attempt 1) in ")
+    run = (
+        f"flow run '{children[str(broken.flow_run_id)].name}'"
+        if item_runs == "flow"
+        else "task run 'item-broken'"
     )
-    assert rows[0]["stop_reason / error"] == "end_turn" and rows[0]["outputs"] == 1
+    assert f"in {run}: SessionRetriesExhaustedError" in warning and str(broken.session_id) in warning
     # One batch-level event with the totals, for Automations; the agent is a related resource.
     event = await wait_for_event("managed-agents.batch.completed", f"managed-agents.batch.{batch_run_id}")
     assert event.payload["items"] == 3 and event.payload["completed"] == 2 and event.payload["failed"] == 1

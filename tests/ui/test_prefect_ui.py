@@ -182,6 +182,24 @@ def test_the_batch_run_and_the_session_events_are_there(
         f"{scene.server.ui_url}/runs/flow-run/{scene.ids['batch_run_id']}", "2 items: 2 completed, 0 failed"
     )
     look(browser, scene, "batch", record_property)
+    # The batch report links each item's run (which opens) and its session.
+    [report] = scene.api(
+        "/artifacts/filter",
+        {
+            "artifacts": {
+                "flow_run_id": {"any_": [scene.ids["batch_run_id"]]},
+                "key": {"any_": ["managed-agents-batch"]},
+            }
+        },
+    )
+    browser.open(
+        f"{scene.server.ui_url}/artifacts/artifact/{report['id']}", "Batch: 2 items", "north", "south"
+    )
+    look(browser, scene, "batch-report", record_property)
+    item_links = [url for url in browser.links() if url.startswith(f"{scene.server.ui_url}/runs/task-run/")]
+    assert len(set(item_links)) == 2, browser.links()
+    assert sum("sesn_" in url for url in browser.links()) >= 2
+    browser.open(item_links[0], "item-")
     browser.open(
         f"{scene.server.ui_url}/events", "managed-agents.batch.completed", "managed-agents.session.completed"
     )
@@ -203,7 +221,9 @@ def test_the_resume_form_asks_only_for_decisions(
         ]
         time.sleep(0.5)  # polled with a deadline
     run_url = f"{scene.server.ui_url}/runs/flow-run/{runs[0]['id']}"
-    browser.open(run_url, "Paused", "Resume")
+    # The log says until when it waits, on which call, and what happens without an answer.
+    text = browser.open(run_url, "Paused", "Resume", "Waiting until", "UTC (600 s)", "(then deny)")
+    assert 'bash {"command": "rm -rf /data/tmp"} (always_ask)' in text
     look(browser, scene, "paused", record_property)
     browser.click("Resume")
     text = browser.wait_for_text("1. bash", "1. Message if denied", "rm -rf /data/tmp", "always_ask")
