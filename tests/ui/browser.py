@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -53,6 +54,7 @@ class Browser:
              "--hide-scrollbars", "--no-first-run", "--remote-debugging-port=0",
              f"--user-data-dir={self._profile}", f"--window-size={self.width},{self.height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TZ": "UTC"},  # dates in UI routes (an event's page) are the browser's
         )  # fmt: skip
         assert self._proc.stderr is not None
         url = ""

@@ -65,6 +65,19 @@ class Scene:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"null")
 
+    def event(self, name: str, resource_id: str, within: float = 60.0) -> dict[str, Any]:
+        """The first event ``name`` about ``resource_id`` (waited for: events persist late)."""
+        deadline = time.monotonic() + within
+        while True:
+            found = self.api(
+                "/events/filter",
+                {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 5},
+            )["events"]
+            if found:
+                return dict(found[0])
+            assert time.monotonic() < deadline, f"no {name} about {resource_id}"
+            time.sleep(0.5)  # polled with a deadline
+
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
@@ -200,10 +213,28 @@ def test_the_batch_run_and_the_session_events_are_there(
     assert len(set(item_links)) == 2, browser.links()
     assert sum("sesn_" in url for url in browser.links()) >= 2
     browser.open(item_links[0], "item-")
-    browser.open(
-        f"{scene.server.ui_url}/events", "managed-agents.batch.completed", "managed-agents.session.completed"
-    )
-    look(browser, scene, "events", record_property)
+    # Each event's page: the batch's totals, and the session's with its agent and block related.
+    for name, resource, shot in (
+        (
+            "managed-agents.batch.completed",
+            f"managed-agents.batch.{scene.ids['batch_run_id']}",
+            "event-batch",
+        ),
+        (
+            "managed-agents.session.completed",
+            f"managed-agents.session.{scene.ids['session_id']}",
+            "event-session",
+        ),
+    ):
+        event = scene.event(name, resource)
+        text = browser.open(
+            f"{scene.server.ui_url}/events/event/{event['occurred'][:10]}/{event['id']}",
+            name,
+            "ui-report-writer",
+        )
+        look(browser, scene, shot, record_property)
+        if shot == "event-session":
+            assert BLOCK in text, "the agent's block is not among the event's related resources"
 
 
 def test_the_resume_form_asks_only_for_decisions(
