@@ -52,6 +52,8 @@ class Browser:
         self._proc = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--hide-scrollbars", "--no-first-run", "--remote-debugging-port=0",
+             # No calls home: this machine's network is closed, and they fail at every start.
+             "--disable-quic", "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={self._profile}", f"--window-size={self.width},{self.height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TZ": "UTC"},  # dates in UI routes (an event's page) are the browser's
