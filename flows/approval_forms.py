@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from prefect.input import RunInput
-from pydantic import Field, create_model
+from pydantic import ConfigDict, Field, create_model
 
 from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
 from managed_agents_core.turn import ConfirmationPolicy
@@ -33,8 +33,19 @@ class ToolApprovals(RunInput):
     after the call's tool-use event id (``allow`` or ``deny``, default ``deny``; its title names
     the tool and its description shows the input and why it waits) and a deny-message field
     (``<event id>_message``). Nothing else is editable, and there is nothing to add or remove.
-    Through the API: ``resume_flow_run(id, run_input={"<event id>": "allow"})``.
+    Through the API: ``resume_flow_run(id, run_input={"<event id>": "allow"})``, with a decision
+    for every pending call (the schema requires them; the messages are optional).
     """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: _decisions_required(schema))
+
+
+def _decisions_required(schema: dict[str, Any]) -> None:
+    """Mark every decision as required in the form's schema: it has a default (deny), which
+    pydantic would publish as optional, and the UI would label "(Optional)"."""
+    decisions = [name for name in schema.get("properties", {}) if not name.endswith(MESSAGE_SUFFIX)]
+    if decisions:
+        schema["required"] = decisions
 
 
 def shown_input(call: PendingToolCall, limit: int) -> str:

@@ -138,6 +138,7 @@ def test_a_person_approves_or_denies_through_pause_and_resume(
     )
     assert decision_field["description"] == 'Input: {"command": "ls /data"} (waits because: always_ask)'
     assert (message_field["type"], message_field["default"]) == ("string", "")  # no None toggle
+    assert form["schema"]["required"] == [event_id]  # a decision per call; the message is optional
     heading = form["description"].splitlines()[0]
     assert "waits for 1 tool confirmation" in heading and "`" not in heading
     assert "| 1 | bash |" in form["description"]

@@ -260,5 +260,6 @@ def test_the_resume_form_asks_only_for_decisions(
     text = browser.wait_for_text("1. bash", "1. Message if denied", "rm -rf /data/tmp", "always_ask")
     look(browser, scene, "resume-form", record_property)
     assert "Add item" not in text and "Property is type None" not in text and "keep as is" not in text
+    assert "1. bash (Optional)" not in text and "1. Message if denied (Optional)" in text
     heading = next(line for line in text.splitlines() if "waits for 1 tool confirmation" in line)
     assert "`" not in heading
