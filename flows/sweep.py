@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 from blocks.agent import refuse_inline_block
 from blocks.credentials import AnthropicCredentials
 from flows.twins import sync_twin
+from managed_agents_core.exceptions import ApiUnreachableError
 from managed_agents_core.keys import FLOW_RUN_KEY, read_key
 from managed_agents_core.lifecycle import ainterrupt_and_archive
 from tasks.events import emit_managed_agents_event
@@ -170,7 +171,7 @@ async def _archive(client: anthropic.AsyncAnthropic, orphan: Orphan, limiter: as
     async with limiter:
         try:
             outcome = await ainterrupt_and_archive(client, orphan.session_id, logger=logger)
-        except anthropic.APIError as exc:
+        except (anthropic.APIError, ApiUnreachableError) as exc:  # one orphan never stops the sweep
             logger.error("Could not archive orphan session %s: %s", orphan.session_id, type(exc).__name__)
             outcome = f"error: {type(exc).__name__}"
     if not outcome.startswith("error"):

@@ -101,7 +101,9 @@ class _StopAndMark(stop_base):
 
 def _root_cause(exc: BaseException) -> str:
     """The innermost error's text (``All connection attempts failed``), for a one-line message."""
-    while (inner := exc.__cause__ or exc.__context__) is not None and inner is not exc:
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
         exc = inner
     return str(exc) or type(exc).__name__
 

@@ -149,3 +149,21 @@ async def test_grace_period_and_dry_run_change_nothing(
     assert [o.session_id for o in dry.orphans] == [orphan] and dry.orphans[0].outcome is None
     assert archive_paths(emulator) == set()
     assert settled(sdk).beta.sessions.retrieve(orphan).archived_at is None
+
+
+async def test_an_orphan_whose_archive_never_answers_is_reported_and_the_sweep_goes_on(
+    emulator: EmulatorServer, sdk: anthropic.Anthropic, remote: RemoteAgent
+) -> None:
+    """Every archive of one orphan is committed, then its connection dropped: the archive loop
+    gives up with ApiUnreachableError, which is that orphan's outcome, not the sweep's end."""
+    completed = await flow_run_in(Running(), Completed())
+    unlucky, fine = new_session(sdk, remote, completed), new_session(sdk, remote, completed)
+    emulator.control.set_faults(commit_then_drop=[f"POST /{unlucky}/archive"], commit_then_drop_times=100)
+    try:
+        creds = AnthropicCredentials(api_key=TEST_API_KEY, base_url=emulator.url)
+        report = await asweep_sessions(credentials=creds, grace_period_seconds=0)
+    finally:
+        emulator.control.set_faults()
+    outcomes = {o.session_id: o.outcome for o in report.orphans}
+    assert outcomes[fine] == "archived"
+    assert outcomes[unlucky] == "error: ApiUnreachableError"
