@@ -2,7 +2,8 @@
 
 A paused or suspended flow run shows a ``RunInput`` form; :func:`approval_form` builds one with a
 decision (allow or deny) and a deny message per pending call, the call's tool, input and reason
-shown as text rather than as fields a person could edit. :func:`answers_from_form` turns the submitted form into the verdicts
+shown as text rather than as fields a person could edit. :func:`answers_from_form` turns the
+submitted form into the verdicts
 the stream engine sends as ``user.tool_confirmation`` events.
 """
 
@@ -26,6 +27,14 @@ MESSAGE_SUFFIX = "_message"
 """A call's deny-message field is named after its decision field plus this suffix."""
 
 
+def _decisions_required(schema: dict[str, Any]) -> None:
+    """Mark every decision as required in the form's schema: it has a default (deny), which
+    pydantic would publish as optional, and the UI would label "(Optional)"."""
+    decisions = [name for name in schema.get("properties", {}) if not name.endswith(MESSAGE_SUFFIX)]
+    if decisions:
+        schema["required"] = decisions
+
+
 class ToolApprovals(RunInput):
     """The form of a run waiting for tool approvals.
 
@@ -37,15 +46,7 @@ class ToolApprovals(RunInput):
     for every pending call (the schema requires them; the messages are optional).
     """
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: _decisions_required(schema))
-
-
-def _decisions_required(schema: dict[str, Any]) -> None:
-    """Mark every decision as required in the form's schema: it has a default (deny), which
-    pydantic would publish as optional, and the UI would label "(Optional)"."""
-    decisions = [name for name in schema.get("properties", {}) if not name.endswith(MESSAGE_SUFFIX)]
-    if decisions:
-        schema["required"] = decisions
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_decisions_required)
 
 
 def shown_input(call: PendingToolCall, limit: int) -> str:

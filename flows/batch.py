@@ -1,5 +1,5 @@
-"""``run_agent_batch`` (async: ``arun_agent_batch``): one agent session per input item, under a shared concurrency limit and an
-optional spend ceiling.
+"""``run_agent_batch`` (async: ``arun_agent_batch``): one agent session per input item, under a
+shared concurrency limit and an optional spend ceiling.
 
 Every item runs through the same session pipeline as ``run_agent_session`` (deduplicated
 uploads, retry-safe start, streaming, custom tools, outcomes, outputs, memory audit, a session
@@ -71,7 +71,7 @@ from managed_agents_core.results import SessionResult, UsageSummary
 from managed_agents_core.retry_policy import retrying
 from managed_agents_core.roots import check_inside_roots, input_roots, output_roots
 from managed_agents_core.turn import ConfirmationPolicy
-from tasks.batch_item import ItemSessions, run_batch_item
+from tasks.batch_item import ITEM_RUN_NAME, ItemSessions, run_batch_item
 from tasks.custom_tools import PrefectToolDispatcher
 from tasks.events import agent_resources, emit_managed_agents_event
 
@@ -303,7 +303,7 @@ class _BatchRun:
             run = (
                 f"flow run {self.child_name(item)!r}"
                 if self.item_runs == "flow"
-                else f"task run 'item-{base.key}'"
+                else f"task run {ITEM_RUN_NAME.format(key=base.key)!r}"
             )
             console = f" ({self.block.console_url(outcome.session_id)})" if outcome.session_id else ""
             get_run_logger().warning(

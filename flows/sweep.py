@@ -1,4 +1,5 @@
-"""The orphan sweeper (``sweep_sessions``, async ``asweep_sessions``): archive sessions left behind by Prefect flow runs that already ended.
+"""The orphan sweeper (``sweep_sessions``, async ``asweep_sessions``): archive sessions left
+behind by Prefect flow runs that already ended.
 
 A session is an **orphan** when its metadata names the Prefect flow run that started it
 (``prefect-managed-agents.flow-run-id``, written by ``tasks.sessions.create_session``; the

@@ -127,12 +127,11 @@ def unreachable_error(
         last = f"{request.method} {url.path}: "
     kind = "timed out" if isinstance(exc, anthropic.APITimeoutError) else "failed"
     over = f" over {seconds:.0f} s" if seconds is not None else ""
-    error = ApiUnreachableError(
+    return ApiUnreachableError(
         f"Could not reach the Managed Agents API{origin}: {attempts} attempt(s){over}, the last one "
         f"{kind} ({last}{_root_cause(exc)}). Check that the service (or emulator) is running and "
         "that the credentials block's base_url, or ANTHROPIC_BASE_URL, points at it."
     )
-    return error
 
 
 def _give_up(retry_state: RetryCallState) -> NoReturn:

@@ -122,7 +122,11 @@ class ItemSteps(DirectSteps):
         )
 
 
-@task(name="run-batch-item", task_run_name="item-{key}", cache_policy=NO_CACHE, **TRANSIENT_RETRY_OPTIONS)
+ITEM_RUN_NAME = "item-{key}"
+"""The task run name of a batch item run as a task run (``key`` is the item's key)."""
+
+
+@task(name="run-batch-item", task_run_name=ITEM_RUN_NAME, cache_policy=NO_CACHE, **TRANSIENT_RETRY_OPTIONS)
 async def run_batch_item(
     agent: ManagedAgent, key: str, request: SessionRequest, sessions: ItemSessions
 ) -> SessionResult:
