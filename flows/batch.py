@@ -53,7 +53,7 @@ from pydantic import Field
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
 from flows.session import AgentParam, CustomToolsParam, ToolRetriesParam, arun_agent_session, tool_dispatcher
-from flows.twins import sync_twin
+from flows.twins import returns_state_data, sync_twin
 from managed_agents_core.batch_items import (
     BatchFailedError,
     BatchItem,
@@ -498,6 +498,7 @@ def cleanup_batch_sessions(flow: Any, flow_run: Any, state: Any) -> None:
     run_coro_as_sync(acleanup_batch_sessions(flow, flow_run, state))
 
 
+@returns_state_data
 @flow(
     name="run-agent-batch",
     on_cancellation=[cleanup_batch_sessions],

@@ -14,10 +14,11 @@ No ``from __future__ import annotations``: Prefect builds the parameter model fr
 
 from typing import Annotated
 
-from prefect import flow
+from prefect import State, flow
 from pydantic import Field
 
 from flows.hooks import cleanup_session, cleanup_session_if_timed_out
+from flows.run_names import follow_up_run_name
 from flows.session import (
     AgentParam,
     CustomToolsParam,
@@ -29,7 +30,7 @@ from flows.session import (
     run_pipeline,
     tool_dispatcher,
 )
-from flows.twins import sync_twin
+from flows.twins import returns_state_data, sync_twin
 from managed_agents_core.pipeline import SessionRequest
 from managed_agents_core.results import SessionResult
 
@@ -37,8 +38,10 @@ SessionIdParam = Annotated[str, Field(description="The session to continue (sesn
 FollowUpParam = Annotated[str, Field(description="The follow-up message: the next user turn.")]
 
 
+@returns_state_data
 @flow(
     name="continue-agent-session",
+    flow_run_name=follow_up_run_name,
     on_cancellation=[cleanup_session],
     on_crashed=[cleanup_session],
     on_failure=[cleanup_session_if_timed_out],
@@ -53,7 +56,7 @@ async def acontinue_agent_session(
     custom_tools: CustomToolsParam = None,
     custom_tool_retries: ToolRetriesParam = 0,
     outcome: OutcomeParam = None,
-) -> SessionResult:
+) -> State[SessionResult]:
     """Send a follow-up message to an existing session and stream that turn to its end.
 
     Args:

@@ -12,14 +12,16 @@ deployment loads this file from its entrypoint.
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from prefect import flow
+from prefect import State, flow
 from prefect.context import AsyncClientContext
+from prefect.states import Completed
 from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.approvals import ask_for_approval
 from flows.hooks import cleanup_session, cleanup_session_if_timed_out
-from flows.twins import sync_twin
+from flows.run_names import session_run_name
+from flows.twins import returns_state_data, sync_twin
 from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
 from managed_agents_core.outcome_spec import OutcomeSpec
 from managed_agents_core.pipeline import SessionPipeline, SessionRequest
@@ -107,22 +109,29 @@ def tool_dispatcher(
     return PrefectToolDispatcher(custom_tools, retries=retries) if custom_tools else None
 
 
-async def run_pipeline(agent: ManagedAgent | str, request: SessionRequest) -> SessionResult:
+async def run_pipeline(agent: ManagedAgent | str, request: SessionRequest) -> State[SessionResult]:
     """Run ``request`` through the session pipeline with Prefect task runs, asking in the UI.
 
     Parameters are data: the block, its key's destination and every path the request names are
     checked before anything is uploaded or created.
+
+    Returns:
+        The run's final state: Completed, its message the result's summary (so the run page and
+        an Automation see the cost), its data the result.
     """
     # One Prefect client for the whole run: every get_client() below (labels, artifacts, reads)
     # reuses it instead of opening a connection (and fetching a CSRF token) of its own.
     async with AsyncClientContext.get_or_create():
         block = await aresolve_agent(agent)
         block.credentials.resolved_pair()  # the key only goes where it was saved to go
-        return await SessionPipeline(block, TaskSteps(block, ask=ask_for_approval), request).run()
+        result = await SessionPipeline(block, TaskSteps(block, ask=ask_for_approval), request).run()
+    return Completed(message=result.summary(), data=result)
 
 
+@returns_state_data
 @flow(
     name="run-agent-session",
+    flow_run_name=session_run_name,
     on_cancellation=[cleanup_session],
     on_crashed=[cleanup_session],
     on_failure=[cleanup_session_if_timed_out],
@@ -140,7 +149,7 @@ async def arun_agent_session(
     custom_tool_retries: ToolRetriesParam = 0,
     outcome: OutcomeParam = None,
     session_id: SessionIdParam = None,
-) -> SessionResult:
+) -> State[SessionResult]:
     """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
 
     Args:
@@ -169,7 +178,8 @@ async def arun_agent_session(
 
     Returns:
         The session's typed result: ids, final status and stop reason, final message, usage and
-        cost, output files (path, size, sha256), event count and console URL.
+        cost, output files (path, size, sha256), event count and console URL. The run's
+        state message says the same in one line (status, files, events, cost).
     """
     request = SessionRequest(
         prompt=prompt,

@@ -1,4 +1,5 @@
-"""Sync twins of async flows, derived rather than written twice.
+"""How the flows are typed and twinned: sync twins derived from async flows, and flows that
+end in a State typed by the data their callers get.
 
 The async flow is the implementation. Its sync twin has the same name (one flow in the UI and
 in the run filters), the same signature, docstring and parameter schema, the same hooks and
@@ -10,13 +11,29 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
-from prefect import Flow
+from prefect import Flow, State
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def returns_state_data(
+    async_flow: Flow[P, Coroutine[Any, Any, State[R]]],
+) -> Flow[P, Coroutine[Any, Any, R]]:
+    """Type a flow that ends in a ``State`` (for its message) by what its callers get.
+
+    A flow returns a State so the run page shows that state's message (the cost, the items by
+    state). Prefect keeps the State for the run and hands a caller its data (or raises its
+    exception); with ``return_state=True`` the caller gets the State itself.
+
+    Args:
+        async_flow: An ``async def`` flow that returns ``Completed(message=..., data=...)`` or
+            ``Failed(...)``.
+    """
+    return cast("Flow[P, Coroutine[Any, Any, R]]", async_flow)
 
 
 def sync_twin(async_flow: Flow[P, Coroutine[Any, Any, R]]) -> Flow[P, R]:

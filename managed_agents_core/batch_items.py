@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from .exceptions import ConfigurationError, ManagedAgentsError
 from .inputs import InputFile, MemoryStoreAttachment
 from .outcome_spec import OutcomeSpec
-from .results import SessionResult, UsageSummary
+from .results import SessionResult, UsageSummary, cost_text
 from .roots import check_inside_roots
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -275,11 +275,11 @@ class BatchResult(BaseModel):
         return self._with("not_started")
 
     def summary(self) -> str:
-        """One line for the flow run's final state message."""
+        """One line for the flow run's final state message: items by state, then the cost."""
         text = f"{len(self.items)} items: {len(self.completed)} completed, {len(self.failed)} failed"
         if self.not_started:
             text += f", {len(self.not_started)} not started (spend limit {self.spend_limit_usd} USD reached)"
-        return text
+        return f"{text}, {cost_text(UsageSummary(cost_usd=self.total_cost_usd))}"
 
 
 def sum_usage(usages: Sequence[UsageSummary]) -> UsageSummary:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .batch_items import BatchItemResult, BatchResult
 from .lifecycle import SessionRunReport
 from .memory_audit import MemoryChange, summarize
-from .results import OutcomeEvaluation, OutputFile, UsageSummary
+from .results import OutcomeEvaluation, OutputFile, UsageSummary, cost_text
 from .transcript import Transcript
 
 DIGEST_CHARS = 12
@@ -70,13 +70,6 @@ def _folder(paths: Sequence[str]) -> str:
         return os.path.commonpath([os.path.dirname(p) or "." for p in paths])
     except ValueError:  # absolute and relative paths mixed
         return ""
-
-
-def cost_text(usage: UsageSummary | None) -> str:
-    """``list cost $0.12``, or that the service reported none."""
-    if usage is None or usage.cost_usd is None:
-        return "list cost not reported"
-    return f"list cost ${usage.cost_usd:.2f}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -336,7 +329,7 @@ def batch_report(
     lines = [
         f"# Batch: {_cell(result.summary())}",
         "",
-        f"{cost_text(UsageSummary(cost_usd=result.total_cost_usd))} · {result.usage.input_tokens:,} input / "
+        f"{result.usage.input_tokens:,} input / "
         f"{result.usage.output_tokens:,} output tokens · outputs in {_cell(output_dir)}/&lt;item&gt;/",
         "",
         "| item | state | session | stop reason / error | tokens in / out | cost |",

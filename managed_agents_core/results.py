@@ -62,6 +62,13 @@ class UsageSummary(BaseModel):
         )
 
 
+def cost_text(usage: UsageSummary | None) -> str:
+    """``list cost $0.12``, or that the service reported none."""
+    if usage is None or usage.cost_usd is None:
+        return "list cost not reported"
+    return f"list cost ${usage.cost_usd:.2f}"
+
+
 class SessionErrorRecord(BaseModel):
     """A ``session.error`` event seen during the run (kept even when the turn succeeds)."""
 
@@ -107,3 +114,11 @@ class SessionResult(BaseModel):
         default_factory=list,
         description="Memory versions the session wrote to the stores this run attached, oldest first.",
     )
+
+    def summary(self) -> str:
+        """One line for the final log line and the flow run's state message:
+        ``idle (end_turn), 2 output file(s), 10 events, list cost $0.01``."""
+        return (
+            f"{self.status} ({self.stop_reason}), {len(self.output_files)} output file(s), "
+            f"{self.event_count} events, {cost_text(self.usage)}"
+        )

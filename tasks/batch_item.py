@@ -27,8 +27,7 @@ from managed_agents_core.inputs import InputFile, UploadedFile
 from managed_agents_core.keys import BATCH_ITEM_KEY
 from managed_agents_core.lifecycle import SessionRunReport
 from managed_agents_core.pipeline import FinishedSession, SessionPipeline, SessionRequest, StartedSession
-from managed_agents_core.report import cost_text
-from managed_agents_core.results import SessionResult
+from managed_agents_core.results import SessionResult, cost_text
 from managed_agents_core.roots import input_roots
 from managed_agents_core.session_stream import StreamObserver
 from tasks.files import upload_input_files

@@ -29,7 +29,6 @@ from managed_agents_core.pipeline import (
     SessionRequest,
     StartedSession,
 )
-from managed_agents_core.report import cost_text
 from managed_agents_core.results import OutputFile
 from managed_agents_core.roots import input_roots, output_roots
 from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
@@ -163,13 +162,9 @@ class TaskSteps:
         await publish_finished(self.agent.agent_name, finished, logger)
         result = finished.result
         logger.info(
-            "%s %s completed: %s (%s), %d output file(s), %d events, %s (%s)",
+            "%s %s completed: %s (%s)",
             "Follow-up turn of session" if finished.follow_up else "Session",
             result.session_id,
-            result.status,
-            result.stop_reason,
-            len(result.output_files),
-            result.event_count,
-            cost_text(result.usage),
+            result.summary(),
             result.console_url,
         )

@@ -78,6 +78,10 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
         },
     )
     assert session_run.state is not None and session_run.state.is_completed(), worker_log(deployed)
+    # A deployment run too is named by its agent and prompt, and its state message has the cost.
+    assert session_run.name.startswith(f"{block_name}: #emulator"), session_run.name
+    assert "1 output file(s)" in str(session_run.state.message)
+    assert "list cost $" in str(session_run.state.message)
     session_id = str(run_session_id(session_run.tags, session_run.labels))
     session = settled(sdk).beta.sessions.retrieve(session_id)
     assert session.metadata[FLOW_RUN_KEY] == str(session_run.id)
@@ -103,7 +107,7 @@ async def test_deploy_run_and_cancel_through_the_prefect_api(
         },
     )
     assert batch_run.state is not None and batch_run.state.is_completed(), worker_log(deployed)
-    assert batch_run.state.message == "3 items: 3 completed, 0 failed"
+    assert str(batch_run.state.message).startswith("3 items: 3 completed, 0 failed, list cost $")
     assert [(batch_out / f"k{i}" / "o.txt").stat().st_size for i in range(3)] == [5, 6, 7]
     table = (await artifacts_of(api, batch_run.id))[BATCH_TABLE_KEY]
     assert all(f"| [k{i}](" in str(table.data) for i in range(3)), table.data

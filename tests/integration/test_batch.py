@@ -115,7 +115,7 @@ async def test_one_failing_item_does_not_fail_the_others(
     )
 
     assert state.is_completed()
-    assert state.message == "3 items: 2 completed, 1 failed"
+    assert state.message == f"3 items: 2 completed, 1 failed, list cost ${result.total_cost_usd:.2f}"
     assert [i.state for i in result.items] == ["completed", "failed", "completed"]
     broken = result.items[1]
     assert broken.error_type == "SessionRetriesExhaustedError" and broken.session_id
@@ -175,7 +175,9 @@ async def test_one_failing_item_does_not_fail_the_others(
     assert limit.limit == 3 and limit.active_slots == 0
     # The batch report: totals, and per item a link to its run and one to its session.
     report = str(table.data)
-    assert report.startswith("# Batch: 3 items: 2 completed, 1 failed\n")
+    assert report.startswith(
+        f"# Batch: 3 items: 2 completed, 1 failed, list cost ${result.total_cost_usd:.2f}\n"
+    )
     for item in result.items:
         assert f"| [{item.key}]({item_run_url(item)}) | {item.state}" in report
         assert f" | [{item.session_id}](" in report

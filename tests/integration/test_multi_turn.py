@@ -54,6 +54,8 @@ def test_a_follow_up_turn_sees_the_first_turns_state(
         assert flow_run_id is not None
         run = prefect_client.read_flow_run(flow_run_id)
     assert run_session_id(run.tags, run.labels) == first.session_id  # the cancel hooks can find it
+    assert run.name.startswith(f"{agent_name} follow-up: ")
+    assert state.message == second.summary()
 
 
 async def test_async_follow_up_with_a_dropped_stream_and_a_custom_tool(

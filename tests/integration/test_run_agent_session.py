@@ -103,7 +103,13 @@ def test_end_to_end_with_files_and_memory_store(
     with get_client(sync_client=True) as prefect_client:
         flow_run = prefect_client.read_flow_run(state.state_details.flow_run_id)  # type: ignore[arg-type]
     assert flow_run.tags == [f"session:{result.session_id}"]
+    # The run is named by its agent and prompt, and that name is the session's title.
+    assert flow_run.name == f"{agent_name}: Summarise the files you were given."
     assert session.title == flow_run.name
+    # The state message carries the cost: the run page and an Automation see it.
+    assert state.message == result.summary()
+    assert state.message.startswith(f"idle (end_turn), {len(result.output_files)} output file(s), ")
+    assert state.message.endswith(f"list cost ${result.usage.cost_usd:.2f}")
 
     # A second run with the same input files uploads nothing.
     emulator.control.clear_requests()

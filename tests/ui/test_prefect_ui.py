@@ -3,7 +3,8 @@
 A ``prefect server start`` with its UI, the emulator, and the runs of ``tests/ui/scenario.py``
 (deploy, a session with outputs, a batch, a session paused for approval) made in child
 processes as a user would. Then each page is opened as a person would open it and checked on
-what it shows: the run page (session tag, the final log line with the cost), the session
+what it shows: the run page (its name, session tag, the final log line with the cost, the
+state message with the cost on the Details tab; the same message on the batch's), the session
 report (its sections, links that resolve, no literal backticks), the agent block (its
 credentials as a block of their own), the events (the session's completed event with its
 agent), and the paused run's Resume form (one allow/deny and one message per call, nothing
@@ -129,18 +130,27 @@ def look(browser: Browser, scene: Scene, name: str, record_property: Any) -> str
     return html
 
 
-def test_the_run_page_shows_the_session_tag_and_the_cost(
+def test_the_run_page_shows_the_name_the_session_tag_and_the_cost(
     scene: Scene, browser: Browser, record_property: Any
 ) -> None:
     session_id = scene.ids["session_id"]
     text = browser.open(
         f"{scene.server.ui_url}/runs/flow-run/{scene.ids['session_run_id']}",
         f"session:{session_id}",
+        f"{BLOCK}: #emulator",  # the run's name: its agent, then its prompt
         f"Session {session_id} completed: idle (end_turn), 2 output file(s)",
         "list cost $",
     )
     assert "`" not in text
     look(browser, scene, "run", record_property)
+    # The Details tab shows the state message: how the session ended and what it cost.
+    browser.open(
+        f"{scene.server.ui_url}/runs/flow-run/{scene.ids['session_run_id']}?tab=Details",
+        "State Message",
+        "idle (end_turn), 2 output file(s)",
+        "events, list cost $",
+    )
+    look(browser, scene, "run-details", record_property)
 
 
 def test_the_session_report_has_its_sections_and_working_links(
@@ -195,6 +205,12 @@ def test_the_batch_run_and_the_session_events_are_there(
         f"{scene.server.ui_url}/runs/flow-run/{scene.ids['batch_run_id']}", "2 items: 2 completed, 0 failed"
     )
     look(browser, scene, "batch", record_property)
+    browser.open(
+        f"{scene.server.ui_url}/runs/flow-run/{scene.ids['batch_run_id']}?tab=Details",
+        "State Message",
+        "2 items: 2 completed, 0 failed, list cost $",
+    )
+    look(browser, scene, "batch-details", record_property)
     # The batch report links each item's run (which opens) and its session.
     [report] = scene.api(
         "/artifacts/filter",

@@ -154,4 +154,6 @@ def test_batch_result_groups_and_summary() -> None:
     assert [i.key for i in result.completed] == ["a"]
     assert [i.key for i in result.failed] == ["b"]
     assert [i.key for i in result.not_started] == ["c"]
-    assert result.summary() == "3 items: 1 completed, 1 failed, 1 not started (spend limit 0.5 USD reached)"
+    assert result.summary() == (
+        "3 items: 1 completed, 1 failed, 1 not started (spend limit 0.5 USD reached), list cost $0.00"
+    )
