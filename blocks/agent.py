@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Literal, cast
 
 from prefect._internal.compatibility.async_dispatch import async_dispatch
@@ -35,7 +36,7 @@ from managed_agents_core.turn import ConfirmationPolicy, CustomToolDispatcher
 from .credentials import AnthropicCredentials
 from .filesystem_sink import output_destination
 
-CONSOLE_SESSION_URL = "https://platform.claude.com/workspaces/default/sessions/{session_id}"
+CONSOLE_SESSION_URL = "https://platform.claude.com/workspaces/{workspace_id}/sessions/{session_id}"
 
 
 class ManagedAgent(JobBlock[SessionResult]):
@@ -96,6 +97,13 @@ class ManagedAgent(JobBlock[SessionResult]):
         gt=0,
         description="Default wall-clock limit of one session in seconds; no limit when empty.",
     )
+    budget_usd: Decimal | None = Field(
+        default=None,
+        ge=Decimal("0.01"),
+        title="Budget (USD)",
+        description="Default server-enforced spend ceiling of each new session (list cost, USD): the "
+        "service ends the session's turn with budget_reached once it is reached. No budget when empty.",
+    )
     log_verbosity: Literal["summary", "tools", "full"] = Field(
         default="summary",
         description="How much of a session is logged to Prefect: summary, tools (every tool call) or full.",
@@ -118,12 +126,12 @@ class ManagedAgent(JobBlock[SessionResult]):
         return {"type": "agent", "id": self.agent_id, "version": self.version}
 
     def console_url(self, session_id: str) -> str:
-        """Return the Claude Console page of a session.
+        """Return the Claude Console page of a session (in the credentials' workspace).
 
         Args:
             session_id: The session's id.
         """
-        return CONSOLE_SESSION_URL.format(session_id=session_id)
+        return CONSOLE_SESSION_URL.format(workspace_id=self.credentials.workspace_id, session_id=session_id)
 
     async def atrigger(self, prompt: str, **options: Any) -> ManagedAgentSessionRun:
         """Start a session on the pinned version and return its ``JobRun``.
@@ -367,6 +375,7 @@ async def atrigger_session(
     archive_when_done: bool = False,
     title: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    budget_usd: Decimal | None = None,
 ) -> ManagedAgentSessionRun:
     """Start a session pinned to the block's agent version; return its ``JobRun``.
 
@@ -391,6 +400,8 @@ async def atrigger_session(
         archive_when_done: Archive the session once its outputs were collected.
         title: Session title.
         metadata: Extra session metadata (string values).
+        budget_usd: The session's server-enforced spend ceiling (list cost, USD; default: the
+            block's ``budget_usd``).
 
     Raises:
         ConfigurationError: The policy asks a person, or a custom tool name is unknown.
@@ -412,6 +423,7 @@ async def atrigger_session(
         outcome=outcome,
         title=title,
         metadata=dict(metadata or {}),
+        budget_usd=budget_usd,
     )
     block_name = getattr(agent, "_block_document_name", None)
     run = ManagedAgentSessionRun(

@@ -65,6 +65,13 @@ class AnthropicCredentials(CredentialsBlock):
         "or the SDK default https://api.anthropic.com is used. A base URL other than the "
         "environment's needs this block's own API key: the environment's key is never sent elsewhere.",
     )
+    workspace_id: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_-]{1,128}$",
+        title="Workspace",
+        description="The Claude Console workspace the key belongs to (its id as it appears in Console "
+        "URLs, or 'default'): the session links in logs, artifacts and events point into it.",
+    )
     timeout: float = Field(
         default=600.0,
         gt=0,

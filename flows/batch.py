@@ -52,7 +52,14 @@ from pydantic import Field
 
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
-from flows.session import AgentParam, CustomToolsParam, ToolRetriesParam, arun_agent_session, tool_dispatcher
+from flows.session import (
+    AgentParam,
+    BudgetParam,
+    CustomToolsParam,
+    ToolRetriesParam,
+    arun_agent_session,
+    tool_dispatcher,
+)
 from flows.twins import returns_state_data, sync_twin
 from managed_agents_core.batch_items import (
     BatchFailedError,
@@ -168,9 +175,14 @@ class _BatchRun:
         session_options: dict[str, Any],
         dispatcher: PrefectToolDispatcher | None = None,
         item_runs: Literal["flow", "task"] = "flow",
+        budget_usd: Decimal | None = None,
     ) -> None:
         self.agent = agent
         self.block = block
+        self.budget_usd = budget_usd
+        """Each session's budget (the flow's, else the block's), before the spend limit caps it."""
+        self.budgets: dict[str, Decimal | None] = {}
+        """The budget each admitted item's session was given."""
         self.limit_name = limit_name
         self.ledger = ledger
         self.output_root = output_root
@@ -206,13 +218,20 @@ class _BatchRun:
         return sum(costs, Decimal(0))
 
     async def admit(self, item: BatchItem) -> bool:
-        """Decide, atomically with marking the item in flight, whether it may start."""
+        """Decide, atomically with marking the item in flight, whether it may start (and with
+        what budget: a share of the spend limit is reserved for it)."""
+        key = str(item.key)
         async with self.admission:
             if self.ledger.limit_usd is not None:
                 running = await self.running_cost() if not self.ledger.closed else Decimal(0)
                 if not self.ledger.may_start(running):
                     return False
-            self.in_flight.add(str(item.key))
+            if self.budget_usd is not None:
+                budget = self.ledger.reserve(key, self.budget_usd)
+                if budget is None:
+                    return False
+                self.budgets[key] = budget
+            self.in_flight.add(key)
             return True
 
     async def run_all(self, items: list[BatchItem]) -> list[BatchItemResult]:
@@ -279,7 +298,7 @@ class _BatchRun:
             self.in_flight.discard(key)
         # No await between leaving the in-flight set and recording the cost: the session is
         # counted exactly once by any concurrent admission check.
-        self.ledger.record_finished(outcome.cost_usd)
+        self.ledger.record_finished(outcome.cost_usd, key)
         return outcome
 
     async def _attempt(
@@ -333,6 +352,7 @@ class _BatchRun:
                 outcome=item.outcome,
                 key=str(item.key),
                 title=self.child_name(item),
+                budget_usd=self.budgets.get(str(item.key)),
             )
             # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
             return await cast(
@@ -347,6 +367,7 @@ class _BatchRun:
             output_dir=output_dir,
             session_id=session_id,
             outcome=item.outcome,
+            budget_usd=self.budgets.get(str(item.key)),
             return_state=True,
             **self.session_options,
         )
@@ -517,6 +538,7 @@ async def arun_agent_batch(
     item_runs: ItemRuns = "auto",
     custom_tools: CustomToolsParam = None,
     custom_tool_retries: ToolRetriesParam = 0,
+    budget_usd: BudgetParam = None,
 ) -> State[BatchResult]:
     """Run one agent session per item, a few at a time, and collect every item's result.
 
@@ -551,6 +573,11 @@ async def arun_agent_batch(
             unknown name fails before any session starts.
         custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
             the agent.
+        budget_usd: Each session's server-enforced spend ceiling (list cost, USD; default: the
+            block's ``budget_usd``). With ``spend_limit_usd`` too, a session gets at most what
+            the limit leaves after the finished sessions' costs and the running sessions'
+            budgets, so the running sessions cannot together spend past the limit (the service
+            stops each at its budget, after the model request that reached it).
 
     Returns:
         The batch result (each item's session result or error, totals) as the state's data.
@@ -584,15 +611,17 @@ async def arun_agent_batch(
         },
         dispatcher=dispatcher,
         item_runs=mode,
+        budget_usd=budget_usd if budget_usd is not None else block.budget_usd,
     )
     logger.info(
-        "Batch of %d item(s) as %s runs%s, %d at a time (global limit %r)%s",
+        "Batch of %d item(s) as %s runs%s, %d at a time (global limit %r)%s%s",
         len(loaded),
         mode,
         " (auto)" if item_runs == "auto" else "",
         max_concurrency,
         concurrency_limit_name,
         f", spend limit {limit} USD" if limit is not None else "",
+        f", budget {batch.budget_usd} USD per session" if batch.budget_usd is not None else "",
     )
     outcomes = await batch.run_all(loaded)
     completed_usage = [o.result.usage for o in outcomes if o.result is not None]

@@ -12,6 +12,7 @@ cancelled or crashed run interrupts and archives the session.
 No ``from __future__ import annotations``: Prefect builds the parameter model from the signature.
 """
 
+from decimal import Decimal
 from typing import Annotated
 
 from prefect import State, flow
@@ -35,6 +36,15 @@ from managed_agents_core.pipeline import SessionRequest
 from managed_agents_core.results import SessionResult
 
 SessionIdParam = Annotated[str, Field(description="The session to continue (sesn_...).")]
+RaisedBudgetParam = Annotated[
+    Decimal | None,
+    Field(
+        default=None,
+        ge=Decimal("0.01"),
+        description="Raise the session's spend ceiling to this (list cost, USD) before the turn; "
+        "only a session started with a budget has one to raise.",
+    ),
+]
 FollowUpParam = Annotated[str, Field(description="The follow-up message: the next user turn.")]
 
 
@@ -56,6 +66,7 @@ async def acontinue_agent_session(
     custom_tools: CustomToolsParam = None,
     custom_tool_retries: ToolRetriesParam = 0,
     outcome: OutcomeParam = None,
+    budget_usd: RaisedBudgetParam = None,
 ) -> State[SessionResult]:
     """Send a follow-up message to an existing session and stream that turn to its end.
 
@@ -74,6 +85,10 @@ async def acontinue_agent_session(
         custom_tool_retries: Task-run retries of a failing custom tool before its error goes to
             the agent.
         outcome: Send this outcome (user.define_outcome with a rubric) instead of the prompt.
+        budget_usd: Raise the session's server-enforced spend ceiling to this (list cost, USD)
+            before the turn. Only a session started with a budget has one to raise, and the new
+            one must be above what it has spent (``BudgetUpdateError`` otherwise, before the
+            follow-up is sent).
 
     Returns:
         The turn's typed result (final message and stop reason of this turn; the session's
@@ -88,6 +103,7 @@ async def acontinue_agent_session(
         outcome=outcome,
         session_id=session_id,
         follow_up=True,
+        budget_usd=budget_usd,
     )
     return await run_pipeline(agent, request)
 

@@ -10,6 +10,7 @@ deployment loads this file from its entrypoint.
 """
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated, Any
 
 from prefect import State, flow
@@ -88,6 +89,15 @@ DurationParam = Annotated[
     ),
 ]
 ArchiveParam = Annotated[bool, Field(description="Archive the session after its outputs were collected.")]
+BudgetParam = Annotated[
+    Decimal | None,
+    Field(
+        default=None,
+        ge=Decimal("0.01"),
+        description="Server-enforced spend ceiling of the session (list cost, USD): the service ends "
+        "its turn with budget_reached once it is reached (default: the block's budget_usd).",
+    ),
+]
 SessionIdParam = Annotated[
     str | None,
     Field(
@@ -149,6 +159,7 @@ async def arun_agent_session(
     custom_tool_retries: ToolRetriesParam = 0,
     outcome: OutcomeParam = None,
     session_id: SessionIdParam = None,
+    budget_usd: BudgetParam = None,
 ) -> State[SessionResult]:
     """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
 
@@ -175,6 +186,9 @@ async def arun_agent_session(
         session_id: Re-attach to this session (started by an earlier run that died) instead of
             starting one: nothing is uploaded, created or sent twice; the turn is streamed to
             its end and the outputs are collected.
+        budget_usd: The session's server-enforced spend ceiling (list cost, USD): the service
+            ends its turn with ``budget_reached`` (``SessionBudgetReachedError``) once the cost
+            reaches it. Default: the block's ``budget_usd``; no budget when both are empty.
 
     Returns:
         The session's typed result: ids, final status and stop reason, final message, usage and
@@ -192,6 +206,7 @@ async def arun_agent_session(
         custom_tools=tool_dispatcher(custom_tools, custom_tool_retries),
         outcome=outcome,
         session_id=session_id,
+        budget_usd=budget_usd,
     )
     return await run_pipeline(agent, request)
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from .budgets import CENT, whole_cents
 from .exceptions import ConfigurationError, ManagedAgentsError
 from .inputs import InputFile, MemoryStoreAttachment
 from .outcome_spec import OutcomeSpec
@@ -296,11 +297,15 @@ def sum_usage(usages: Sequence[UsageSummary]) -> UsageSummary:
 
 
 class SpendLedger:
-    """Decides whether another session may start under a spend ceiling.
+    """Decides whether another session may start under a spend ceiling, and with what budget.
 
     Spent = cost of finished sessions (recorded here) + current cost of the sessions still
     running (measured by the caller just before the decision). Once the ceiling is reached the
     ledger stays closed: no item starts after it, even if a later measurement is lower.
+
+    With a per-session budget the ceiling is also held by the service: each session's budget is
+    reserved here, and a new session gets at most what the ceiling leaves after the finished
+    costs and the running sessions' budgets, so the sessions' budgets together never pass it.
 
     Args:
         limit_usd: The ceiling in USD, or None for no ceiling.
@@ -309,10 +314,31 @@ class SpendLedger:
     def __init__(self, limit_usd: Decimal | None) -> None:
         self.limit_usd = limit_usd
         self.finished_usd = Decimal(0)
+        self.reserved: dict[str, Decimal] = {}
         self.closed = False
 
-    def record_finished(self, cost_usd: Decimal | None) -> None:
-        """Add the final cost of a finished (completed or failed) session."""
+    def reserve(self, key: str, budget_usd: Decimal) -> Decimal | None:
+        """The budget item ``key``'s session gets: ``budget_usd``, or less when the ceiling leaves
+        less; None (and the ledger closes) when it leaves under a cent.
+
+        Args:
+            key: The item (its reservation is released by :meth:`record_finished`).
+            budget_usd: The budget asked for.
+        """
+        if self.limit_usd is None:
+            return budget_usd
+        left = self.limit_usd - self.finished_usd - sum(self.reserved.values(), Decimal(0))
+        budget = whole_cents(min(budget_usd, left))
+        if budget < CENT:
+            self.closed = True
+            return None
+        self.reserved[key] = budget
+        return budget
+
+    def record_finished(self, cost_usd: Decimal | None, key: str | None = None) -> None:
+        """Add the final cost of a finished (completed or failed) session; release its budget."""
+        if key is not None:
+            self.reserved.pop(key, None)
         if cost_usd is not None:
             self.finished_usd += cost_usd
 

@@ -12,11 +12,13 @@ import logging
 import mimetypes
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 import anthropic
 import anyio
 
+from .budgets import araise_budget
 from .events import EventParam
 from .inputs import (
     InputFile,
@@ -153,6 +155,7 @@ class DirectSteps:
                 resources=resources,
                 metadata=self.session_metadata(request),
                 title=request.title,
+                budget_usd=request.budget_usd,
             )
         started = StartedSession(
             session_id=str(session.id), console_url=self.agent.console_url(str(session.id)), reattached=False
@@ -165,7 +168,7 @@ class DirectSteps:
         console_url = self.agent.console_url(session_id)
         async with self.client() as client:
             await attachable_session(
-                client, session_id, agent_id=self.agent.agent_id, console_url=console_url
+                client, session_id, agent_id=self.agent.agent_id, console_url=console_url, follow_up=follow_up
             )
         started = StartedSession(session_id=session_id, console_url=console_url, reattached=True)
         self.announce(started, follow_up=follow_up)
@@ -180,6 +183,12 @@ class DirectSteps:
         """Send the follow-up turn's events (the pipeline calls this once per run)."""
         async with self.client() as client:
             return await asend_follow_up(client, session_id, events)
+
+    async def raise_budget(self, session_id: str, budget_usd: Decimal) -> None:
+        """Set the session's budget (a repeat sets the same value)."""
+        async with self.client() as client:
+            await araise_budget(client, session_id, budget_usd)
+        self.log.info("Budget of session %s set to %s USD", session_id, budget_usd)
 
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]

@@ -15,10 +15,12 @@ from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 import anthropic
 
+from .budgets import budget_param
 from .events import EventParam
 from .exceptions import SessionNotAttachableError
 from .keys import CREATE_TOKEN_KEY, holds
@@ -109,6 +111,7 @@ async def acreate_session(
     resources: list[dict[str, Any]] | None = None,
     metadata: dict[str, str] | None = None,
     title: str | None = None,
+    budget_usd: Decimal | None = None,
 ) -> Any:
     """Create a session exactly once, even when the API commits it and the answer is lost.
 
@@ -124,6 +127,7 @@ async def acreate_session(
         resources: File and memory-store resource params.
         metadata: Session metadata (at most 15 keys; one is used for the token).
         title: Session title.
+        budget_usd: The session's server-enforced spend ceiling (list cost, USD); none when None.
 
     Returns:
         The SDK's ``BetaManagedAgentsSession``.
@@ -140,6 +144,8 @@ async def acreate_session(
     }
     if title:
         kwargs["title"] = title[:256]
+    if budget_usd is not None:
+        kwargs["budget"] = budget_param(budget_usd)
 
     async def create() -> Any:
         return await once.beta.sessions.create(**kwargs)
@@ -154,9 +160,15 @@ async def acreate_session(
 
 
 async def attachable_session(
-    client: anthropic.AsyncAnthropic, session_id: str, *, agent_id: str, console_url: str
+    client: anthropic.AsyncAnthropic,
+    session_id: str,
+    *,
+    agent_id: str,
+    console_url: str,
+    follow_up: bool = False,
 ) -> Any:
-    """The session, when this run may take it over: live, and started from ``agent_id``.
+    """The session, when this run may take it over (or continue it): live, and started from
+    ``agent_id``, so a ``session_id`` parameter reaches only the block's own agent's sessions.
 
     Raises:
         SessionNotAttachableError: The session is archived, terminated, or another agent's.
@@ -168,8 +180,13 @@ async def attachable_session(
     elif session.agent.id != agent_id:
         problem = f"belongs to agent {session.agent.id}, not to this block's agent {agent_id}"
     if problem:
+        hint = (
+            "continue one of this agent's live sessions"
+            if follow_up
+            else "run without session_id to start a new one"
+        )
         raise SessionNotAttachableError(
-            f"Cannot re-attach: the session {problem}; run without session_id to start a new one",
+            f"Cannot {'continue' if follow_up else 're-attach'}: the session {problem}; {hint}",
             session_id=session_id,
             console_url=console_url,
         )

@@ -21,13 +21,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 import anthropic
 from pydantic import BaseModel, Field
 
+from .budgets import budget_cents
 from .events import EventParam, user_message
 from .exceptions import ConfigurationError
 from .inputs import InputFile, MemoryStoreAttachment, UploadedFile, check_input_files
@@ -84,6 +86,8 @@ class SessionRequest:
         key: Tells apart sessions one run starts with equal inputs (a batch item's key).
         title: The session's title.
         metadata: Extra session metadata.
+        budget_usd: The session's server-enforced spend ceiling (list cost, USD): set when it is
+            created (default: the agent's), or raised before a follow-up's turn.
     """
 
     prompt: str
@@ -101,10 +105,13 @@ class SessionRequest:
     key: str = ""
     title: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    budget_usd: Decimal | None = None
 
     def __post_init__(self) -> None:
         if self.follow_up and not self.session_id:
             raise ConfigurationError("a follow-up needs the session_id of the session to continue")
+        if self.budget_usd is not None:
+            budget_cents(self.budget_usd)  # at least a cent, checked before anything is created
 
     def kickoff(self) -> tuple[EventParam, ...]:
         """The events that start the turn: the outcome to work towards, or the prompt."""
@@ -142,6 +149,10 @@ class SessionAgent(Protocol):
     @property
     def max_duration_seconds(self) -> float | None:
         """Default wall-clock limit of a turn."""
+
+    @property
+    def budget_usd(self) -> Decimal | None:
+        """Default budget of a new session (list cost, USD)."""
 
 
 @dataclass
@@ -189,6 +200,9 @@ class SessionSteps(Protocol):
 
     async def send_follow_up(self, session_id: str, events: list[EventParam]) -> FollowUpTurn:
         """Send a follow-up turn's events once, however often it is called."""
+
+    async def raise_budget(self, session_id: str, budget_usd: Decimal) -> None:
+        """Set a running session's budget (before a follow-up's turn)."""
 
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]
@@ -238,6 +252,8 @@ class SessionPipeline:
     def __init__(self, agent: SessionAgent, steps: SessionSteps, request: SessionRequest) -> None:
         self.agent = agent
         self.steps = steps
+        if request.budget_usd is None and not request.follow_up and request.session_id is None:
+            request = replace(request, budget_usd=agent.budget_usd)  # a new session: the agent's default
         self.request = request
         self.session: StartedSession | None = None
         self.report: SessionRunReport | None = None
@@ -278,6 +294,8 @@ class SessionPipeline:
                     "Re-attaching to %s: files and memory_stores are already attached", request.session_id
                 )
             self.session = await steps.attach(request.session_id, follow_up=request.follow_up)
+            if request.follow_up and request.budget_usd is not None:
+                await steps.raise_budget(request.session_id, request.budget_usd)
             return self.session
         self._uploaded = await steps.upload(request.files) if request.files else []
         attachments = [MemoryStoreAttachment.coerce(m) for m in request.memory_stores]

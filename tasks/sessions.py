@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Mapping
 from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -131,6 +132,7 @@ async def create_session(
     resources: list[dict[str, Any]],
     prompt_sha: str,
     key: str = "",
+    budget_usd: Decimal | None = None,
 ) -> dict[str, Any]:
     """Create the session pinned to ``agent.agent_reference()`` (cached per flow run and inputs).
 
@@ -144,6 +146,7 @@ async def create_session(
         resources: File and memory-store resource params.
         prompt_sha: Digest of the prompt, so another prompt in the same run gets its own session.
         key: Extra cache-key part, so one flow run can start several sessions with equal inputs.
+        budget_usd: The session's server-enforced spend ceiling (none when None).
 
     Returns:
         ``{"session_id": ..., "found": bool}``: ``found`` when an earlier attempt had created it.
@@ -163,6 +166,7 @@ async def create_session(
             resources=resources,
             metadata=session_metadata(agent, **idempotency),
             title=title,
+            budget_usd=budget_usd,
         )
     get_run_logger().info("Created session %s", session.id)
     return {"session_id": str(session.id), "found": False}
@@ -190,6 +194,7 @@ async def start_session(
     prompt: str,
     resources: list[dict[str, Any]] | None = None,
     key: str = "",
+    budget_usd: Decimal | None = None,
 ) -> StartedSession:
     """Start (or, on a flow retry, find again) this flow run's session.
 
@@ -202,6 +207,7 @@ async def start_session(
         resources: File and memory-store resource params.
         key: Distinguishes sessions of one flow run that have the same agent, prompt and
             resources (e.g. batch items); a flow retry with the same key re-attaches.
+        budget_usd: The session's server-enforced spend ceiling (none when None).
     """
     logger = get_run_logger()
     resources = resources or []
@@ -213,7 +219,7 @@ async def start_session(
         # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
         state = await cast(
             "Awaitable[State[dict[str, Any]]]",
-            create_session(agent, resources, digest, key, return_state=True),
+            create_session(agent, resources, digest, key, budget_usd, return_state=True),
         )
     created = await state.aresult()
     session_id = str(created["session_id"])
@@ -228,7 +234,9 @@ async def start_session(
                 "archived" if session.archived_at else "terminated",
             )
             with transaction(commit_mode=CommitMode.EAGER):
-                created = await create_session.with_options(refresh_cache=True)(agent, resources, digest, key)
+                created = await create_session.with_options(refresh_cache=True)(
+                    agent, resources, digest, key, budget_usd
+                )
             session_id = str(created["session_id"])
             reattached = bool(created.get("found"))
     return announce_started(agent, session_id, reattached=reattached)

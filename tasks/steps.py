@@ -14,13 +14,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from prefect.logging import get_run_logger
 
+from managed_agents_core.budgets import araise_budget
 from managed_agents_core.events import EventParam
 from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile
-from managed_agents_core.lifecycle import SessionRunReport
+from managed_agents_core.lifecycle import SessionRunReport, attachable_session
 from managed_agents_core.memory_audit import MemoryChange
 from managed_agents_core.pipeline import (
     FinishedSession,
@@ -91,21 +93,33 @@ class TaskSteps:
 
     async def create(self, request: SessionRequest, resources: list[dict[str, Any]]) -> StartedSession:
         """``start-session``: created once per flow run and inputs, found again on a retry."""
-        return await start_session(self.agent, request.prompt, resources, key=request.start_key())
+        return await start_session(
+            self.agent, request.prompt, resources, key=request.start_key(), budget_usd=request.budget_usd
+        )
 
     async def attach(self, session_id: str, *, follow_up: bool) -> StartedSession:
         """``attach-session`` (a first turn an earlier run started), or tag the run (a follow-up)."""
         if not follow_up:
             return await attach_session(self.agent, session_id)
+        console_url = str(self.agent.console_url(session_id))
+        async with self.agent.credentials.get_async_client() as client:
+            # The session_id parameter reaches only the block's agent's live sessions.
+            await attachable_session(
+                client, session_id, agent_id=self.agent.agent_id, console_url=console_url, follow_up=True
+            )
         await tag_flow_run(session_id)  # before the send: the hooks can then find the session
         self._tagged = True
-        return StartedSession(
-            session_id=session_id, console_url=str(self.agent.console_url(session_id)), reattached=True
-        )
+        return StartedSession(session_id=session_id, console_url=console_url, reattached=True)
 
     async def send_follow_up(self, session_id: str, events: list[EventParam]) -> FollowUpTurn:
         """``send-follow-up``, cached per flow run: a flow retry sends nothing twice."""
         return FollowUpTurn.model_validate(await send_follow_up(self.agent, session_id, events))
+
+    async def raise_budget(self, session_id: str, budget_usd: Decimal) -> None:
+        """Set the session's budget (a repeat, e.g. on a flow retry, sets the same value)."""
+        async with self.agent.credentials.get_async_client() as client:
+            await araise_budget(client, session_id, budget_usd)
+        get_run_logger().info("Budget of session %s set to %s USD", session_id, budget_usd)
 
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]

@@ -7,9 +7,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anthropic
+
+if TYPE_CHECKING:
+    from blocks.agent import ManagedAgent
 
 
 @dataclass(frozen=True)
@@ -84,19 +87,26 @@ def save_agent_block(
     verbosity: Literal["summary", "tools", "full"] = "full",
 ) -> str:
     """Save a ``ManagedAgent`` block for ``remote`` on the current Prefect server; return its name."""
+    name = f"engine-test-{uuid.uuid4().hex[:10]}"
+    agent_block(remote, base_url, api_key, log_verbosity=verbosity).save(name, _sync=True)  # type: ignore[call-arg]
+    return name
+
+
+def agent_block(
+    remote: RemoteAgent, base_url: str, api_key: str, *, agent_name: str = "engine-test", **fields: Any
+) -> ManagedAgent:
+    """An unsaved ``ManagedAgent`` block for ``remote`` (``fields``: any other block field)."""
     from blocks.agent import ManagedAgent
     from blocks.credentials import AnthropicCredentials
 
-    name = f"engine-test-{uuid.uuid4().hex[:10]}"
-    ManagedAgent(
+    return ManagedAgent(
         credentials=AnthropicCredentials(api_key=api_key, base_url=base_url),
         agent_id=remote.agent_id,
         version=remote.version,
         environment_id=remote.environment_id,
-        agent_name="engine-test",
-        log_verbosity=verbosity,
-    ).save(name, _sync=True)  # type: ignore[call-arg]
-    return name
+        agent_name=agent_name,
+        **fields,
+    )
 
 
 def session_creates(requests: list[dict[str, Any]]) -> int:

@@ -30,7 +30,6 @@ from prefect.client.schemas.sorting import ArtifactSort
 
 import flows.batch
 from blocks.agent import ManagedAgent
-from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY, arun_agent_batch, ensure_global_limit, item_run_url, read_child_runs
 from flows.session import arun_agent_session
@@ -40,6 +39,7 @@ from managed_agents_core.report import report_key
 from managed_agents_core.turn import ConfirmationPolicy
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
+    agent_block,
     create_remote_agent,
     scenario,
     settled,
@@ -58,14 +58,7 @@ def sdk(emulator: EmulatorServer) -> Iterator[anthropic.Anthropic]:
 
 @pytest.fixture
 def agent(emulator: EmulatorServer, sdk: anthropic.Anthropic) -> ManagedAgent:
-    remote = create_remote_agent(sdk)
-    return ManagedAgent(
-        credentials=AnthropicCredentials(api_key=TEST_API_KEY, base_url=emulator.url),
-        agent_id=remote.agent_id,
-        version=remote.version,
-        environment_id=remote.environment_id,
-        agent_name="batch-test",
-    )
+    return agent_block(create_remote_agent(sdk), emulator.url, TEST_API_KEY, agent_name="batch-test")
 
 
 def limit_name() -> str:

@@ -7,6 +7,7 @@ import uuid
 import anthropic
 import pytest
 from prefect import get_client
+from pydantic import ValidationError
 
 from blocks import AnthropicCredentials, ManagedAgent, MissingCredentialsError
 from emulator import EmulatorServer
@@ -43,6 +44,14 @@ def test_blocks_save_load_and_keep_the_key_secret(emulator: EmulatorServer) -> N
     assert loaded.credentials.base_url == emulator.url
     assert loaded.agent_reference() == {"type": "agent", "id": "agent_011abc", "version": 3}
     assert loaded.console_url("sesn_1") == "https://platform.claude.com/workspaces/default/sessions/sesn_1"
+    # Links point into the credentials' workspace; a workspace id is a plain slug, never a path.
+    in_workspace = loaded.model_copy(update={"credentials": AnthropicCredentials(workspace_id="wrkspc_01Ab")})
+    assert (
+        in_workspace.console_url("sesn_1")
+        == "https://platform.claude.com/workspaces/wrkspc_01Ab/sessions/sesn_1"
+    )
+    with pytest.raises(ValidationError, match="workspace_id"):
+        AnthropicCredentials(workspace_id="../../evil.example/x")
     for text in (repr(loaded), str(loaded), repr(loaded.credentials), str(loaded.model_dump())):
         assert TEST_API_KEY not in text
 

@@ -65,5 +65,6 @@ def test_the_session_flows_schema_names_every_parameter_in_order() -> None:
         "custom_tool_retries",
         "outcome",
         "session_id",
+        "budget_usd",
     ]
     assert schema["required"] == ["agent", "prompt"]
