@@ -13,6 +13,7 @@ from typing import Any, Literal, cast
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import JobBlock, JobRun
 from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
 from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
@@ -29,6 +30,7 @@ from managed_agents_core.outcome_spec import OutcomeSpec
 from managed_agents_core.output_sinks import OutputSink
 from managed_agents_core.package_info import DOCUMENTATION_URL, LOGO_URL
 from managed_agents_core.pipeline import SessionPipeline, SessionRequest
+from managed_agents_core.repositories import GitHubRepository
 from managed_agents_core.results import SessionResult
 from managed_agents_core.session_stream import interrupt_session
 from managed_agents_core.turn import ConfirmationPolicy, CustomToolDispatcher
@@ -104,6 +106,13 @@ class ManagedAgent(JobBlock[SessionResult]):
         description="Default server-enforced spend ceiling of each new session (list cost, USD): the "
         "service ends the session's turn with budget_reached once it is reached. No budget when empty.",
     )
+    github_token_secret: str | None = Field(
+        default=None,
+        title="GitHub token (Secret block)",
+        description="Name of a Prefect Secret block holding the token the service clones the sessions' "
+        "GitHub repositories with. Unset: GITHUB_TOKEN from the worker's environment (public "
+        "repositories need none). Flow-run parameters cannot change this.",
+    )
     log_verbosity: Literal["summary", "tools", "full"] = Field(
         default="summary",
         description="How much of a session is logged to Prefect: summary, tools (every tool call) or full.",
@@ -124,6 +133,14 @@ class ManagedAgent(JobBlock[SessionResult]):
     def agent_reference(self) -> dict[str, Any]:
         """Return the pinned ``agent`` parameter for ``sessions.create``."""
         return {"type": "agent", "id": self.agent_id, "version": self.version}
+
+    async def agithub_token(self) -> str | None:
+        """The token for the sessions' GitHub repositories: the ``github_token_secret`` block's
+        value, else ``GITHUB_TOKEN`` from the environment, else None (public repositories)."""
+        if self.github_token_secret:
+            secret = cast("Secret[Any]", await Secret.aload(self.github_token_secret))
+            return str(secret.get())
+        return os.environ.get("GITHUB_TOKEN") or None
 
     def console_url(self, session_id: str) -> str:
         """Return the Claude Console page of a session (in the credentials' workspace).
@@ -376,6 +393,7 @@ async def atrigger_session(
     title: str | None = None,
     metadata: Mapping[str, str] | None = None,
     budget_usd: Decimal | None = None,
+    github_repositories: Sequence[GitHubRepository | str | Mapping[str, Any]] = (),
 ) -> ManagedAgentSessionRun:
     """Start a session pinned to the block's agent version; return its ``JobRun``.
 
@@ -402,6 +420,8 @@ async def atrigger_session(
         metadata: Extra session metadata (string values).
         budget_usd: The session's server-enforced spend ceiling (list cost, USD; default: the
             block's ``budget_usd``).
+        github_repositories: GitHub repositories to mount (``https://github.com/<owner>/<repo>``,
+            or ``{url, branch | commit, mount_path}``); the token is the block's.
 
     Raises:
         ConfigurationError: The policy asks a person, or a custom tool name is unknown.
@@ -424,6 +444,7 @@ async def atrigger_session(
         title=title,
         metadata=dict(metadata or {}),
         budget_usd=budget_usd,
+        repositories=tuple(github_repositories),
     )
     block_name = getattr(agent, "_block_document_name", None)
     run = ManagedAgentSessionRun(

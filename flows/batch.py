@@ -353,6 +353,7 @@ class _BatchRun:
                 key=str(item.key),
                 title=self.child_name(item),
                 budget_usd=self.budgets.get(str(item.key)),
+                repositories=tuple(item.github_repositories),
             )
             # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
             return await cast(
@@ -368,6 +369,7 @@ class _BatchRun:
             session_id=session_id,
             outcome=item.outcome,
             budget_usd=self.budgets.get(str(item.key)),
+            github_repositories=list(item.github_repositories) or None,
             return_state=True,
             **self.session_options,
         )

@@ -26,6 +26,7 @@ from flows.twins import returns_state_data, sync_twin
 from managed_agents_core.inputs import InputFile, MemoryStoreAttachment
 from managed_agents_core.outcome_spec import OutcomeSpec
 from managed_agents_core.pipeline import SessionPipeline, SessionRequest
+from managed_agents_core.repositories import GitHubRepository
 from managed_agents_core.results import SessionResult
 from managed_agents_core.turn import ConfirmationPolicy
 from tasks.custom_tools import PrefectToolDispatcher
@@ -98,6 +99,15 @@ BudgetParam = Annotated[
         "its turn with budget_reached once it is reached (default: the block's budget_usd).",
     ),
 ]
+RepositoriesParam = Annotated[
+    list[GitHubRepository] | None,
+    Field(
+        default=None,
+        description="GitHub repositories to mount: https://github.com/<owner>/<repo>, or {url, branch "
+        "or commit, mount_path}. The token is the block's (its Secret block, or the worker's "
+        "GITHUB_TOKEN), never a parameter.",
+    ),
+]
 SessionIdParam = Annotated[
     str | None,
     Field(
@@ -160,6 +170,7 @@ async def arun_agent_session(
     outcome: OutcomeParam = None,
     session_id: SessionIdParam = None,
     budget_usd: BudgetParam = None,
+    github_repositories: RepositoriesParam = None,
 ) -> State[SessionResult]:
     """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
 
@@ -189,6 +200,10 @@ async def arun_agent_session(
         budget_usd: The session's server-enforced spend ceiling (list cost, USD): the service
             ends its turn with ``budget_reached`` (``SessionBudgetReachedError``) once the cost
             reaches it. Default: the block's ``budget_usd``; no budget when both are empty.
+        github_repositories: GitHub repositories the service clones into the session
+            (``https://github.com/<owner>/<repo>``, or ``{url, branch | commit, mount_path}``;
+            any other URL fails before anything is created). The token is the block's
+            ``github_token_secret`` Secret block, else the worker's ``GITHUB_TOKEN``.
 
     Returns:
         The session's typed result: ids, final status and stop reason, final message, usage and
@@ -207,6 +222,7 @@ async def arun_agent_session(
         outcome=outcome,
         session_id=session_id,
         budget_usd=budget_usd,
+        repositories=tuple(github_repositories or ()),
     )
     return await run_pipeline(agent, request)
 

@@ -34,6 +34,7 @@ from .budgets import CENT, whole_cents
 from .exceptions import ConfigurationError, ManagedAgentsError
 from .inputs import InputFile, MemoryStoreAttachment
 from .outcome_spec import OutcomeSpec
+from .repositories import GitHubRepository
 from .results import SessionResult, UsageSummary, cost_text
 from .roots import check_inside_roots
 
@@ -55,6 +56,11 @@ class BatchItem(BaseModel):
     )
     memory_stores: list[MemoryStoreAttachment | str] = Field(
         default_factory=list, description="Memory stores to attach to this item's session, by id or name."
+    )
+    github_repositories: list[GitHubRepository] = Field(
+        default_factory=list,
+        description="GitHub repositories to mount (https://github.com/<owner>/<repo>, or {url, branch or "
+        "commit, mount_path}); the token is the block's.",
     )
     metadata: dict[str, str] = Field(
         default_factory=dict, description="Free-form labels of the item, shown in the batch table and result."
@@ -131,7 +137,7 @@ def _rows_from_csv(path: Path) -> list[tuple[int, Any]]:
         for row in reader:
             if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
                 continue
-            known = {"prompt", "key", "files", "memory_stores"}
+            known = {"prompt", "key", "files", "memory_stores", "github_repositories"}
             extra = row.get(None)
             if extra:
                 raise BatchItemsError(f"{path}:{reader.line_num}: more cells than header columns.")
@@ -139,6 +145,7 @@ def _rows_from_csv(path: Path) -> list[tuple[int, Any]]:
                 "prompt": row.get("prompt") or "",
                 "files": _split_cell(row.get("files")),
                 "memory_stores": _split_cell(row.get("memory_stores")),
+                "github_repositories": _split_cell(row.get("github_repositories")),
                 "metadata": {k: v for k, v in row.items() if k not in known and k is not None and v},
             }
             if row.get("key"):

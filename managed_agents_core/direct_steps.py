@@ -85,6 +85,9 @@ class DirectAgent(SessionAgent, Protocol):
     def agent_reference(self) -> dict[str, Any]:
         """The pinned ``agent`` parameter of ``sessions.create``."""
 
+    async def agithub_token(self) -> str | None:
+        """The token the service clones the sessions' GitHub repositories with."""
+
     def console_url(self, session_id: str) -> str:
         """The session's console page."""
 
@@ -156,6 +159,7 @@ class DirectSteps:
                 metadata=self.session_metadata(request),
                 title=request.title,
                 budget_usd=request.budget_usd,
+                github_token=self.agent.agithub_token,
             )
         started = StartedSession(
             session_id=str(session.id), console_url=self.agent.console_url(str(session.id)), reattached=False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +27,7 @@ from .keys import CREATE_TOKEN_KEY, holds
 from .memory_audit import MemoryChange
 from .outcome import Outcome, SessionEnd, classify
 from .outcome_spec import session_evaluations
+from .repositories import needs_token, with_token
 from .results import OutputFile, SessionResult, UsageSummary
 from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retrying
 from .send_once import send_once
@@ -112,6 +113,7 @@ async def acreate_session(
     metadata: dict[str, str] | None = None,
     title: str | None = None,
     budget_usd: Decimal | None = None,
+    github_token: Callable[[], Awaitable[str | None]] | None = None,
 ) -> Any:
     """Create a session exactly once, even when the API commits it and the answer is lost.
 
@@ -128,10 +130,15 @@ async def acreate_session(
         metadata: Session metadata (at most 15 keys; one is used for the token).
         title: Session title.
         budget_usd: The session's server-enforced spend ceiling (list cost, USD); none when None.
+        github_token: Reads the token of the repository resources (only when there are some);
+            it is added here, to the request only, so it is never logged or cached.
 
     Returns:
         The SDK's ``BetaManagedAgentsSession``.
     """
+    resources = resources or []
+    if github_token is not None and needs_token(resources):
+        resources = with_token(resources, await github_token())
     token = uuid.uuid4().hex
     full_metadata = {**(metadata or {}), CREATE_TOKEN_KEY: token}
     since = datetime.now(UTC) - timedelta(minutes=10)
@@ -140,7 +147,7 @@ async def acreate_session(
         "agent": agent_reference,
         "environment_id": environment_id,
         "metadata": full_metadata,
-        "resources": resources or [],
+        "resources": resources,
     }
     if title:
         kwargs["title"] = title[:256]

@@ -38,6 +38,7 @@ from .memory_audit import MemoryChange
 from .outcome_spec import OutcomeSpec
 from .output_sinks import OutputSink
 from .outputs import earlier_output_ids
+from .repositories import GitHubRepository
 from .results import OutcomeEvaluation, OutputFile, SessionResult
 from .roots import check_inside_roots, input_roots, output_roots
 from .tool_calls import PendingToolCall, ToolAnswer
@@ -88,6 +89,7 @@ class SessionRequest:
         metadata: Extra session metadata.
         budget_usd: The session's server-enforced spend ceiling (list cost, USD): set when it is
             created (default: the agent's), or raised before a follow-up's turn.
+        repositories: GitHub repositories to mount (first turn only); the token is the agent's.
     """
 
     prompt: str
@@ -106,6 +108,7 @@ class SessionRequest:
     title: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     budget_usd: Decimal | None = None
+    repositories: tuple[GitHubRepository | str | Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.follow_up and not self.session_id:
@@ -281,6 +284,8 @@ class SessionPipeline:
             check_inside_roots(request.output_dir, output_roots(self.agent), kind="output", what="output_dir")
         if request.session_id is None:
             check_input_files(list(request.files), input_roots(self.agent))
+            for repository in request.repositories:
+                GitHubRepository.coerce(repository)
 
     async def start(self) -> StartedSession:
         """Check the request, then create (or re-attach to) the session; nothing is sent yet."""
@@ -289,9 +294,10 @@ class SessionPipeline:
         self.check()
         request, steps = self.request, self.steps
         if request.session_id is not None:
-            if request.files or request.memory_stores:
+            if request.files or request.memory_stores or request.repositories:
                 steps.log.info(
-                    "Re-attaching to %s: files and memory_stores are already attached", request.session_id
+                    "Re-attaching to %s: files, memory stores and repositories are already attached",
+                    request.session_id,
                 )
             self.session = await steps.attach(request.session_id, follow_up=request.follow_up)
             if request.follow_up and request.budget_usd is not None:
@@ -303,7 +309,13 @@ class SessionPipeline:
         store_ids = [r["memory_store_id"] for r in memory]
         # The audit's "before": the stores' newest versions, so what the session writes is listed after.
         self._snapshot = await steps.snapshot_memory(store_ids) if store_ids else None
-        resources = [*(u.resource_param() for u in self._uploaded), *memory, *map(dict, request.resources)]
+        repositories = [GitHubRepository.coerce(r).resource_param(token=None) for r in request.repositories]
+        resources = [
+            *(u.resource_param() for u in self._uploaded),
+            *memory,
+            *repositories,
+            *map(dict, request.resources),
+        ]
         self.session = await steps.create(request, resources)
         return self.session
 

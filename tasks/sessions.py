@@ -167,6 +167,8 @@ async def create_session(
             metadata=session_metadata(agent, **idempotency),
             title=title,
             budget_usd=budget_usd,
+            # Read at the request, not passed in: the token never enters a task's parameters or cache key.
+            github_token=agent.agithub_token,
         )
     get_run_logger().info("Created session %s", session.id)
     return {"session_id": str(session.id), "found": False}

@@ -61,17 +61,18 @@ def test_jsonl_resolves_relative_files_against_the_batch_file(tmp_path: Path) ->
 def test_csv_columns_lists_and_metadata(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     path.write_text(
-        "key,prompt,files,memory_stores,customer,region\n"
-        "k1,Summarise,a.txt; sub/b.txt,notes;memstore_9,acme,eu\n"
-        ",Second,,,,\n"
-        ",,,,,\n"
+        "key,prompt,files,memory_stores,github_repositories,customer,region\n"
+        "k1,Summarise,a.txt; sub/b.txt,notes;memstore_9,https://github.com/acme/app,acme,eu\n"
+        ",Second,,,,,\n"
+        ",,,,,,\n"
     )
     items = load_batch_items(path)
     assert [i.key for i in items] == ["k1", "item-0002"]
     assert items[0].files == [str(tmp_path.resolve() / "a.txt"), str(tmp_path.resolve() / "sub/b.txt")]
     assert items[0].memory_stores == ["notes", "memstore_9"]
     assert items[0].metadata == {"customer": "acme", "region": "eu"}
-    assert items[1].files == [] and items[1].metadata == {}
+    assert [r.url for r in items[0].github_repositories] == ["https://github.com/acme/app"]
+    assert items[1].files == [] and items[1].metadata == {} and items[1].github_repositories == []
 
 
 @pytest.mark.parametrize(

@@ -66,5 +66,6 @@ def test_the_session_flows_schema_names_every_parameter_in_order() -> None:
         "outcome",
         "session_id",
         "budget_usd",
+        "github_repositories",
     ]
     assert schema["required"] == ["agent", "prompt"]
