@@ -218,8 +218,8 @@ class _BatchRun:
         return sum(costs, Decimal(0))
 
     async def admit(self, item: BatchItem) -> bool:
-        """Decide, atomically with marking the item in flight, whether it may start (and with
-        what budget: a share of the spend limit is reserved for it)."""
+        """Decide, atomically with marking the item in flight, whether it may start; with a
+        per-session budget, reserve the item's budget against the spend limit."""
         key = str(item.key)
         async with self.admission:
             if self.ledger.limit_usd is not None:
