@@ -18,6 +18,9 @@ from managed_agents_core.exceptions import (
 from managed_agents_core.package_info import DOCUMENTATION_URL, INTEGRATION_HEADER, LOGO_URL
 from managed_agents_core.settings import AnthropicSettings
 
+DEFAULT_WORKSPACE = "default"
+"""The key's own workspace: no workspace header, ``/workspaces/default/`` in Console links."""
+
 
 class AnthropicCredentials(CredentialsBlock):
     """Credentials and connection settings for the Claude Managed Agents API.
@@ -66,11 +69,11 @@ class AnthropicCredentials(CredentialsBlock):
         "environment's needs this block's own API key: the environment's key is never sent elsewhere.",
     )
     workspace_id: str = Field(
-        default="default",
+        default=DEFAULT_WORKSPACE,
         pattern=r"^[A-Za-z0-9_-]{1,128}$",
         title="Workspace",
-        description="The Claude Console workspace the key belongs to (its id as it appears in Console "
-        "URLs, or 'default'): the session links in logs, artifacts and events point into it.",
+        description="The workspace (wrkspc_..., as in Console URLs), or 'default' for the key's own: "
+        "every request selects it (anthropic-workspace-id) and session links point into it.",
     )
     timeout: float = Field(
         default=600.0,
@@ -133,6 +136,13 @@ class AnthropicCredentials(CredentialsBlock):
             "its name, or leave base_url empty. No request was made."
         )
 
+    def headers(self) -> dict[str, str]:
+        """Headers every request carries: the integration's, and the workspace unless ``default``
+        (``anthropic-workspace-id``, as the SDK's ``workspace_id=`` sends it)."""
+        if self.workspace_id == DEFAULT_WORKSPACE:
+            return dict(INTEGRATION_HEADER)
+        return {**INTEGRATION_HEADER, "anthropic-workspace-id": self.workspace_id}
+
     def get_client(self) -> anthropic.Anthropic:
         """Return a new synchronous SDK client.
 
@@ -147,7 +157,7 @@ class AnthropicCredentials(CredentialsBlock):
             base_url=base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
-            default_headers=INTEGRATION_HEADER,
+            default_headers=self.headers(),
             http_client=anthropic.DefaultHttpxClient(verify=tls_context()),
         )
 
@@ -165,7 +175,7 @@ class AnthropicCredentials(CredentialsBlock):
             base_url=base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
-            default_headers=INTEGRATION_HEADER,
+            default_headers=self.headers(),
             http_client=anthropic.DefaultAsyncHttpxClient(verify=tls_context()),
         )
 

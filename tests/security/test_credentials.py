@@ -193,6 +193,22 @@ def test_credentials_with_their_own_key_stay_possible_from_python(listener: List
     assert listener.carrying(WORKER_KEY) == []
 
 
+def test_every_request_selects_the_credentials_workspace(listener: Listener) -> None:
+    """A workspace other than ``default`` goes with every request (``anthropic-workspace-id``,
+    as the SDK's ``workspace_id=`` sends it); the key's own workspace sends no header."""
+    for workspace in ("wrkspc_01Ab", "default"):
+        credentials = AnthropicCredentials(
+            api_key=PARAMETER_KEY, base_url=listener.url, max_retries=0, workspace_id=workspace
+        )
+        with credentials.get_client() as c, suppress(anthropic.APIError, ValueError):
+            c.beta.agents.list()
+    selected = [
+        {k.lower(): v for k, v in r["headers"].items()}.get("anthropic-workspace-id")
+        for r in listener.requests
+    ]
+    assert selected == ["wrkspc_01Ab", None]
+
+
 def test_a_block_without_a_key_follows_the_environment_pair(
     emulator: EmulatorServer, remote_agent: RemoteAgent, roots: Roots
 ) -> None:

@@ -80,7 +80,7 @@ class Scene:
             time.sleep(0.5)  # polled with a deadline
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however the group's tests interleave with others
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     work = tmp_path_factory.mktemp("ui")
     server = PrefectServerProcess(ui=True, log_path=work / "prefect.log").start()
@@ -115,7 +115,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with Browser() as b:
         yield b
