@@ -28,7 +28,7 @@ def budget_cents(budget_usd: Decimal) -> int:
     Raises:
         ConfigurationError: The budget is under one cent.
     """
-    cents = int((Decimal(budget_usd) / CENT).to_integral_value(rounding=ROUND_DOWN))
+    cents = int(whole_cents(budget_usd) / CENT)
     if cents < 1:
         raise ConfigurationError(f"budget_usd must be at least 0.01 (one cent); got {budget_usd}")
     return cents
