@@ -53,6 +53,7 @@ from pydantic import Field
 from blocks.agent import ManagedAgent, aresolve_agent
 from flows.hooks import acleanup_session, acleanup_task_item_sessions
 from flows.session import (
+    AS_BATCH_ITEM,
     AgentParam,
     BudgetParam,
     CustomToolsParam,
@@ -165,7 +166,6 @@ class _BatchRun:
 
     def __init__(
         self,
-        agent: ManagedAgent | str,
         block: ManagedAgent,
         *,
         max_concurrency: int,
@@ -177,7 +177,6 @@ class _BatchRun:
         item_runs: Literal["flow", "task"] = "flow",
         budget_usd: Decimal | None = None,
     ) -> None:
-        self.agent = agent
         self.block = block
         self.budget_usd = budget_usd
         """Each session's budget (the flow's, else the block's), before the spend limit caps it."""
@@ -360,8 +359,18 @@ class _BatchRun:
                 "Awaitable[State[Any]]",
                 run_batch_item(self.block, str(item.key), request, self.sessions, return_state=True),
             )
+        # The loaded block, not its name: every item runs the version pinned when the batch
+        # started (a deploy_agent during the batch moves the block's pin, not this batch's), and
+        # no item run reads the block again.
+        as_item = AS_BATCH_ITEM.set(True)
+        try:
+            return await self._run_child(item, output_dir, session_id)
+        finally:
+            AS_BATCH_ITEM.reset(as_item)
+
+    async def _run_child(self, item: BatchItem, output_dir: str, session_id: str | None) -> State[Any]:
         state: State[Any] = await arun_agent_session.with_options(flow_run_name=self.child_name(item))(
-            agent=self.agent,
+            agent=self.block,
             prompt=item.prompt,
             files=list(item.files) or None,
             memory_stores=list(item.memory_stores) or None,
@@ -598,7 +607,6 @@ async def arun_agent_batch(
     await ensure_global_limit(concurrency_limit_name, max_concurrency)
     limit = Decimal(str(spend_limit_usd)) if spend_limit_usd is not None else None
     batch = _BatchRun(
-        agent,
         block,
         max_concurrency=max_concurrency,
         limit_name=concurrency_limit_name,

@@ -10,6 +10,7 @@ deployment loads this file from its entrypoint.
 """
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -117,6 +118,11 @@ SessionIdParam = Annotated[
 ]
 
 
+AS_BATCH_ITEM: ContextVar[bool] = ContextVar("managed_agents_as_batch_item", default=False)
+"""Set by ``run_agent_batch`` around an item's flow run: the run then publishes its report as
+its one artifact, without a progress bar (the batch shows how far it got)."""
+
+
 def tool_dispatcher(
     custom_tools: list[Callable[..., Any] | str] | None, retries: int = 0
 ) -> PrefectToolDispatcher | None:
@@ -144,7 +150,8 @@ async def run_pipeline(agent: ManagedAgent | str, request: SessionRequest) -> St
     async with AsyncClientContext.get_or_create():
         block = await aresolve_agent(agent)
         block.credentials.resolved_pair()  # the key only goes where it was saved to go
-        result = await SessionPipeline(block, TaskSteps(block, ask=ask_for_approval), request).run()
+        steps = TaskSteps(block, ask=ask_for_approval, progress=not AS_BATCH_ITEM.get())
+        result = await SessionPipeline(block, steps, request).run()
     return Completed(message=result.summary(), data=result)
 
 

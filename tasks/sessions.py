@@ -8,13 +8,13 @@ create again with ``refresh_cache=True`` (which also replaces the cache record).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Awaitable, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
-from uuid import UUID
 
 import prefect.runtime.flow_run
 import prefect.runtime.task_run
@@ -52,7 +52,7 @@ from managed_agents_core.tool_calls import ToolAnswer
 from managed_agents_core.transcript import Transcript
 from managed_agents_core.turn import TurnRequest
 from tasks.events import agent_resources, emit_managed_agents_event
-from tasks.reporting import progress_artifact, publish_session_report
+from tasks.reporting import ProgressMark, progress_artifact, publish_session_report
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 if TYPE_CHECKING:
@@ -177,17 +177,18 @@ async def create_session(
 async def tag_flow_run(session_id: str) -> None:
     """Tag this flow run ``session:<id>`` (kept with its other tags; a tag of an earlier session
     of the run is replaced)."""
-    flow_run_id = prefect.runtime.flow_run.id
-    if not flow_run_id:
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
         return
-    run_id = UUID(str(flow_run_id))
-    async with get_client() as prefect_client:
-        # A plain update of the run (the labels endpoint reads, then writes, in one deferred
-        # SQLite transaction, which a busy server refuses at once with a 503 and a 2 s back-off).
-        run = await prefect_client.read_flow_run(run_id)
-        tags = [t for t in run.tags if not t.startswith(SESSION_TAG_PREFIX)] + [session_tag(session_id)]
-        if tags != run.tags:
-            await prefect_client.update_flow_run(run_id, tags=tags)
+    run = context.flow_run
+    # The engine read the run when it started (a re-run included), so its tags are current: no
+    # read of our own. A plain update of the run (the labels endpoint reads, then writes, in one
+    # deferred SQLite transaction, which a busy server refuses at once with a 503 and a 2 s back-off).
+    tags = [t for t in run.tags if not t.startswith(SESSION_TAG_PREFIX)] + [session_tag(session_id)]
+    if tags != run.tags:
+        async with get_client() as prefect_client:
+            await prefect_client.update_flow_run(run.id, tags=tags)
+        run.tags = tags
 
 
 @task(name="start-session", **TRANSIENT_RETRY_OPTIONS)
@@ -330,6 +331,7 @@ async def stream_session(
     session_id: str,
     turn: TurnRequest,
     answers: Mapping[str, ToolAnswer] | None = None,
+    progress: bool = True,
 ) -> SessionRunReport:
     """Stream the session to the end of its turn; the kickoff is sent once the stream is open.
 
@@ -348,6 +350,7 @@ async def stream_session(
         session_id: The session to stream.
         turn: How the turn starts, is answered and how long it may take.
         answers: A person's verdicts by tool-use event id.
+        progress: Keep a progress artifact (a batch's item runs do without: one artifact per item).
 
     Raises:
         SessionError: A typed subclass carrying the session id and console URL.
@@ -365,7 +368,9 @@ async def stream_session(
             console_url,
             lambda: (transcript.event_count, observer.status),
             max_duration=turn.max_duration,
-        ) as progress,
+        )
+        if progress
+        else contextlib.nullcontext(ProgressMark()) as mark,
     ):
         try:
             report = await adrive_session(
@@ -389,7 +394,7 @@ async def stream_session(
             await publish_session_report(cut)
             raise
         if report.end.kind == "awaiting_approval":
-            progress.waiting = "a person's approval of a tool call"
+            mark.waiting = "a person's approval of a tool call"
     if report.end.kind == "awaiting_approval":
         await publish_session_report(turn_report(agent.agent_name, report, "Waiting for approval"))
         logger.info("Session %s waits for approval: %s", session_id, report.end.detail)

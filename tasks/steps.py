@@ -66,10 +66,15 @@ class TaskSteps:
         agent: The ``ManagedAgent`` block.
         ask: Asks a person to confirm tool calls (the flow's pause or suspend); without it a
             policy that says ``ask`` is refused before anything is created.
+        progress: Keep a progress artifact while the turn streams (a batch's item runs do
+            without it: their report is their one artifact).
     """
 
-    def __init__(self, agent: ManagedAgent, *, ask: AskForApproval | None = None) -> None:
+    def __init__(
+        self, agent: ManagedAgent, *, ask: AskForApproval | None = None, progress: bool = True
+    ) -> None:
         self.agent = agent
+        self.progress = progress
         self._ask = ask
         self.can_ask = ask is not None
         self._tagged = False
@@ -131,7 +136,9 @@ class TaskSteps:
             self._tagged = True
             decorate = asyncio.create_task(tag_run(session.session_id))
         try:
-            return await stream_session(self.agent, session.session_id, turn, answers=dict(answers))
+            return await stream_session(
+                self.agent, session.session_id, turn, answers=dict(answers), progress=self.progress
+            )
         finally:
             if decorate is not None:
                 await decorate

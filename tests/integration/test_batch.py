@@ -84,6 +84,38 @@ async def run_batch(**kwargs: Any) -> tuple[Any, BatchResult]:
 ITEM_RUNS = pytest.mark.parametrize("item_runs", ["flow", "task"])
 
 
+async def test_item_flow_runs_get_the_block_the_batch_loaded_and_publish_one_artifact(
+    agent: ManagedAgent, tmp_path: Path
+) -> None:
+    name = f"batch-block-{uuid.uuid4().hex[:8]}"
+    await agent.asave(name)
+
+    state, result = await run_batch(
+        agent=name,
+        items=[BatchItem(key="a", prompt=scenario()), BatchItem(key="b", prompt=scenario())],
+        max_concurrency=2,
+        output_dir=str(tmp_path / "out"),
+        concurrency_limit_name=limit_name(),
+        item_runs="flow",
+    )
+
+    assert len(result.completed) == 2
+    children = await read_child_runs(state.state_details.flow_run_id)
+    assert len(children) == 2
+    async with get_client() as prefect:
+        for child in children:
+            # The batch's own copy of the block, not its name: an item run reads no block, and
+            # a deploy that moves the block's pin during the batch does not reach its items.
+            block = child.parameters["agent"]
+            assert isinstance(block, dict), block
+            assert block["_block_document_name"] == name and block["version"] == agent.version
+            # One artifact per item run, its report: no progress bar (the batch shows progress).
+            artifacts = await prefect.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[child.id]))
+            )
+            assert [a.key for a in artifacts] == [report_key(agent.agent_name)]
+
+
 @ITEM_RUNS
 async def test_one_failing_item_does_not_fail_the_others(
     agent: ManagedAgent, emulator: EmulatorServer, sdk: anthropic.Anthropic, tmp_path: Path, item_runs: str
