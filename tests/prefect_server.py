@@ -63,6 +63,8 @@ class PrefectServerProcess:
             as every real server does; False passes ``--no-services``.
         log_path: Where the server's output goes (discarded when None).
         ui: Serve the Prefect UI too (at :attr:`ui_url`), for the browser tests.
+        database_url: The server's database (a throwaway SQLite file in its home when None;
+            the benchmark passes a Postgres URL to compare).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class PrefectServerProcess:
         services: bool = True,
         log_path: Path | None = None,
         ui: bool = False,
+        database_url: str | None = None,
     ) -> None:
         self.port = free_port()
         self._owns_home = home is None
@@ -79,6 +82,7 @@ class PrefectServerProcess:
         self.services = services
         self.log_path = log_path
         self.ui = ui
+        self.database_url = database_url or f"sqlite+aiosqlite:///{self.home / 'prefect.db'}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,7 +104,7 @@ class PrefectServerProcess:
             {
                 "PREFECT_API_URL": self.api_url,
                 "PREFECT_HOME": str(self.home),
-                "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
+                "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "DO_NOT_TRACK": "1",
                 "PREFECT_LOGGING_LEVEL": "INFO",

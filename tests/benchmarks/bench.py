@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,24 @@ import anthropic
 from emulator import EmulatorProcess
 from tests.prefect_server import PrefectServerProcess
 
+from .postgres import PostgresProcess, postgres_bin
 from .report import Report, Row, bound_row, median, medians, pick, ratio_row
-from .scenarios import FULL, MANAGED_AGENTS_BETA, QUICK, Plan, Target, user_message, write_input_file
+from .scenarios import (
+    FULL,
+    MANAGED_AGENTS_BETA,
+    QUICK,
+    FanOutParams,
+    Plan,
+    Target,
+    user_message,
+    write_input_file,
+)
 from .servers import INSTANT_RUNTIME, process_tree_cpu_seconds
 from .worker import RESULT_PREFIX
 
 API_KEY = "sk-ant-bench-0123456789"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("single", "fanout", "events", "large", "economy")
+SCENARIOS = ("single", "fanout", "events", "large", "economy", "scale", "postgres")
 MINIMUM_SIMPLE_SESSION_REQUESTS = (
     ("POST", "/v1/files"),
     ("POST", "/v1/sessions"),
@@ -213,6 +223,29 @@ def cpu_rows(name: str, samples: dict[str, list[dict[str, Any]]], suffix: str = 
     ]
 
 
+def fanout_name(label: str, params: FanOutParams) -> str:
+    """A fan-out scenario's name in the table."""
+    return f"{label} ({params.sessions:,} x {params.session_seconds:g}s, concurrency {params.concurrency})"
+
+
+def measure_fanout(
+    ctx: Context, label: str, side: str, rep: int, params: FanOutParams, item_runs: str
+) -> dict[str, Any]:
+    """One fan-out on one side (``item_runs`` for ours), logged."""
+    figures = ctx.worker(_job("fanout", side, rep, params, item_runs=item_runs))
+    ctx.log(
+        f"{label} {side} #{rep}: {figures['wall_seconds']:.1f}s, {figures['completed']}/"
+        f"{figures['sessions']} completed, peak {figures['peak_rss_mib']:.0f} MiB"
+    )
+    return figures
+
+
+def not_completed(samples: dict[str, list[dict[str, Any]]]) -> str:
+    """A note naming the runs in which some sessions did not complete (empty when none)."""
+    runs = [s for side in samples.values() for s in side if s["completed"] != s["sessions"]]
+    return f"{len(runs)} run(s) with sessions not completed" if runs else ""
+
+
 def bench_fanout(ctx: Context) -> None:
     """Many sessions under a concurrency limit: items as task runs (the target), and as flow runs.
 
@@ -226,14 +259,9 @@ def bench_fanout(ctx: Context) -> None:
         sides = [*_sides(rep), *(["ours-flow"] if rep < params.flow_repeats else [])]
         for side in sides:
             item_runs = "flow" if side == "ours-flow" else "task"
-            figures = ctx.worker(_job("fanout", side, rep, params, item_runs=item_runs))
-            ctx.log(
-                f"fanout {side} #{rep}: {figures['wall_seconds']:.1f}s, {figures['completed']}/"
-                f"{figures['sessions']} completed, peak {figures['peak_rss_mib']:.0f} MiB"
-            )
-            samples[side].append(figures)
-    name = f"fan-out ({params.sessions} x {params.session_seconds:g}s, concurrency {params.concurrency})"
-    incomplete = [s for side in samples.values() for s in side if s["completed"] != s["sessions"]]
+            samples[side].append(measure_fanout(ctx, "fanout", side, rep, params, item_runs))
+    name = fanout_name("fan-out", params)
+    incomplete = not_completed(samples)
     raw_wall = medians(samples["raw"], "wall_seconds")
     ctx.report.add(
         ratio_row(
@@ -242,7 +270,7 @@ def bench_fanout(ctx: Context) -> None:
             raw_wall,
             medians(samples["ours"], "wall_seconds"),
             limit=1.15,
-            note=f"{len(incomplete)} run(s) with sessions not completed" if incomplete else "",
+            note=incomplete,
         ),
         bound_row(
             name,
@@ -455,12 +483,115 @@ def bench_economy(ctx: Context) -> None:
     }
 
 
+def bench_scale(ctx: Context) -> None:
+    """Thousands of short sessions in the default batch mode (``item_runs="auto"``: task runs here)."""
+    params = ctx.plan.scale
+    if params is None:
+        ctx.log("scale: measured in the full run only")
+        return
+    samples: dict[str, list[dict[str, Any]]] = {"raw": [], "ours": []}
+    for rep in range(params.repeats):
+        for side in _sides(rep):
+            samples[side].append(measure_fanout(ctx, "scale", side, rep, params, "auto"))
+    name = fanout_name("scale", params)
+    ctx.report.add(
+        ratio_row(
+            name,
+            "wall time (s), default mode",
+            medians(samples["raw"], "wall_seconds"),
+            medians(samples["ours"], "wall_seconds"),
+            limit=1.3,
+            note=not_completed(samples),
+        ),
+        bound_row(
+            name,
+            "peak RSS (MiB)",
+            pick(samples["raw"], "peak_rss_mib"),
+            pick(samples["ours"], "peak_rss_mib"),
+            at_most=600,
+        ),
+        *cpu_rows(name, samples, ", default mode"),
+        *traffic_rows(name, samples, params.sessions, ", default mode"),
+    )
+    ctx.report.samples["scale"] = samples
+
+
+def bench_postgres(ctx: Context) -> None:
+    """The fan-out in both item modes against a Postgres-backed Prefect server, beside the run's
+    SQLite-backed one: same emulator, same raw baseline, each server with its services on."""
+    params = ctx.plan.postgres
+    if params is None:
+        ctx.log("postgres: measured in the full run only")
+        return
+    if postgres_bin() is None:
+        ctx.log("postgres: skipped, no PostgreSQL server installed (apt-get install postgresql)")
+        return
+    samples: dict[str, list[dict[str, Any]]] = {"raw": []}
+    with (
+        PostgresProcess() as database,
+        PrefectServerProcess(
+            database_url=database.url, log_path=ctx.scratch / "prefect-postgres.log"
+        ) as server,
+    ):
+        env = {**ctx.env, **server.env}
+        setup = {
+            "kind": "setup",
+            "base_url": ctx.target.base_url,
+            "api_key": API_KEY,
+            "block_name": "bench-agent",
+        }
+        assert server.proc is not None and database.proc is not None
+        on_postgres = replace(
+            ctx,
+            target=Target(**run_worker(setup, env)),
+            env=env,
+            server_pids={
+                "emulator": ctx.server_pids["emulator"],
+                "prefect_server": server.proc.pid,
+                "database": database.proc.pid,
+            },
+        )
+        for rep in range(params.repeats):
+            samples["raw"].append(measure_fanout(ctx, "postgres", "raw", rep, params, "task"))
+            for mode in ("flow", "task"):
+                for backend, where in (("sqlite", ctx), ("postgres", on_postgres)):
+                    figures = measure_fanout(where, f"{backend} {mode}", "ours", rep, params, mode)
+                    samples.setdefault(f"{backend}-{mode}", []).append(figures)
+    name = fanout_name("database", params)
+    raw_wall = medians(samples["raw"], "wall_seconds")
+    for mode in ("flow", "task"):
+        for backend, label in (("sqlite", "SQLite"), ("postgres", "Postgres")):
+            runs = samples[f"{backend}-{mode}"]
+            server_cpu = medians(runs, "prefect_server_cpu_seconds") + (
+                medians(runs, "database_cpu_seconds") if backend == "postgres" else 0.0
+            )
+            ctx.report.add(
+                Row(
+                    name,
+                    f"wall time (s), items as {mode} runs, {label}",
+                    raw_wall,
+                    medians(runs, "wall_seconds"),
+                    note=not_completed({"ours": runs}),
+                ),
+                Row(
+                    name,
+                    f"server CPU (s), items as {mode} runs, {label}",
+                    None,
+                    server_cpu,
+                    note="Prefect server and its database",
+                ),
+            )
+    ctx.report.samples["postgres"] = samples
+
+
 RUNNERS: dict[str, Callable[[Context], None]] = {
     "single": bench_single,
     "fanout": bench_fanout,
     "events": bench_events,
     "large": bench_large,
     "economy": bench_economy,
+    "scale": bench_scale,
+    "postgres": bench_postgres,
 }
 
 

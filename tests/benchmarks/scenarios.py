@@ -129,6 +129,11 @@ class Plan:
     events: EventsParams
     large: LargeOutputParams
     economy: EconomyParams = field(default_factory=EconomyParams)
+    scale: FanOutParams | None = None
+    """Thousands of short sessions in the default batch mode (full run only)."""
+    postgres: FanOutParams | None = None
+    """The fan-out, both item modes, against a Postgres-backed Prefect server beside the
+    SQLite-backed one (full run only)."""
 
 
 FULL = Plan(
@@ -136,6 +141,8 @@ FULL = Plan(
     fanout=FanOutParams(sessions=200, session_seconds=5.0, concurrency=50, repeats=3),
     events=EventsParams(events=20_000, repeats=5),
     large=LargeOutputParams(size_bytes=1024**3, repeats=3),
+    scale=FanOutParams(sessions=2000, session_seconds=2.0, concurrency=200, repeats=1, flow_repeats=0),
+    postgres=FanOutParams(sessions=200, session_seconds=5.0, concurrency=50, repeats=1, flow_repeats=1),
 )
 """The sizes the targets are stated for."""
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import ours, raw, traffic
 from .memory import current_rss_mib, peak_rss_mib, reset_peak_rss
@@ -74,7 +74,9 @@ def _fanout(job: dict[str, Any], target: Target, workdir: Path) -> dict[str, Any
     params = FanOutParams(**job["params"])
     if job["side"] == "raw":
         return measure(lambda: asyncio.run(raw.fan_out(target, params, workdir / "outputs")))
-    item_runs: ItemRuns = "flow" if job.get("item_runs") == "flow" else "task"
+    item_runs = cast("ItemRuns", job.get("item_runs", "task"))
+    if item_runs not in ("flow", "task", "auto"):
+        raise ValueError(f"unknown item_runs {item_runs!r}")
     return measure(lambda: asyncio.run(ours.fan_out(target, params, workdir / "outputs", item_runs)))
 
 
