@@ -54,6 +54,9 @@ class Store:
     memory_stores: dict[str, dict[str, Any]] = field(default_factory=dict)
     memories: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory_versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vault_credentials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Credentials without their secrets (the emulator never keeps one)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ Decisions where the reference says UNKNOWN:
 * ``budget`` update rejections are 400 with ``error_code`` ``budget_create_only`` /
   ``budget_not_raised``; any update of a terminated session is 400.
 * The list takes ``limit`` 1..1000 (default 20).
-* ``vault_ids`` at create are stored as given (the emulator has no vaults to check them against).
+* ``vault_ids`` at create must name vaults that exist and are not archived (404, 400).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ..session_resources import (
     mount_repository,
     public_resource,
 )
+from .vaults import check_vaults_usable
 
 router = APIRouter(prefix="/v1")
 
@@ -188,6 +189,7 @@ async def create_session(body: CreateSessionBody, emulator: EmulatorDep) -> dict
     """Create a session (idle, zero usage) with its resources mounted."""
     agent = _resolve_agent(emulator, body.agent)
     _check_environment(emulator, body.environment_id)
+    check_vaults_usable(emulator, body.vault_ids)
     metadata = check_metadata(body.metadata)
     memory_params = [r for r in body.resources if r.type == "memory_store"]
     if len(memory_params) > MAX_MEMORY_STORES:
