@@ -11,8 +11,9 @@ processes, so their CPU and memory are not counted against the client. On a 2-co
 three processes still share the cores, which weighs on both sides alike.
 
 Prints a Markdown table of medians, ratios ours/raw and peak RSS, and writes every sample
-as JSON (default ``benchmark-results.json``). Exit status 0 even when a target is missed: the
-table says which are.
+as JSON (default ``benchmark-results.json``, rewritten after each scenario). Exit status 0 even
+when a target is missed (the table says which are); 1 when a scenario failed to run (the
+others still run and are reported).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def run_worker(job: dict[str, Any], env: dict[str, str], timeout: float = 3600) 
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
             return dict(json.loads(line[len(RESULT_PREFIX) :]))
-    tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-25:])
+    tail = "\n".join(line[:400] for line in (proc.stderr or proc.stdout).splitlines()[-25:])
     raise WorkerError(f"worker {job.get('kind')}/{job.get('side')} failed (exit {proc.returncode}):\n{tail}")
 
 
@@ -656,14 +657,20 @@ def main(argv: list[str] | None = None) -> int:
             assert emu.proc is not None and prefect_server.proc is not None
             pids = {"emulator": emu.proc.pid, "prefect_server": prefect_server.proc.pid}
             ctx = Context(plan, target, emu, env, scratch, report, log, pids)
+            failed = []
             for name in selected:
                 log(f"scenario {name}")
-                RUNNERS[name](ctx)
+                try:
+                    RUNNERS[name](ctx)
+                except WorkerError as exc:  # the other scenarios still run and are reported
+                    failed.append(name)
+                    log(f"scenario {name} failed: {exc}")
+                    report.add(Row(name, "failed", None, None, note=str(exc).splitlines()[-1][:200]))
+                report.write_json(args.json)  # what was measured so far survives a crash
     print(f"\nBenchmark ({report.mode}) on {report.machine}, medians\n")
     print(report.table())
-    report.write_json(args.json)
     print(f"\nFigures written to {args.json}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 EXAMPLE_SPEC = Path(flows.__file__).parent / "specs" / "example-agent.yaml"
 """The spec every benchmark deploys (the quickstart's report writer)."""
+INLINE_ITEMS = 500
+"""Most batch items passed inline; a bigger batch is passed as a JSONL file."""
 
 
 def credentials(base_url: str, api_key: str) -> AnthropicCredentials:
@@ -75,13 +77,20 @@ def run_session(
 async def fan_out(
     target: Target, params: FanOutParams, output_dir: Path, item_runs: ItemRuns = "task"
 ) -> dict[str, Any]:
-    """``run_agent_batch`` over ``params.sessions`` items at ``params.concurrency``."""
-    items: list[BatchItem | str] = [
-        BatchItem(prompt=params.prompt(i), key=f"item-{i}") for i in range(params.sessions)
-    ]
+    """``run_agent_batch`` over ``params.sessions`` items at ``params.concurrency``.
+
+    Up to :data:`INLINE_ITEMS` items go inline, as a user passes a few; more go as a JSONL file
+    (a flow run's parameters must stay under Prefect's 512 KiB, which 2,000 inline items pass).
+    """
+    items = [BatchItem(prompt=params.prompt(i), key=f"item-{i}") for i in range(params.sessions)]
+    given: list[BatchItem | str] | str = list(items)
+    if len(items) > INLINE_ITEMS:
+        path = output_dir.parent / "items.jsonl"
+        path.write_text("".join(item.model_dump_json(exclude_defaults=True) + "\n" for item in items))
+        given = str(path)
     outcome: Any = await arun_agent_batch(
         agent=target.block_name,
-        items=items,
+        items=given,
         max_concurrency=params.concurrency,
         output_dir=str(output_dir),
         concurrency_limit_name=f"bench-{uuid.uuid4().hex[:8]}",
