@@ -1,7 +1,8 @@
-"""``managed-agents``: serve the emulator, run the quickstart.
+"""``managed-agents``: deploy and pin agents, look at sessions, sweep orphans, serve the emulator,
+run the quickstart.
 
-This is the one place that starts both the emulator and the integration; neither imports the
-other.
+With the pytest plugin (``managed_agents.testing``), this package is where the emulator and the
+integration meet; neither imports the other.
 """
 
 from __future__ import annotations
@@ -11,7 +12,19 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+from managed_agents import agent_commands, session_commands
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Claude Managed Agents for Prefect: deploy and pin agents, look at sessions, sweep orphaned "
+    "sessions, serve the local emulator, run the quickstart. Errors are one line on stderr; exit "
+    "codes: 1 API error, 2 bad input, 3 not found or not in a state for it, 4 API unreachable.",
+)
+app.command()(agent_commands.deploy)
+app.command()(agent_commands.pin)
+app.command()(agent_commands.sweep)
+app.add_typer(session_commands.app, name="sessions")
 
 
 @app.callback()
