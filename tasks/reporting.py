@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -107,6 +107,7 @@ async def progress_artifact(
     *,
     max_duration: float | None = None,
     interval: float = PROGRESS_INTERVAL_SECONDS,
+    before: Callable[[], Awaitable[object]] | None = None,
 ) -> AsyncIterator[ProgressMark]:
     """Keep a progress artifact up to date while the block runs, at most every ``interval`` s.
 
@@ -118,11 +119,19 @@ async def progress_artifact(
         describe: Returns ``(event_count, status)``; called from the updater, not the hot loop.
         max_duration: Used for the progress estimate.
         interval: Seconds between updates.
+        before: Another write to make first, in the same side task (one after the other, the run's
+            client fetches its CSRF token once instead of once per racing write).
     """
     started = time.monotonic()
     link = f"[session {session_id}]({console_url})"
+
+    async def create() -> UUID:
+        if before is not None:
+            await before()
+        return await acreate_progress_artifact(progress=0.0, description=f"Streaming {link}.")
+
     # Created beside the stream, not before it: nothing that only decorates the UI delays the prompt.
-    created = asyncio.create_task(acreate_progress_artifact(progress=0.0, description=f"Streaming {link}."))
+    created = asyncio.create_task(create())
     mark = ProgressMark()
     last = -1.0
 

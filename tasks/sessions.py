@@ -8,7 +8,9 @@ create again with ``refresh_cache=True`` (which also replaces the cache record).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Mapping
@@ -332,6 +334,7 @@ async def stream_session(
     turn: TurnRequest,
     answers: Mapping[str, ToolAnswer] | None = None,
     progress: bool = True,
+    tag: bool = False,
 ) -> SessionRunReport:
     """Stream the session to the end of its turn; the kickoff is sent once the stream is open.
 
@@ -351,6 +354,7 @@ async def stream_session(
         turn: How the turn starts, is answered and how long it may take.
         answers: A person's verdicts by tool-use event id.
         progress: Keep a progress artifact (a batch's item runs do without: one artifact per item).
+        tag: Tag the flow run with the session beside the stream (so the prompt goes out first).
 
     Raises:
         SessionError: A typed subclass carrying the session id and console URL.
@@ -361,6 +365,7 @@ async def stream_session(
     console_url = str(agent.console_url(session_id))
     observer = PrefectObserver(logger, agent.log_verbosity, session_id, agent)
     transcript = Transcript()
+    tagging = asyncio.create_task(tag_run(session_id)) if tag and not progress else None
     async with (
         agent.credentials.get_async_client() as client,
         progress_artifact(
@@ -368,6 +373,7 @@ async def stream_session(
             console_url,
             lambda: (transcript.event_count, observer.status),
             max_duration=turn.max_duration,
+            before=functools.partial(tag_run, session_id) if tag else None,
         )
         if progress
         else contextlib.nullcontext(ProgressMark()) as mark,
@@ -393,6 +399,9 @@ async def stream_session(
             )
             await publish_session_report(cut)
             raise
+        finally:
+            if tagging is not None:
+                await tagging
         if report.end.kind == "awaiting_approval":
             mark.waiting = "a person's approval of a tool call"
     if report.end.kind == "awaiting_approval":

@@ -10,7 +10,6 @@ through the ``ask`` callable the flow passes (Prefect pauses flow runs, not task
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -47,7 +46,6 @@ from tasks.sessions import (
     start_session,
     stream_session,
     tag_flow_run,
-    tag_run,
 )
 
 if TYPE_CHECKING:
@@ -129,19 +127,12 @@ class TaskSteps:
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]
     ) -> SessionRunReport:
-        """``stream-session``; the first time, the flow run is tagged with the session beside it,
-        so the prompt goes out first."""
-        decorate = None
-        if not self._tagged:
-            self._tagged = True
-            decorate = asyncio.create_task(tag_run(session.session_id))
-        try:
-            return await stream_session(
-                self.agent, session.session_id, turn, answers=dict(answers), progress=self.progress
-            )
-        finally:
-            if decorate is not None:
-                await decorate
+        """``stream-session``; the first time, it tags the flow run with the session beside the
+        stream, so the prompt goes out first."""
+        tag, self._tagged = not self._tagged, True
+        return await stream_session(
+            self.agent, session.session_id, turn, answers=dict(answers), progress=self.progress, tag=tag
+        )
 
     async def ask(
         self, calls: tuple[PendingToolCall, ...], policy: ConfirmationPolicy, session: StartedSession
