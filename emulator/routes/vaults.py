@@ -185,6 +185,24 @@ def _get_credential(emulator: Emulator, vault_id: str, credential_id: str) -> di
     return credential
 
 
+def _patched(
+    emulator: Emulator,
+    table: dict[str, dict[str, Any]],
+    record: dict[str, Any],
+    changes: dict[str, Any],
+    metadata: dict[str, str | None] | None,
+) -> dict[str, Any]:
+    """Apply an update's changes and metadata patch; save (and stamp) only when something changed."""
+    updated = {**record, **changes}
+    if metadata is not None:
+        updated["metadata"] = patch_metadata(record["metadata"], metadata)
+    if updated != record:
+        updated["updated_at"] = now_iso()
+        table[record["id"]] = updated
+        emulator.save()
+    return updated
+
+
 def _archive(record: dict[str, Any], stamp: str) -> None:
     if record["archived_at"] is None:
         record.update(archived_at=stamp, updated_at=stamp)
@@ -219,16 +237,10 @@ async def retrieve_vault(vault_id: str, emulator: EmulatorDep) -> dict[str, Any]
 async def update_vault(vault_id: str, body: VaultUpdate, emulator: EmulatorDep) -> dict[str, Any]:
     """Change the display name or metadata (patch)."""
     vault = get_vault(emulator, vault_id)
-    updated = dict(vault)
+    changes: dict[str, Any] = {}
     if body.display_name is not None:
-        updated["display_name"] = body.display_name
-    if body.metadata is not None:
-        updated["metadata"] = patch_metadata(vault["metadata"], body.metadata)
-    if updated != vault:
-        updated["updated_at"] = now_iso()
-        emulator.store.vaults[vault_id] = updated
-        emulator.save()
-    return updated
+        changes["display_name"] = body.display_name
+    return _patched(emulator, emulator.store.vaults, vault, changes, body.metadata)
 
 
 @router.get("/vaults")
@@ -308,16 +320,8 @@ async def update_credential(
 ) -> dict[str, Any]:
     """Change the display name or metadata (the key is immutable: archive and create instead)."""
     credential = _get_credential(emulator, vault_id, credential_id)
-    updated = dict(credential)
-    if "display_name" in body.model_fields_set:
-        updated["display_name"] = body.display_name
-    if body.metadata is not None:
-        updated["metadata"] = patch_metadata(credential["metadata"], body.metadata)
-    if updated != credential:
-        updated["updated_at"] = now_iso()
-        emulator.store.vault_credentials[credential_id] = updated
-        emulator.save()
-    return updated
+    changes = {"display_name": body.display_name} if "display_name" in body.model_fields_set else {}
+    return _patched(emulator, emulator.store.vault_credentials, credential, changes, body.metadata)
 
 
 @router.get("/vaults/{vault_id}/credentials")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from emulator import free_port
+from tests.prefect_server import stop_process_group
 
 DATABASE = "prefect"
 
@@ -102,15 +102,10 @@ class PostgresProcess:
         return self
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown) and remove the cluster."""
-        if self.proc is not None and self.proc.poll() is None:
-            group = os.getpgid(self.proc.pid)
-            os.killpg(group, signal.SIGINT)  # PostgreSQL's "fast" shutdown
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(group, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        """Stop the server (its process group; the Prefect server using it is stopped first) and
+        remove the cluster."""
+        if self.proc is not None:
+            stop_process_group(self.proc)
         self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)
 
