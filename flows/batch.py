@@ -359,9 +359,6 @@ class _BatchRun:
                 "Awaitable[State[Any]]",
                 run_batch_item(self.block, str(item.key), request, self.sessions, return_state=True),
             )
-        # The loaded block, not its name: every item runs the version pinned when the batch
-        # started (a deploy_agent during the batch moves the block's pin, not this batch's), and
-        # no item run reads the block again.
         as_item = AS_BATCH_ITEM.set(True)
         try:
             return await self._run_child(item, output_dir, session_id)
@@ -370,6 +367,9 @@ class _BatchRun:
 
     async def _run_child(self, item: BatchItem, output_dir: str, session_id: str | None) -> State[Any]:
         state: State[Any] = await arun_agent_session.with_options(flow_run_name=self.child_name(item))(
+            # The loaded block, not its name: every item runs the version pinned when the batch
+            # started (a deploy_agent during the batch moves the block's pin, not this batch's),
+            # and no item run reads the block again.
             agent=self.block,
             prompt=item.prompt,
             files=list(item.files) or None,

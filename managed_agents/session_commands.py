@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import anthropic
 import typer
+from anthropic.types.beta import BetaFileMetadata, BetaManagedAgentsSession
 
 from managed_agents.output import JsonOption, print_fields, print_json, print_table, typed_errors
 from managed_agents_core.exceptions import SessionNotAttachableError
@@ -88,15 +89,15 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
-def session_record(session: Any, block: ManagedAgent) -> dict[str, Any]:
+def session_record(session: BetaManagedAgentsSession, block: ManagedAgent) -> dict[str, Any]:
     """What a listing says about one session (the JSON form; the table shows a part)."""
-    usage = UsageSummary.from_session_usage(getattr(session, "usage", None))
+    usage = UsageSummary.from_session_usage(session.usage)
     return {
         "id": session.id,
         "status": session.status,
-        "title": getattr(session, "title", None),
+        "title": session.title,
         "created_at": session.created_at,
-        "archived_at": getattr(session, "archived_at", None),
+        "archived_at": session.archived_at,
         "agent_version": session.agent.version,
         "cost_usd": usage.cost_usd,
         "flow_run_id": read_key(session.metadata, FLOW_RUN_KEY),
@@ -104,7 +105,9 @@ def session_record(session: Any, block: ManagedAgent) -> dict[str, Any]:
     }
 
 
-async def _owned(client: anthropic.AsyncAnthropic, block: ManagedAgent, session_id: str) -> Any:
+async def _owned(
+    client: anthropic.AsyncAnthropic, block: ManagedAgent, session_id: str
+) -> BetaManagedAgentsSession:
     """The session, if it was started from the block's agent."""
     session = await client.beta.sessions.retrieve(session_id)
     if session.agent.id != block.agent_id:
@@ -176,7 +179,7 @@ def show_session(session_id: SessionArgument, agent: AgentOption, as_json: JsonO
     """One session: status, usage and cost, its output files and its Console link."""
     block = load_block(agent)
 
-    async def read() -> tuple[Any, list[Any]]:
+    async def read() -> tuple[BetaManagedAgentsSession, list[BetaFileMetadata]]:
         async with api(block) as client:
             session = await _owned(client, block, session_id)
             inputs = await session_input_copy_ids(client, session_id)
@@ -190,7 +193,7 @@ def show_session(session_id: SessionArgument, agent: AgentOption, as_json: JsonO
         return session, files
 
     session, files = asyncio.run(read())
-    usage = UsageSummary.from_session_usage(getattr(session, "usage", None))
+    usage = UsageSummary.from_session_usage(session.usage)
     record = {
         **session_record(session, block),
         "usage": usage.model_dump(mode="json"),

@@ -365,7 +365,6 @@ async def stream_session(
     console_url = str(agent.console_url(session_id))
     observer = PrefectObserver(logger, agent.log_verbosity, session_id, agent)
     transcript = Transcript()
-    tagging = asyncio.create_task(tag_run(session_id)) if tag and not progress else None
     async with (
         agent.credentials.get_async_client() as client,
         progress_artifact(
@@ -378,6 +377,7 @@ async def stream_session(
         if progress
         else contextlib.nullcontext(ProgressMark()) as mark,
     ):
+        tagging = asyncio.create_task(tag_run(session_id)) if tag and not progress else None
         try:
             report = await adrive_session(
                 client,
