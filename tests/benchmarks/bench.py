@@ -116,6 +116,13 @@ def run_worker(job: dict[str, Any], env: dict[str, str], timeout: float = 3600) 
     raise WorkerError(f"worker {job.get('kind')}/{job.get('side')} failed (exit {proc.returncode}):\n{tail}")
 
 
+def deploy_target(base_url: str, env: dict[str, str], block_name: str = "bench-agent") -> Target:
+    """Deploy the benchmark's agent on the emulator at ``base_url`` and save its block on the
+    Prefect server ``env`` names (a worker process running ``deploy_agent``)."""
+    setup = {"kind": "setup", "base_url": base_url, "api_key": API_KEY, "block_name": block_name}
+    return Target(**run_worker(setup, env))
+
+
 def _sides(rep: int) -> tuple[str, str]:
     """Alternate which side goes first, so drift over the run hits both alike."""
     return ("raw", "ours") if rep % 2 == 0 else ("ours", "raw")
@@ -247,6 +254,38 @@ def not_completed(samples: dict[str, list[dict[str, Any]]]) -> str:
     return f"{len(runs)} run(s) with sessions not completed" if runs else ""
 
 
+def default_mode_rows(
+    name: str,
+    samples: dict[str, list[dict[str, Any]]],
+    sessions: int,
+    suffix: str,
+    *,
+    wall_limit: float,
+    rss_limit: float,
+) -> list[Row]:
+    """A fan-out in the mode held to the targets (``samples["ours"]``): wall ratio, peak RSS, CPU
+    and traffic rows; the wall row notes runs of any side whose sessions did not all complete."""
+    return [
+        ratio_row(
+            name,
+            f"wall time (s){suffix}",
+            medians(samples["raw"], "wall_seconds"),
+            medians(samples["ours"], "wall_seconds"),
+            limit=wall_limit,
+            note=not_completed(samples),
+        ),
+        bound_row(
+            name,
+            f"peak RSS (MiB){suffix}",
+            pick(samples["raw"], "peak_rss_mib"),
+            pick(samples["ours"], "peak_rss_mib"),
+            at_most=rss_limit,
+        ),
+        *cpu_rows(name, samples, suffix),
+        *traffic_rows(name, samples, sessions, suffix),
+    ]
+
+
 def bench_fanout(ctx: Context) -> None:
     """Many sessions under a concurrency limit: items as task runs (the target), and as flow runs.
 
@@ -262,26 +301,11 @@ def bench_fanout(ctx: Context) -> None:
             item_runs = "flow" if side == "ours-flow" else "task"
             samples[side].append(measure_fanout(ctx, "fanout", side, rep, params, item_runs))
     name = fanout_name("fan-out", params)
-    incomplete = not_completed(samples)
     raw_wall = medians(samples["raw"], "wall_seconds")
     ctx.report.add(
-        ratio_row(
-            name,
-            "wall time (s), items as task runs",
-            raw_wall,
-            medians(samples["ours"], "wall_seconds"),
-            limit=1.15,
-            note=incomplete,
-        ),
-        bound_row(
-            name,
-            "peak RSS (MiB), items as task runs",
-            pick(samples["raw"], "peak_rss_mib"),
-            pick(samples["ours"], "peak_rss_mib"),
-            at_most=400,
-        ),
-        *cpu_rows(name, samples, ", items as task runs"),
-        *traffic_rows(name, samples, params.sessions, ", items as task runs"),
+        *default_mode_rows(
+            name, samples, params.sessions, ", items as task runs", wall_limit=1.15, rss_limit=400
+        )
     )
     if samples["ours-flow"]:
         flow = {"raw": samples["raw"], "ours": samples["ours-flow"]}
@@ -445,15 +469,7 @@ def bench_economy(ctx: Context) -> None:
     second_requests, _ = _count(ctx, lambda: ctx.worker({**job, "side": "ours"}))
     setup_requests, _ = _count(
         ctx,
-        lambda: run_worker(
-            {
-                "kind": "setup",
-                "base_url": ctx.target.base_url,
-                "api_key": API_KEY,
-                "block_name": ctx.target.block_name,
-            },
-            ctx.env,
-        ),
+        lambda: deploy_target(ctx.target.base_url, ctx.env, ctx.target.block_name),
     )
     breakdown: dict[str, int] = {}
     for record in ours_requests:
@@ -496,23 +512,7 @@ def bench_scale(ctx: Context) -> None:
             samples[side].append(measure_fanout(ctx, "scale", side, rep, params, "auto"))
     name = fanout_name("scale", params)
     ctx.report.add(
-        ratio_row(
-            name,
-            "wall time (s), default mode",
-            medians(samples["raw"], "wall_seconds"),
-            medians(samples["ours"], "wall_seconds"),
-            limit=1.3,
-            note=not_completed(samples),
-        ),
-        bound_row(
-            name,
-            "peak RSS (MiB)",
-            pick(samples["raw"], "peak_rss_mib"),
-            pick(samples["ours"], "peak_rss_mib"),
-            at_most=600,
-        ),
-        *cpu_rows(name, samples, ", default mode"),
-        *traffic_rows(name, samples, params.sessions, ", default mode"),
+        *default_mode_rows(name, samples, params.sessions, ", default mode", wall_limit=1.3, rss_limit=600)
     )
     ctx.report.samples["scale"] = samples
 
@@ -535,16 +535,10 @@ def bench_postgres(ctx: Context) -> None:
         ) as server,
     ):
         env = {**ctx.env, **server.env}
-        setup = {
-            "kind": "setup",
-            "base_url": ctx.target.base_url,
-            "api_key": API_KEY,
-            "block_name": "bench-agent",
-        }
         assert server.proc is not None and database.proc is not None
         on_postgres = replace(
             ctx,
-            target=Target(**run_worker(setup, env)),
+            target=deploy_target(ctx.target.base_url, env),
             env=env,
             server_pids={
                 "emulator": ctx.server_pids["emulator"],
@@ -651,8 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             env = {**os.environ, **prefect_server.env, **INSTANT_RUNTIME, "PYTHONPATH": str(REPO_ROOT)}
             for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
                 env.pop(var, None)
-            setup = {"kind": "setup", "base_url": emu.url, "api_key": API_KEY, "block_name": "bench-agent"}
-            target = Target(**run_worker(setup, env))
+            target = deploy_target(emu.url, env)
             log(f"agent {target.agent_id} v{target.agent_version} deployed as block {target.block_name!r}")
             assert emu.proc is not None and prefect_server.proc is not None
             pids = {"emulator": emu.proc.pid, "prefect_server": prefect_server.proc.pid}
