@@ -6,6 +6,7 @@ The real ``anthropic`` SDK talks to it over real HTTP and SSE. Start it with
 
 from .app import create_app
 from .config import EmulatorConfig, FaultConfig
+from .script import scenario_prompt
 from .server import ControlClient, EmulatorProcess, EmulatorServer, free_port
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "FaultConfig",
     "create_app",
     "free_port",
+    "scenario_prompt",
 ]

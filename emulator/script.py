@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 TEST_MODE_PREFIX = "#emulator"
 """Reserved prefix of a test-mode message: ``#emulator {"reply": "hi"}``."""
 
+
+def scenario_prompt(**keys: Any) -> str:
+    """The text of a test-mode message: what the scripted agent's turn does (``SCENARIOS.md``).
+
+    Args:
+        **keys: The scenario's keys, e.g. ``reply="Done."``, ``outputs=[{"name": "a.csv", "size": 10}]``.
+    """
+    return f"{TEST_MODE_PREFIX} {json.dumps(keys)}"
+
+
 BUILTIN_TOOL_NAMES = ("bash", "read", "write", "edit", "glob", "grep", "web_fetch", "web_search")
 
 

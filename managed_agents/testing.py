@@ -63,7 +63,9 @@ def scenario(**keys: Any) -> str:
     Args:
         **keys: What the turn does.
     """
-    return "#emulator " + json.dumps(keys)
+    from emulator import scenario_prompt
+
+    return scenario_prompt(**keys)
 
 
 @pytest.fixture

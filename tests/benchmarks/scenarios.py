@@ -156,7 +156,11 @@ QUICK = Plan(
 
 
 def scripted(**keys: Any) -> str:
-    """A test-mode prompt for the emulator's scripted agent (see ``emulator/SCENARIOS.md``)."""
+    """A test-mode prompt for the emulator's scripted agent (see ``emulator/SCENARIOS.md``).
+
+    ``emulator.scenario_prompt`` written out: importing the emulator package would load FastAPI
+    and uvicorn into the worker processes whose memory the benchmark measures.
+    """
     return "#emulator " + json.dumps(keys)
 
 

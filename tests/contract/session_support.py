@@ -18,6 +18,7 @@ from anthropic.types.beta.sessions import (
 )
 from pydantic import TypeAdapter
 
+from emulator import scenario_prompt
 from tests.conftest import TEST_API_KEY
 from tests.contract.strict import body_of, strict
 
@@ -73,7 +74,7 @@ def message(text: str) -> BetaManagedAgentsUserMessageEventParams:
 
 def scenario(**keys: Any) -> BetaManagedAgentsUserMessageEventParams:
     """A test-mode ``user.message`` (``#emulator {json}``)."""
-    return message("#emulator " + json.dumps(keys))
+    return message(scenario_prompt(**keys))
 
 
 def ends_turn(event: dict[str, Any]) -> bool:

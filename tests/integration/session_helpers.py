@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anthropic
+
+from emulator import scenario_prompt
 
 if TYPE_CHECKING:
     from blocks.agent import ManagedAgent
@@ -57,7 +58,7 @@ def start_session(client: anthropic.Anthropic, agent: RemoteAgent) -> str:
 
 def scenario(**keys: Any) -> str:
     """A test-mode prompt for the emulator's scripted agent (see emulator/SCENARIOS.md)."""
-    return "#emulator " + json.dumps(keys)
+    return scenario_prompt(**keys)
 
 
 def message(text: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from blocks.credentials import AnthropicCredentials
+from emulator import scenario_prompt
 from flows.batch import run_agent_batch
 from flows.session import run_agent_session
 from flows.setup import deploy_agent
@@ -35,7 +36,7 @@ SPEC: dict[str, Any] = {
 
 def prompt(**keys: Any) -> str:
     """A scripted turn of the emulator's test agent."""
-    return "#emulator " + json.dumps(keys)
+    return scenario_prompt(**keys)
 
 
 def runs() -> dict[str, Any]:
