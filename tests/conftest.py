@@ -48,6 +48,8 @@ for _name, _value in PATH_ROOTS.items():
 import anthropic  # noqa: E402
 import pytest  # noqa: E402
 from _pytest.terminal import TerminalReporter  # noqa: E402
+from xdist.remote import Producer  # noqa: E402
+from xdist.scheduler import LoadGroupScheduling  # noqa: E402
 
 from emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
@@ -94,13 +96,38 @@ async def async_client(emulator: EmulatorServer) -> AsyncIterator[anthropic.Asyn
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Schedule for pytest-xdist: the 200-item batches (minutes each) first, so that no worker
-    ends the run alone with one of them; the end-to-end tests on one worker, where they share a
-    ``prefect server start``, a work pool and a worker that take a minute to set up."""
+    """The 200-item batches (minutes each) first, so that no pytest-xdist worker ends the run
+    alone with one of them."""
     items.sort(key=lambda item: item.get_closest_marker("batch200") is None)
-    for item in items:
-        if "e2e" in item.path.parts:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
+SHARED_SETUP_FOLDERS = {"tests/e2e/": "e2e", "tests/ui/": "ui"}
+"""Folders whose tests share a session fixture that takes a minute to set up (a ``prefect server
+start`` with a work pool and a worker; one with the UI and a browser): pytest-xdist runs each
+folder's tests on one worker, so that the setup happens once."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> LoadGroupScheduling | None:
+    """``--dist loadgroup`` that also keeps each of :data:`SHARED_SETUP_FOLDERS` on one worker.
+
+    pytest-xdist groups tests by an ``xdist_group`` mark that it appends to the node id, which
+    pytest 9.2 no longer lets a plugin rewrite; the scheduler sees node ids only, so the folders
+    are named here.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return SharedSetupScheduling(config, log)
+
+
+class SharedSetupScheduling(LoadGroupScheduling):
+    """pytest-xdist's ``loadgroup``, with each of :data:`SHARED_SETUP_FOLDERS` as one group."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        for folder, group in SHARED_SETUP_FOLDERS.items():
+            if nodeid.startswith(folder):
+                return group
+        return super()._split_scope(nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:

@@ -36,7 +36,6 @@ from tests.ui.scenario import BLOCK
 
 pytestmark = [
     pytest.mark.ui,
-    pytest.mark.xdist_group("ui"),
     pytest.mark.timeout(900),
     # Skipped only on a machine without Chromium; .ci/run installs it and sets PMA_REQUIRE_UI_TESTS.
     pytest.mark.skipif(
@@ -80,7 +79,7 @@ class Scene:
             time.sleep(0.5)  # polled with a deadline
 
 
-@pytest.fixture(scope="session")  # once per worker, however the group's tests interleave with others
+@pytest.fixture(scope="session")  # once: pytest-xdist keeps tests/ui on one worker (tests/conftest.py)
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     work = tmp_path_factory.mktemp("ui")
     server = PrefectServerProcess(ui=True, log_path=work / "prefect.log").start()
