@@ -10,6 +10,7 @@ from managed_agents_core.exceptions import (
     AgentDriftError,
     AgentVersionNotFoundError,
     AmbiguousMemoryStoreError,
+    AmbiguousVaultError,
     ApiUnreachableError,
     BlockNotFoundError,
     ConfigurationError,
@@ -40,6 +41,9 @@ from managed_agents_core.exceptions import (
     UnexpectedStopReasonError,
     UnknownCustomToolError,
     UnsafeOutputPathError,
+    VaultArchivedError,
+    VaultNotAllowedError,
+    VaultNotFoundError,
 )
 from managed_agents_core.inputs import InputFile, MemoryStoreAttachment, UploadedFile
 from managed_agents_core.outcome_spec import OutcomeSpec
@@ -84,6 +88,7 @@ __all__ = [
     "AgentToolset",
     "AgentVersionNotFoundError",
     "AmbiguousMemoryStoreError",
+    "AmbiguousVaultError",
     "AnthropicCredentials",
     "AnthropicSettings",
     "ApiUnreachableError",
@@ -145,6 +150,9 @@ __all__ = [
     "UnsafeOutputPathError",
     "UploadedFile",
     "UsageSummary",
+    "VaultArchivedError",
+    "VaultNotAllowedError",
+    "VaultNotFoundError",
     "diff_agent_configs",
     "render_changes_markdown",
 ]

@@ -106,6 +106,13 @@ class ManagedAgent(JobBlock[SessionResult]):
         description="Default server-enforced spend ceiling of each new session (list cost, USD): the "
         "service ends the session's turn with budget_reached once it is reached. No budget when empty.",
     )
+    vault_ids: list[str] = Field(
+        default_factory=list,
+        title="Vault IDs",
+        description="Vaults every new session gets (their credentials reach the agent's MCP servers and "
+        "secrets; set by deploy_agent from the spec). Also the only vaults a flow-run parameter may ask "
+        "for: a run can narrow them, never add another.",
+    )
     github_token_secret: str | None = Field(
         default=None,
         title="GitHub token (Secret block)",
@@ -394,6 +401,7 @@ async def atrigger_session(
     metadata: Mapping[str, str] | None = None,
     budget_usd: Decimal | None = None,
     github_repositories: Sequence[GitHubRepository | str | Mapping[str, Any]] = (),
+    vault_ids: Sequence[str] | None = None,
 ) -> ManagedAgentSessionRun:
     """Start a session pinned to the block's agent version; return its ``JobRun``.
 
@@ -422,9 +430,11 @@ async def atrigger_session(
             block's ``budget_usd``).
         github_repositories: GitHub repositories to mount (``https://github.com/<owner>/<repo>``,
             or ``{url, branch | commit, mount_path}``); the token is the block's.
+        vault_ids: The session's vaults, among the block's ``vault_ids`` (default: the block's).
 
     Raises:
         ConfigurationError: The policy asks a person, or a custom tool name is unknown.
+        VaultNotAllowedError: ``vault_ids`` names a vault the block does not list.
         PathOutsideRootsError: An input or the output folder is outside its roots.
     """
     dispatcher = custom_tools
@@ -445,6 +455,7 @@ async def atrigger_session(
         metadata=dict(metadata or {}),
         budget_usd=budget_usd,
         repositories=tuple(github_repositories),
+        vault_ids=tuple(vault_ids) if vault_ids is not None else None,
     )
     block_name = getattr(agent, "_block_document_name", None)
     run = ManagedAgentSessionRun(

@@ -58,6 +58,7 @@ from flows.session import (
     BudgetParam,
     CustomToolsParam,
     ToolRetriesParam,
+    VaultsParam,
     arun_agent_session,
     tool_dispatcher,
 )
@@ -79,6 +80,7 @@ from managed_agents_core.results import SessionResult, UsageSummary
 from managed_agents_core.retry_policy import retrying
 from managed_agents_core.roots import check_inside_roots, input_roots, output_roots
 from managed_agents_core.turn import ConfirmationPolicy
+from managed_agents_core.vaults import chosen_vaults
 from tasks.batch_item import ITEM_RUN_NAME, ItemSessions, run_batch_item
 from tasks.custom_tools import PrefectToolDispatcher
 from tasks.events import agent_resources, emit_managed_agents_event
@@ -353,6 +355,7 @@ class _BatchRun:
                 title=self.child_name(item),
                 budget_usd=self.budgets.get(str(item.key)),
                 repositories=tuple(item.github_repositories),
+                vault_ids=tuple(self.session_options["vault_ids"]),
             )
             # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
             return await cast(
@@ -550,6 +553,7 @@ async def arun_agent_batch(
     custom_tools: CustomToolsParam = None,
     custom_tool_retries: ToolRetriesParam = 0,
     budget_usd: BudgetParam = None,
+    vault_ids: VaultsParam = None,
 ) -> State[BatchResult]:
     """Run one agent session per item, a few at a time, and collect every item's result.
 
@@ -589,6 +593,9 @@ async def arun_agent_batch(
             the limit leaves after the finished sessions' costs and the running sessions'
             budgets, so the running sessions cannot together spend past the limit (the service
             stops each at its budget, after the model request that reached it).
+        vault_ids: Vaults every item's session gets, among the block's ``vault_ids`` (any other
+            fails with ``VaultNotAllowedError`` before any session starts). Default: the
+            block's; ``[]``: none.
 
     Returns:
         The batch result (each item's session result or error, totals) as the state's data.
@@ -603,6 +610,7 @@ async def arun_agent_batch(
     block = await aresolve_agent(agent)
     block.credentials.resolved_pair()  # the key only goes where it was saved to go
     check_inside_roots(output_dir, output_roots(block), kind="output", what="output_dir")
+    vaults = list(chosen_vaults(vault_ids, block.vault_ids))
     loaded = load_batch_items(items, input_roots(block))
     await ensure_global_limit(concurrency_limit_name, max_concurrency)
     limit = Decimal(str(spend_limit_usd)) if spend_limit_usd is not None else None
@@ -618,6 +626,7 @@ async def arun_agent_batch(
             "archive_when_done": archive_when_done,
             "custom_tools": custom_tools,
             "custom_tool_retries": custom_tool_retries,
+            "vault_ids": vaults,
         },
         dispatcher=dispatcher,
         item_runs=mode,

@@ -109,6 +109,14 @@ RepositoriesParam = Annotated[
         "GITHUB_TOKEN), never a parameter.",
     ),
 ]
+VaultsParam = Annotated[
+    list[str] | None,
+    Field(
+        default=None,
+        description="Vault ids the session gets, among the block's vault_ids (empty: none; default: all of "
+        "the block's). A run can narrow the block's vaults, never add another.",
+    ),
+]
 SessionIdParam = Annotated[
     str | None,
     Field(
@@ -178,6 +186,7 @@ async def arun_agent_session(
     session_id: SessionIdParam = None,
     budget_usd: BudgetParam = None,
     github_repositories: RepositoriesParam = None,
+    vault_ids: VaultsParam = None,
 ) -> State[SessionResult]:
     """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
 
@@ -211,6 +220,9 @@ async def arun_agent_session(
             (``https://github.com/<owner>/<repo>``, or ``{url, branch | commit, mount_path}``;
             any other URL fails before anything is created). The token is the block's
             ``github_token_secret`` Secret block, else the worker's ``GITHUB_TOKEN``.
+        vault_ids: Vaults the session gets (their credentials reach the agent's MCP servers and
+            secrets), among the block's ``vault_ids``; any other fails with
+            ``VaultNotAllowedError`` before anything is created. Default: the block's; ``[]``: none.
 
     Returns:
         The session's typed result: ids, final status and stop reason, final message, usage and
@@ -230,6 +242,7 @@ async def arun_agent_session(
         session_id=session_id,
         budget_usd=budget_usd,
         repositories=tuple(github_repositories or ()),
+        vault_ids=tuple(vault_ids) if vault_ids is not None else None,
     )
     return await run_pipeline(agent, request)
 

@@ -51,6 +51,7 @@ from tasks.agents import (
     find_environments,
     find_managed_agent,
     list_agent_versions,
+    resolve_vaults,
     retrieve_agent,
     retrieve_environment,
     update_agent,
@@ -351,7 +352,12 @@ def _update(
 
 
 def _report(
-    block_name: str, outcome: AgentOutcome, env: BetaEnvironment, env_action: str, fingerprint: str
+    block_name: str,
+    outcome: AgentOutcome,
+    env: BetaEnvironment,
+    env_action: str,
+    fingerprint: str,
+    vault_ids: list[str],
 ) -> str:
     agent = outcome.agent
     old = f"v{outcome.old_version}" if outcome.old_version is not None else "(none)"
@@ -366,6 +372,7 @@ def _report(
         f"| Environment | `{env.id}` ({env.name}, {env_action}) |",
         f"| Pin | {old} → {new} |",
         f"| Spec fingerprint | `{fingerprint[:16]}…` |",
+        f"| Vaults | {', '.join(f'`{v}`' for v in vault_ids) or '(none)'} |",
         "",
     ]
     if outcome.drift_version is not None:
@@ -410,6 +417,9 @@ def deploy_agent(
 ) -> ManagedAgent:
     """Make sure the spec's environment and agent exist, then save the ``ManagedAgent`` block.
 
+    The vaults the spec names (an MCP server's ``vault``, or ``vaults:``) are checked first and
+    saved on the block as its sessions' vaults.
+
     Idempotent: the same spec again makes no write call. A changed spec updates the agent with
     ``version=<current>`` (a concurrent edit fails loudly) and moves the block's pin. An agent that
     was changed outside this flow since the pin is reported (artifact and event) and left alone
@@ -445,6 +455,8 @@ def deploy_agent(
         AgentDriftError: The agent was changed outside this flow and ``force`` is False.
         StaleAgentVersionError: Someone updated the agent during this run; rerun.
         AgentArchivedError / EnvironmentArchivedError: The block's agent or environment is archived.
+        VaultNotFoundError / VaultArchivedError / AmbiguousVaultError: A vault the spec names
+            cannot be used (checked before anything is created).
         ApiUnreachableError: The API could not be reached at the configured base URL.
     """
     logger = get_run_logger()
@@ -455,6 +467,8 @@ def deploy_agent(
         existing = load_agent_block(block_name)
         creds = _resolve_credentials(credentials, existing)
         with creds.get_client() as client:
+            # Checked first: an unusable vault fails the deploy before anything is created.
+            vault_ids = _reads(resolve_vaults, creds)(client, desired)
             env, env_action = ensure_environment(client, desired.environment, existing, creds)
             outcome = ensure_agent(client, desired, block_name, existing, creds, force)
         agent = outcome.agent
@@ -467,6 +481,7 @@ def deploy_agent(
                 "environment_id": env.id,
                 "agent_name": agent.name,
                 "spec_fingerprint": fingerprint,
+                "vault_ids": vault_ids,
             }
             if existing is None:
                 block = ManagedAgent(**values)
@@ -476,7 +491,7 @@ def deploy_agent(
                 if creds_saved_now or block.model_dump() != existing.model_dump():
                     block.save(block_name, overwrite=True)
     create_markdown_artifact(
-        markdown=_report(block_name, outcome, env, env_action, fingerprint),
+        markdown=_report(block_name, outcome, env, env_action, fingerprint, vault_ids),
         key=_artifact_key("deploy", block_name),
         description=f"deploy_agent {outcome.action}: {agent.name}",
     )
@@ -486,6 +501,7 @@ def deploy_agent(
         "new_version": agent.version,
         "environment_id": env.id,
         "spec_fingerprint": fingerprint,
+        "vault_ids": vault_ids,
         "changed_fields": [c.path for c in outcome.changes],
     }
     if outcome.drift_version is not None:

@@ -159,6 +159,7 @@ class DirectSteps:
                 metadata=self.session_metadata(request),
                 title=request.title,
                 budget_usd=request.budget_usd,
+                vault_ids=request.vault_ids or (),
                 github_token=self.agent.agithub_token,
             )
         started = StartedSession(

@@ -49,6 +49,10 @@ class CredentialsDestinationError(ConfigurationError):
     """
 
 
+class VaultNotAllowedError(ConfigurationError):
+    """A run asked for a vault its block does not list (a parameter may only narrow the block's)."""
+
+
 class InlineBlockError(ConfigurationError):
     """A deployment run was given an inline block; deployment parameters name saved blocks."""
 
@@ -101,6 +105,18 @@ class AmbiguousMemoryStoreError(RemoteObjectError):
 
 class MemoryStoreArchivedError(RemoteObjectError):
     """The memory store is archived; archived stores cannot be attached to new sessions."""
+
+
+class VaultNotFoundError(RemoteObjectError):
+    """No vault has the id or display name the spec gives; create it or fix the spec."""
+
+
+class AmbiguousVaultError(RemoteObjectError):
+    """More than one live vault has the display name the spec gives; name it by id (``vlt_...``)."""
+
+
+class VaultArchivedError(RemoteObjectError):
+    """The vault is archived; sessions cannot use it."""
 
 
 class StaleAgentVersionError(RemoteObjectError):

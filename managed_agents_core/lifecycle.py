@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,6 +113,7 @@ async def acreate_session(
     metadata: dict[str, str] | None = None,
     title: str | None = None,
     budget_usd: Decimal | None = None,
+    vault_ids: Sequence[str] = (),
     github_token: Callable[[], Awaitable[str | None]] | None = None,
 ) -> Any:
     """Create a session exactly once, even when the API commits it and the answer is lost.
@@ -130,6 +131,7 @@ async def acreate_session(
         metadata: Session metadata (at most 15 keys; one is used for the token).
         title: Session title.
         budget_usd: The session's server-enforced spend ceiling (list cost, USD); none when None.
+        vault_ids: Vaults whose credentials the session's MCP servers and secrets use.
         github_token: Reads the token of the repository resources (only when there are some);
             it is added here, to the request only, so it is never logged or cached.
 
@@ -153,6 +155,8 @@ async def acreate_session(
         kwargs["title"] = title[:256]
     if budget_usd is not None:
         kwargs["budget"] = budget_param(budget_usd)
+    if vault_ids:
+        kwargs["vault_ids"] = list(vault_ids)
 
     async def create() -> Any:
         return await once.beta.sessions.create(**kwargs)

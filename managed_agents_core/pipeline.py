@@ -43,6 +43,7 @@ from .results import OutcomeEvaluation, OutputFile, SessionResult
 from .roots import check_inside_roots, input_roots, output_roots
 from .tool_calls import PendingToolCall, ToolAnswer
 from .turn import ConfirmationPolicy, CustomToolDispatcher, TurnRequest
+from .vaults import chosen_vaults
 
 OutputTarget = str | os.PathLike[str] | OutputSink
 """Where a session's output files go: a local folder, or an output sink."""
@@ -90,6 +91,8 @@ class SessionRequest:
         budget_usd: The session's server-enforced spend ceiling (list cost, USD): set when it is
             created (default: the agent's), or raised before a follow-up's turn.
         repositories: GitHub repositories to mount (first turn only); the token is the agent's.
+        vault_ids: Vaults of a new session, among the agent's (default: all of the agent's;
+            empty: none); a follow-up keeps the session's.
     """
 
     prompt: str
@@ -109,6 +112,7 @@ class SessionRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     budget_usd: Decimal | None = None
     repositories: tuple[GitHubRepository | str | Mapping[str, Any], ...] = ()
+    vault_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.follow_up and not self.session_id:
@@ -156,6 +160,10 @@ class SessionAgent(Protocol):
     @property
     def budget_usd(self) -> Decimal | None:
         """Default budget of a new session (list cost, USD)."""
+
+    @property
+    def vault_ids(self) -> list[str]:
+        """The vaults of a new session by default, and the only ones it may be given."""
 
 
 @dataclass
@@ -273,6 +281,7 @@ class SessionPipeline:
             ConfigurationError: The policy asks a person where nobody can be asked.
             PathOutsideRootsError: An input or the output folder is outside its roots.
             InputFileError: An input file is missing or unreadable, or two share a mount path.
+            VaultNotAllowedError: ``vault_ids`` names a vault the agent's block does not list.
         """
         request = self.request
         if request.policy is not None and request.policy.asks() and not self.steps.can_ask:
@@ -286,6 +295,7 @@ class SessionPipeline:
             check_input_files(list(request.files), input_roots(self.agent))
             for repository in request.repositories:
                 GitHubRepository.coerce(repository)
+            self.request = replace(request, vault_ids=chosen_vaults(request.vault_ids, self.agent.vault_ids))
 
     async def start(self) -> StartedSession:
         """Check the request, then create (or re-attach to) the session; nothing is sent yet."""

@@ -162,6 +162,13 @@ class McpServer(_SpecModel):
     type: Literal["url"] = "url"
     name: str = Field(min_length=1, max_length=255)
     url: str = Field(min_length=1)
+    vault: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The vault holding this server's credential (matched to the server by its exact "
+        "URL): its id (vlt_...) or display name. deploy_agent checks it and saves it on the block; "
+        "not part of the agent.",
+    )
 
 
 class Skill(_SpecModel):
@@ -309,8 +316,14 @@ class AgentSpec(_SpecModel):
         return servers
 
     def agent_params(self) -> dict[str, Any]:
-        """Return the keyword arguments for ``agents.create`` (unset optional fields left out)."""
-        return self.model_dump(mode="json", exclude_none=True, include=set(AgentSpec.model_fields))
+        """Return the keyword arguments for ``agents.create`` (unset optional fields left out; an
+        MCP server's ``vault`` is the sessions' business, not the agent's)."""
+        return self.model_dump(
+            mode="json",
+            exclude_none=True,
+            include=set(AgentSpec.model_fields),
+            exclude={"mcp_servers": {"__all__": {"vault"}}},
+        )
 
     def update_params(self) -> dict[str, Any]:
         """Return the keyword arguments for ``agents.update`` that make the agent equal this spec.
@@ -422,6 +435,23 @@ class AgentDeploymentSpec(AgentSpec):
     """
 
     environment: EnvironmentSpec
+    vaults: list[str] = Field(
+        default_factory=list,
+        description="Further vaults the sessions get, by id (vlt_...) or display name: those holding "
+        "environment-variable secrets, which no MCP server names.",
+    )
+
+    @field_validator("vaults")
+    @classmethod
+    def _vault_refs_not_blank(cls, vaults: list[str]) -> list[str]:
+        if any(not ref.strip() for ref in vaults):
+            raise ValueError("vault references must not be blank; give a vault id (vlt_...) or display name.")
+        return vaults
+
+    def vault_refs(self) -> list[str]:
+        """Every vault the spec names (its MCP servers' and ``vaults``), once each, in order."""
+        named = [server.vault for server in self.mcp_servers if server.vault] + self.vaults
+        return list(dict.fromkeys(named))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AgentDeploymentSpec:

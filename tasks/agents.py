@@ -13,7 +13,7 @@ from typing import Any
 
 import anthropic
 from anthropic.types.beta import BetaEnvironment, BetaManagedAgentsAgent
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from managed_agents_core.exceptions import (
@@ -27,6 +27,8 @@ from managed_agents_core.exceptions import (
 from managed_agents_core.keys import FINGERPRINT_KEY
 from managed_agents_core.retry_policy import unreachable_error
 from managed_agents_core.send_once import send_once_sync
+from managed_agents_core.spec import AgentDeploymentSpec
+from managed_agents_core.vaults import resolve_vault, servers_without_credential
 
 from .retry import TRANSIENT_RETRY_OPTIONS
 
@@ -62,6 +64,38 @@ def find_environments(client: anthropic.Anthropic, name: str) -> list[BetaEnviro
     with api_errors(client):
         found = [e for e in client.beta.environments.list(include_archived=True) if e.name == name]
     return sorted(found, key=lambda e: e.created_at)
+
+
+@task(name="resolve-vaults", **_READ)
+def resolve_vaults(client: anthropic.Anthropic, spec: AgentDeploymentSpec) -> list[str]:
+    """Return the ids of the vaults the spec names (its MCP servers' and ``vaults``), in order.
+
+    An MCP server whose vault holds no active credential for its URL is logged as a warning (the
+    service matches credentials to servers by exact URL; the credential may be added later).
+
+    Args:
+        client: SDK client.
+        spec: The agent spec.
+
+    Raises:
+        VaultNotFoundError / VaultArchivedError / AmbiguousVaultError: A named vault cannot be used.
+    """
+    with api_errors(client):
+        resolved = {ref: resolve_vault(client, ref) for ref in spec.vault_refs()}
+        for server in spec.mcp_servers:
+            if server.vault is None:
+                continue
+            vault = resolved[server.vault].vault
+            if servers_without_credential(client, vault.id, [server.url]):
+                get_run_logger().warning(
+                    "Vault %s (%r) holds no active credential for MCP server %r (%s): its sessions cannot "
+                    "authenticate to it until one is added (credentials match servers by exact URL).",
+                    vault.id,
+                    vault.display_name,
+                    server.name,
+                    server.url,
+                )
+    return list(dict.fromkeys(r.vault.id for r in resolved.values()))
 
 
 @task(name="retrieve-environment", **_READ)

@@ -135,6 +135,7 @@ async def create_session(
     prompt_sha: str,
     key: str = "",
     budget_usd: Decimal | None = None,
+    vault_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     """Create the session pinned to ``agent.agent_reference()`` (cached per flow run and inputs).
 
@@ -149,6 +150,7 @@ async def create_session(
         prompt_sha: Digest of the prompt, so another prompt in the same run gets its own session.
         key: Extra cache-key part, so one flow run can start several sessions with equal inputs.
         budget_usd: The session's server-enforced spend ceiling (none when None).
+        vault_ids: The session's vaults (none when empty).
 
     Returns:
         ``{"session_id": ..., "found": bool}``: ``found`` when an earlier attempt had created it.
@@ -169,6 +171,7 @@ async def create_session(
             metadata=session_metadata(agent, **idempotency),
             title=title,
             budget_usd=budget_usd,
+            vault_ids=vault_ids or (),
             # Read at the request, not passed in: the token never enters a task's parameters or cache key.
             github_token=agent.agithub_token,
         )
@@ -200,6 +203,7 @@ async def start_session(
     resources: list[dict[str, Any]] | None = None,
     key: str = "",
     budget_usd: Decimal | None = None,
+    vault_ids: list[str] | None = None,
 ) -> StartedSession:
     """Start (or, on a flow retry, find again) this flow run's session.
 
@@ -213,6 +217,7 @@ async def start_session(
         key: Distinguishes sessions of one flow run that have the same agent, prompt and
             resources (e.g. batch items); a flow retry with the same key re-attaches.
         budget_usd: The session's server-enforced spend ceiling (none when None).
+        vault_ids: The session's vaults (none when empty).
     """
     logger = get_run_logger()
     resources = resources or []
@@ -224,7 +229,7 @@ async def start_session(
         # Calling an async task returns a coroutine at runtime; Prefect's overloads say State.
         state = await cast(
             "Awaitable[State[dict[str, Any]]]",
-            create_session(agent, resources, digest, key, budget_usd, return_state=True),
+            create_session(agent, resources, digest, key, budget_usd, vault_ids, return_state=True),
         )
     created = await state.aresult()
     session_id = str(created["session_id"])
@@ -240,7 +245,7 @@ async def start_session(
             )
             with transaction(commit_mode=CommitMode.EAGER):
                 created = await create_session.with_options(refresh_cache=True)(
-                    agent, resources, digest, key, budget_usd
+                    agent, resources, digest, key, budget_usd, vault_ids
                 )
             session_id = str(created["session_id"])
             reattached = bool(created.get("found"))

@@ -97,7 +97,12 @@ class TaskSteps:
     async def create(self, request: SessionRequest, resources: list[dict[str, Any]]) -> StartedSession:
         """``start-session``: created once per flow run and inputs, found again on a retry."""
         return await start_session(
-            self.agent, request.prompt, resources, key=request.start_key(), budget_usd=request.budget_usd
+            self.agent,
+            request.prompt,
+            resources,
+            key=request.start_key(),
+            budget_usd=request.budget_usd,
+            vault_ids=list(request.vault_ids or ()),
         )
 
     async def attach(self, session_id: str, *, follow_up: bool) -> StartedSession:

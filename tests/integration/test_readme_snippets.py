@@ -4,7 +4,8 @@ Each snippet runs in a fresh ``python`` process (as a reader would paste it), in
 working folder holding the files the snippets name (the example spec, a sales CSV, the nightly
 batch file and the files it lists), with ``ANTHROPIC_API_KEY``/``ANTHROPIC_BASE_URL`` pointing
 at the emulator and ``PREFECT_API_URL`` at the test session's Prefect server. The memory store
-the session snippet names is created first, as a team would have. The ``serve(...)`` snippet
+the session snippet names, and the vault the vault snippet's spec names, are created first, as a
+team would have. The ``serve(...)`` snippet
 runs until its three deployments exist on the server, then is stopped (it serves forever).
 """
 
@@ -60,7 +61,8 @@ def readme_python_snippets() -> list[Snippet]:
 def workspace(folder: Path) -> None:
     """Lay out the files the snippets name, relative to ``folder`` (their working directory)."""
     (folder / "flows" / "specs").mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "flows/specs/example-agent.yaml", folder / "flows/specs/example-agent.yaml")
+    for spec in ("example-agent.yaml", "support-agent.yaml"):
+        shutil.copy(PROJECT_ROOT / "flows/specs" / spec, folder / "flows/specs" / spec)
     (folder / "data").mkdir()
     (folder / "data" / "sales.csv").write_text("region,revenue\nnorth,120\nsouth,95\n")
     (folder / "docs" / "examples").mkdir(parents=True)
@@ -162,6 +164,11 @@ def test_every_readme_python_snippet_runs_as_written(
     client.beta.memory_stores.create(
         name="team-notes", description="Notes the README's session snippet attaches."
     )
+    support_tools = client.beta.vaults.create(display_name="support-tools")  # the vault snippet's
+    client.beta.vaults.credentials.create(
+        support_tools.id,
+        auth={"type": "static_bearer", "mcp_server_url": "https://mcp.example.com/tickets", "token": "t0k"},
+    )
     snippets = readme_python_snippets()
     outputs: dict[int, str] = {}
     for snippet in snippets:
@@ -175,3 +182,4 @@ def test_every_readme_python_snippet_runs_as_written(
     assert list((tmp_path / "outputs" / "sales").iterdir()), "the session snippet collected no output file"
     assert {p.name for p in (tmp_path / "outputs" / "nightly").iterdir()} == {"readme", "design"}
     assert "2 completed" in printed, printed
+    assert f"['{support_tools.id}'] idle (end_turn)" in printed, printed  # the block's vault, then the run

@@ -67,5 +67,6 @@ def test_the_session_flows_schema_names_every_parameter_in_order() -> None:
         "session_id",
         "budget_usd",
         "github_repositories",
+        "vault_ids",
     ]
     assert schema["required"] == ["agent", "prompt"]
