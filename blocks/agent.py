@@ -163,7 +163,8 @@ class ManagedAgent(JobBlock[SessionResult]):
         Args:
             prompt: The first user message.
             **options: Passed to :func:`atrigger_session` (files, memory_stores, output_dir,
-                policy, max_duration, custom_tools, outcome, archive_when_done, title, metadata).
+                policy, max_duration, custom_tools, outcome, archive_when_done, title, metadata,
+                budget_usd, github_repositories, vault_ids).
         """
         return await atrigger_session(self, prompt, **options)
 

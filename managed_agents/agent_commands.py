@@ -39,10 +39,14 @@ def _pinned(name: str, block: ManagedAgent, as_json: bool, verb: str) -> None:
                 "agent_name": block.agent_name,
                 "version": block.version,
                 "environment_id": block.environment_id,
+                "vault_ids": block.vault_ids,
             }
         )
     else:
-        typer.echo(f"Block {name!r} {verb} agent {block.agent_name} ({block.agent_id}) at v{block.version}")
+        vaults = f"; vaults {', '.join(block.vault_ids)}" if block.vault_ids else ""
+        typer.echo(
+            f"Block {name!r} {verb} agent {block.agent_name} ({block.agent_id}) at v{block.version}{vaults}"
+        )
 
 
 @typed_errors

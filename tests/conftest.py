@@ -153,7 +153,9 @@ def prefect_harness() -> Iterator[None]:
     """
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    # Its start can coincide with the other worker's heaviest setup (the end-to-end tests'
+    # server, deploys and worker) on two cores: 90 s was seen to run out.
+    with prefect_test_harness(server_startup_timeout=240):
         yield
 
 

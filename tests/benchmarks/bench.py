@@ -2,13 +2,17 @@
 
 Usage::
 
-    uv run python -m tests.benchmarks.bench [--quick] [--json PATH] [--only single,events]
+    uv run python -m tests.benchmarks.bench [--quick] [--json PATH] [--only single,events] [--profile DIR]
 
 Each scenario runs on both sides in the same run against the same emulator, several times,
 alternating which side goes first. Every measurement is a fresh worker process
 (:mod:`tests.benchmarks.worker`); the emulator and the Prefect server run in their own
 processes, so their CPU and memory are not counted against the client. On a 2-core machine the
 three processes still share the cores, which weighs on both sides alike.
+
+With ``--profile DIR`` every worker runs under ``py-spy record`` (a CPU profile per measurement,
+in DIR; ``python -m tests.benchmarks.profiles DIR`` says where the time went). Sampling slows
+the workers: take figures from a run without it.
 
 Prints a Markdown table of medians, ratios ours/raw and peak RSS, and writes every sample
 as JSON (default ``benchmark-results.json``, rewritten after each scenario). Exit status 0 even
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +76,24 @@ class WorkerError(RuntimeError):
     """A worker process failed."""
 
 
+PROFILE_NAME_KEYS = ("kind", "side", "twin", "item_runs", "verbosity")
+"""The job keys a profile's file name is made of (with the repetition)."""
+
+
+def profile_name(job: dict[str, Any]) -> str:
+    """``fanout-ours-task-rep0``: what a worker's profile measured."""
+    parts = [str(job[key]) for key in PROFILE_NAME_KEYS if key in job]
+    return "-".join([*parts, f"rep{job['rep']}"] if "rep" in job else parts)
+
+
+def py_spy() -> str:
+    """The ``py-spy`` executable (a dev dependency, installed beside this Python)."""
+    found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if found is None:
+        raise WorkerError("--profile needs py-spy (uv sync installs it with the dev dependencies)")
+    return found
+
+
 @dataclass
 class Context:
     """What every scenario runner needs."""
@@ -84,13 +107,18 @@ class Context:
     log: Callable[[str], None]
 
     server_pids: dict[str, int]
+    profile: Path | None = None
+    """Where each worker's CPU profile goes (``--profile``); None: no profiling."""
 
     def worker(self, job: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
         """Run one job in a fresh worker process; add the CPU seconds each server spent meanwhile."""
         before = {name: process_tree_cpu_seconds(pid) for name, pid in self.server_pids.items()}
         self.emulator.control.clear_requests()
         figures = run_worker(
-            {**job, "target": self.target.as_dict(), "scratch": str(self.scratch)}, self.env, timeout
+            {**job, "target": self.target.as_dict(), "scratch": str(self.scratch)},
+            self.env,
+            timeout,
+            self.profile,
         )
         figures["anthropic_requests"] = len(self.emulator.control.requests())
         for name, pid in self.server_pids.items():
@@ -98,10 +126,28 @@ class Context:
         return figures
 
 
-def run_worker(job: dict[str, Any], env: dict[str, str], timeout: float = 3600) -> dict[str, Any]:
-    """Run ``python -m tests.benchmarks.worker JOB`` and parse its result line."""
+def run_worker(
+    job: dict[str, Any], env: dict[str, str], timeout: float = 3600, profile: Path | None = None
+) -> dict[str, Any]:
+    """Run ``python -m tests.benchmarks.worker JOB`` and parse its result line; with ``profile``
+    (a folder), under ``py-spy record`` writing a raw CPU profile there."""
+    command = [sys.executable, "-m", "tests.benchmarks.worker", json.dumps(job)]
+    if profile is not None:
+        output = profile / f"{len(list(profile.glob('*.txt'))):03d}-{profile_name(job)}.txt"
+        command = [
+            py_spy(),
+            "record",
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+            "--",
+            *command,
+        ]
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.worker", json.dumps(job)],
+        command,
         capture_output=True,
         text=True,
         env=env,
@@ -618,6 +664,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"Comma-separated scenarios (default: all of {', '.join(SCENARIOS)}).",
     )
     parser.add_argument("--machine", default=None, help="Machine class to name in the report.")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="Run every worker under py-spy and write its CPU profile to this folder (slower: for "
+        "finding where the time goes, not for figures).",
+    )
     return parser.parse_args(argv)
 
 
@@ -649,7 +702,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"agent {target.agent_id} v{target.agent_version} deployed as block {target.block_name!r}")
             assert emu.proc is not None and prefect_server.proc is not None
             pids = {"emulator": emu.proc.pid, "prefect_server": prefect_server.proc.pid}
-            ctx = Context(plan, target, emu, env, scratch, report, log, pids)
+            ctx = Context(plan, target, emu, env, scratch, report, log, pids, args.profile)
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
             failed = []
             for name in selected:
                 log(f"scenario {name}")

@@ -2,7 +2,8 @@
 ``prefect.yaml`` and a ``prefect worker start``, all in child processes.
 
 Everything runs on loopback with a temporary ``PREFECT_HOME`` and SQLite database, and every
-process started here is stopped at the end of the session, pass or fail. The emulator runs in a
+process started here is stopped after the last end-to-end test, pass or fail (package-scoped
+fixtures: pytest-xdist runs this folder's tests on one worker, one after another). The emulator runs in a
 thread of the test process; the worker's flow-run processes reach it over HTTP.
 """
 
@@ -47,7 +48,7 @@ def prefect_cli(server: PrefectServer, *args: str, timeout: float = 180) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """``prefect server start`` on a free loopback port with a temporary SQLite database."""
     home = tmp_path_factory.mktemp("prefect-home")
@@ -58,7 +59,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_emulator() -> Iterator[EmulatorServer]:
     """One emulator for the whole e2e session (the deployments' flows talk to it), lagging and
     racing like the real service (the realistic profile, scaled like the rest of the suite)."""
@@ -66,7 +67,7 @@ def e2e_emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployed(prefect_server: PrefectServer, e2e_emulator: EmulatorServer) -> Iterator[PrefectServer]:
     """The process work pool, every deployment of ``prefect.yaml``, and a running worker.
 

@@ -77,7 +77,7 @@ def test_deploy_then_list_show_read_and_archive_a_session(
 ) -> None:
     block = f"cli-{uuid.uuid4().hex[:8]}"
     deployed = as_json(invoke("deploy", str(write_spec(tmp_path, "first")), "--block", block, "--json"))
-    assert deployed["block"] == block and deployed["version"] == 1
+    assert deployed["block"] == block and deployed["version"] == 1 and deployed["vault_ids"] == []
     result = run_agent_session(
         agent=block,
         prompt=scenario(reply="Report written.", outputs=[{"name": "report.md", "size": 40}]),

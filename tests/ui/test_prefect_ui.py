@@ -79,7 +79,7 @@ class Scene:
             time.sleep(0.5)  # polled with a deadline
 
 
-@pytest.fixture(scope="session")  # once: pytest-xdist keeps tests/ui on one worker (tests/conftest.py)
+@pytest.fixture(scope="module")  # once: pytest-xdist keeps tests/ui on one worker (tests/conftest.py)
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     work = tmp_path_factory.mktemp("ui")
     server = PrefectServerProcess(ui=True, log_path=work / "prefect.log").start()
@@ -114,7 +114,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with Browser() as b:
         yield b
