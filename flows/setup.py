@@ -468,7 +468,7 @@ def deploy_agent(
         creds = _resolve_credentials(credentials, existing)
         with creds.get_client() as client:
             # Checked first: an unusable vault fails the deploy before anything is created.
-            vault_ids = _reads(resolve_vaults, creds)(client, desired)
+            vault_ids = _reads(resolve_vaults, creds)(client, desired) if desired.vault_refs() else []
             env, env_action = ensure_environment(client, desired.environment, existing, creds)
             outcome = ensure_agent(client, desired, block_name, existing, creds, force)
         agent = outcome.agent

@@ -30,6 +30,7 @@ SPEC: dict[str, Any] = {
     "model": "claude-opus-4-8",
     "system": "Write short reports.",
     "tools": [{"type": "agent_toolset_20260401"}],
+    "vaults": ["ui-secrets"],
     "environment": {"name": "ui-env", "config": {"type": "cloud"}},
 }
 
@@ -44,6 +45,8 @@ def runs() -> dict[str, Any]:
     credentials = AnthropicCredentials(
         api_key=SecretStr(os.environ["UI_TEST_API_KEY"]), base_url=os.environ["UI_TEST_BASE_URL"]
     )
+    with credentials.get_client() as client:  # the vault the spec names, as a team would have made it
+        client.beta.vaults.create(display_name="ui-secrets")
     agent = deploy_agent(SPEC, BLOCK, credentials=credentials)
     outputs = os.environ["UI_TEST_OUTPUTS"]
     session = run_agent_session(
@@ -68,6 +71,7 @@ def runs() -> dict[str, Any]:
     return {
         "agent_id": agent.agent_id,
         "block_document_id": str(agent._block_document_id),
+        "vault_id": agent.vault_ids[0],
         "session_run_id": str(session.state_details.flow_run_id),
         "session_id": session.result().session_id,
         "batch_run_id": str(batch.state_details.flow_run_id),

@@ -187,11 +187,15 @@ def test_the_session_report_has_its_sections_and_working_links(
     assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
-def test_the_agent_block_shows_its_credentials_as_a_block_of_their_own(
+def test_the_agent_block_shows_its_credentials_as_a_block_of_their_own_and_its_vaults(
     scene: Scene, browser: Browser, record_property: Any
 ) -> None:
     text = browser.open(
-        f"{scene.server.ui_url}/blocks/block/{scene.ids['block_document_id']}", BLOCK, f"{BLOCK}-credentials"
+        f"{scene.server.ui_url}/blocks/block/{scene.ids['block_document_id']}",
+        BLOCK,
+        f"{BLOCK}-credentials",
+        "Vault IDs",
+        scene.ids["vault_id"],
     )
     assert "None" not in text.split(f"{BLOCK}-credentials")[0].splitlines()[-1]
     look(browser, scene, "block", record_property)
