@@ -4,8 +4,10 @@ Usage::
 
     uv run python -m tests.benchmarks.profiles DIR [--top 12]
 
-For each profile (one worker process, sampled by ``py-spy record --format raw``): its CPU
-seconds, the share of samples whose innermost frame is in each package (Prefect, the SDK,
+For each profile (one worker process, sampled by ``py-spy record --format raw``), counting only
+the measured window (the main thread inside the worker's ``measure``, and every other thread;
+the worker's imports before the clock are left out): its CPU seconds, the share of samples
+whose innermost frame is in each package (Prefect, the SDK,
 httpx, pydantic, this project, the standard library, ...), and the functions that are on the
 stack most often among this project's own (inclusive: which of our steps the CPU is spent under)
 and the functions innermost most often (self: what the CPU actually runs).
@@ -21,21 +23,38 @@ from pathlib import Path
 
 SAMPLE_RATE = 100
 """Samples per second (``bench --profile`` records at this rate)."""
-OUR_PACKAGES = ("flows", "tasks", "blocks", "managed_agents_core", "managed_agents", "tests")
-PRODUCT_PACKAGES = frozenset(OUR_PACKAGES) - {"tests"}
+PRODUCT_PACKAGES = frozenset({"flows", "tasks", "blocks", "managed_agents_core", "managed_agents"})
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
+MEASURED = "measure (tests/benchmarks/worker.py"
+"""The worker's frame around the measured operation (see :mod:`tests.benchmarks.worker`)."""
+MAIN_THREAD = "_run_module_as_main ("
+"""The outermost frame of the worker's main thread."""
+BLOCKING = (
+    "Condition.wait (",
+    "Event.wait (",
+    "EpollSelector.select (",
+    "Thread.join (",
+    "_worker (concurrent/futures/thread.py",
+    "heartbeat_loop (prefect/flow_engine.py",
+)
+"""Innermost frames that block in C (a lock, a selector, a queue, a sleep): py-spy does not always
+see such a thread as idle, so its samples are counted as waiting, not as CPU."""
+
+
 def package_of(path: str) -> str:
-    """The package a frame's file belongs to: the top-level name under site-packages, one of
-    ours, or ``stdlib``."""
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    parts = Path(path).parts
-    for ours in OUR_PACKAGES:
-        if ours in parts:
-            return ours
-    return "stdlib"
+    """The package a frame's file belongs to, from py-spy's shortened path: its first folder
+    (``prefect``, ``httpx``, ``asyncio``, ``flows``...), else ``stdlib`` (a module of its own,
+    or the import machinery)."""
+    first, slash, _ = path.partition("/")
+    return first if slash and not first.startswith("<") else "stdlib"
+
+
+def in_measured_window(stack: str) -> bool:
+    """Whether a sample is of the measured operation: the main thread inside ``measure``, or
+    any other thread (the run's event loop and Prefect's service threads start with it)."""
+    return MEASURED in stack or not stack.startswith(MAIN_THREAD)
 
 
 @dataclass
@@ -44,6 +63,7 @@ class Profile:
 
     name: str
     samples: int = 0
+    waiting: int = 0
     by_package: Counter[str] = field(default_factory=Counter)
     inclusive: Counter[str] = field(default_factory=Counter)
     innermost: Counter[str] = field(default_factory=Counter)
@@ -59,9 +79,7 @@ def _label(frame: str) -> tuple[str, str]:
     if match is None:
         return frame.strip(), "stdlib"
     path = match["file"]
-    package = package_of(path)
-    short = path.split("site-packages/", 1)[1] if "site-packages/" in path else Path(path).name
-    return f"{match['function']} ({short})", package
+    return f"{match['function']} ({path})", package_of(path)
 
 
 def read_profile(path: Path) -> Profile:
@@ -72,8 +90,13 @@ def read_profile(path: Path) -> Profile:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
+        if not in_measured_window(stack):
+            continue
         frames = [_label(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
         if not frames:
+            continue
+        if any(blocking in frames[-1][0] for blocking in BLOCKING):
+            profile.waiting += count
             continue
         profile.samples += count
         profile.by_package[frames[-1][1]] += count
@@ -93,7 +116,8 @@ def describe(profile: Profile, top: int) -> str:
 
     packages = ", ".join(f"{name} {share(n).strip()}" for name, n in profile.by_package.most_common(8))
     lines = [
-        f"## {profile.name}: {profile.cpu_seconds:.1f} s CPU ({profile.samples} samples)",
+        f"## {profile.name}: {profile.cpu_seconds:.1f} s CPU ({profile.samples} samples; "
+        f"{profile.waiting / SAMPLE_RATE:.1f} s more blocked in a wait)",
         f"innermost frame by package: {packages}",
         "ours on the stack (inclusive):",
         *(f"  {share(n)}  {label}" for label, n in profile.inclusive.most_common(top)),
