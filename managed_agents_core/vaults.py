@@ -18,7 +18,6 @@ Vault ids are not secret; credentials are never read here beyond their non-secre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import anthropic
 from anthropic.types.beta import BetaManagedAgentsVault
@@ -55,16 +54,7 @@ def chosen_vaults(asked: Sequence[str] | None, allowed: Sequence[str]) -> tuple[
     return tuple(dict.fromkeys(asked))
 
 
-@dataclass(frozen=True)
-class ResolvedVault:
-    """A vault the spec names, and the id it resolved to."""
-
-    ref: str
-    """How the spec names it (an id or a display name)."""
-    vault: BetaManagedAgentsVault
-
-
-def resolve_vault(client: anthropic.Anthropic, ref: str) -> ResolvedVault:
+def resolve_vault(client: anthropic.Anthropic, ref: str) -> BetaManagedAgentsVault:
     """Find the live vault ``ref`` names: by id (``vlt_...``) or by exact display name.
 
     Raises:
@@ -82,7 +72,7 @@ def resolve_vault(client: anthropic.Anthropic, ref: str) -> ResolvedVault:
                 f"Vault {ref!r} ({vault.display_name!r}) is archived; sessions cannot use it. Point the "
                 "spec at a live vault."
             )
-        return ResolvedVault(ref, vault)
+        return vault
     named = [v for v in client.beta.vaults.list(limit=100, include_archived=True) if v.display_name == ref]
     live = [v for v in named if v.archived_at is None]
     if len(live) > 1:
@@ -91,7 +81,7 @@ def resolve_vault(client: anthropic.Anthropic, ref: str) -> ResolvedVault:
             f"{len(live)} vaults are named {ref!r} ({ids}); name one by its id instead."
         )
     if live:
-        return ResolvedVault(ref, live[0])
+        return live[0]
     if named:
         raise VaultArchivedError(
             f"Vault {ref!r} ({named[0].id}) is archived; sessions cannot use it. Create a new vault "

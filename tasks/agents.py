@@ -27,7 +27,7 @@ from managed_agents_core.exceptions import (
 from managed_agents_core.keys import FINGERPRINT_KEY
 from managed_agents_core.retry_policy import unreachable_error
 from managed_agents_core.send_once import send_once_sync
-from managed_agents_core.spec import AgentDeploymentSpec
+from managed_agents_core.spec import AgentDeploymentSpec, McpServer
 from managed_agents_core.vaults import resolve_vault, servers_without_credential
 
 from .retry import TRANSIENT_RETRY_OPTIONS
@@ -82,11 +82,14 @@ def resolve_vaults(client: anthropic.Anthropic, spec: AgentDeploymentSpec) -> li
     """
     with api_errors(client):
         resolved = {ref: resolve_vault(client, ref) for ref in spec.vault_refs()}
+        servers_by_vault: dict[str, list[McpServer]] = {}
         for server in spec.mcp_servers:
-            if server.vault is None:
-                continue
-            vault = resolved[server.vault].vault
-            if servers_without_credential(client, vault.id, [server.url]):
+            if server.vault is not None:
+                servers_by_vault.setdefault(server.vault, []).append(server)
+        for ref, servers in servers_by_vault.items():  # one credentials listing per vault
+            vault = resolved[ref]
+            uncovered = servers_without_credential(client, vault.id, [s.url for s in servers])
+            for server in (s for s in servers if s.url in uncovered):
                 get_run_logger().warning(
                     "Vault %s (%r) holds no active credential for MCP server %r (%s): its sessions cannot "
                     "authenticate to it until one is added (credentials match servers by exact URL).",
@@ -95,7 +98,7 @@ def resolve_vaults(client: anthropic.Anthropic, spec: AgentDeploymentSpec) -> li
                     server.name,
                     server.url,
                 )
-    return list(dict.fromkeys(r.vault.id for r in resolved.values()))
+    return list(dict.fromkeys(vault.id for vault in resolved.values()))
 
 
 @task(name="retrieve-environment", **_READ)
