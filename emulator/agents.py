@@ -36,6 +36,23 @@ _CUSTOM_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _NON_CONFIG_KEYS = frozenset({"id", "type", "version", "created_at", "updated_at", "archived_at"})
 
 
+SESSION_AGENT_KEYS = (
+    "type",
+    "id",
+    "version",
+    "name",
+    "description",
+    "model",
+    "system",
+    "tools",
+    "mcp_servers",
+    "skills",
+    "multiagent",
+    "execution_identity",
+)
+"""The agent fields a session's ``agent`` snapshot carries."""
+
+
 def get_agent_versions(emulator: Emulator, agent_id: str) -> list[dict[str, Any]]:
     """Return every stored snapshot of an agent, oldest first.
 

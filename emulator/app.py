@@ -14,7 +14,18 @@ from .engine import SessionEngine
 from .errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from .faults import FaultMiddleware
 from .middleware import ApiMiddleware
-from .routes import agents, control, environments, events, files, memory_stores, resources, sessions, vaults
+from .routes import (
+    agents,
+    control,
+    environments,
+    events,
+    files,
+    memory_stores,
+    resources,
+    sessions,
+    threads,
+    vaults,
+)
 from .runtime import Emulator
 from .script import run_turn
 
@@ -53,7 +64,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    for module in (agents, environments, sessions, events, resources, files, memory_stores, vaults):
+    for module in (agents, environments, sessions, events, threads, resources, files, memory_stores, vaults):
         module.install(app, emulator)
     app.include_router(control.router)
     # Outermost first: ApiMiddleware sees (and logs) what the fault injector answers.

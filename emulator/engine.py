@@ -30,12 +30,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import blobs
+from . import blobs, threads
 from .errors import ApiError
 from .faults import get_injector
 from .ids import new_id, now_iso
 from .runtime import Emulator
 from .sse import encode_frame
+from .usage import add_request
+from .usage import zero_usage as zero_usage  # re-exported: routes create sessions with it
 
 logger = logging.getLogger(__name__)
 
@@ -130,19 +132,6 @@ class SessionRuntime:
         return self.worker is not None and not self.worker.done()
 
 
-def zero_usage() -> dict[str, Any]:
-    """Return the usage object of a fresh session."""
-    return {
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
-        "active_seconds": 0.0,
-        "list_cost": {"amount": "0", "currency": "USD"},
-        "server_tool_use": {"web_fetch_requests": 0, "web_search_requests": 0},
-    }
-
-
 class SessionEngine:
     """Runs sessions: accepts user events, runs turns, fans events out to streams.
 
@@ -211,6 +200,7 @@ class SessionEngine:
             if session.get("status") in ACTIVE_STATUSES or _waiting_for_action(
                 self.emulator.store.events.get(session_id, [])
             ):
+                threads.stop_running_children(self, session, {"type": "retries_exhausted"})
                 self.emit(
                     session_id,
                     _event(
@@ -276,19 +266,30 @@ class SessionEngine:
         if rt is not None and rt.deferred_idle is not None:
             self.flush_deferred_idle(rt)
         self.session(session_id)
+        history = self.emulator.store.events.setdefault(session_id, []) if persist else None
+        return self.record(session_id, history, event)
+
+    def record(self, key: str, history: list[dict[str, Any]] | None, event: dict[str, Any]) -> dict[str, Any]:
+        """Timestamp ``event``, append it to ``history`` and broadcast it to ``key``'s streams.
+
+        Args:
+            key: Whose streams get the frame (a session id, or a child thread's id).
+            history: The list the event is persisted in; ``None`` for a stream-only frame.
+            event: The event; ``processed_at`` is set to now unless it has the key already.
+        """
         if "processed_at" not in event:
             event["processed_at"] = now_iso()
-        if persist:
-            self.emulator.store.events.setdefault(session_id, []).append(event)
+        if history is not None:
+            history.append(event)
             self._dirty = True
             lag = self.emulator.config.history_lag
             if lag > 0:
-                rt = self.runtime(session_id)
+                rt = self.runtime(key)
                 if event["processed_at"] is None:
                     rt.queued_order[event["id"]] = rt.accepted
                     rt.accepted += 1
                 _hide_for(rt, event["id"], time.monotonic() + lag)
-        self.broadcast(session_id, encode_frame(event))
+        self.broadcast(key, encode_frame(event))
         return event
 
     def mark_processed(self, session_id: str, event: dict[str, Any]) -> None:
@@ -335,15 +336,22 @@ class SessionEngine:
         )
         _hide_for(rt, event_id, now + lag)
 
-    def listable_history(self, session_id: str) -> list[dict[str, Any]]:
+    def listable_history(
+        self, session_id: str, history: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """The history ``events.list`` shows now: as it was ``config.history_lag`` seconds ago.
 
         Without a lag this is the stored history itself. With one, the events placed within the
         lag are left out (they are always a suffix of the history, which is in placement order),
         and each user event processed within the lag is listed as queued where it was accepted.
         O(n) in the history size.
+
+        Args:
+            session_id: The session (or the child thread whose ``history`` this is).
+            history: A child thread's history; the session's own when ``None``.
         """
-        history = self.emulator.store.events.get(session_id, [])
+        if history is None:
+            history = self.emulator.store.events.get(session_id, [])
         rt = self._runtimes.get(session_id)
         if self.emulator.config.history_lag <= 0 or rt is None:
             return history
@@ -729,6 +737,7 @@ class TurnContext:
         """Enter ``terminated`` (irreversible) and emit ``session.status_terminated``."""
         self._stop_clock()
         session = self.session
+        threads.terminate_children(self.engine, session)
         set_status(session, "terminated")
         session["_ended_at"] = session["updated_at"]
         self.emit("session.status_terminated")
@@ -772,11 +781,7 @@ class TurnContext:
             model_usage=usage,
         )
         self.open_request = None
-        total = self.session["usage"]
-        total["input_tokens"] = total.get("input_tokens", 0) + input_tokens
-        total["output_tokens"] = total.get("output_tokens", 0) + output_tokens
-        cost = total.get("list_cost") or {"amount": "0", "currency": "USD"}
-        total["list_cost"] = {"amount": str(int(cost["amount"]) + cost_cents), "currency": "USD"}
+        add_request(self.session["usage"], input_tokens, output_tokens, cost_cents)
 
     def emit_usage(self) -> None:
         """Emit ``session.usage`` with the cumulative usage (and budget)."""

@@ -5,15 +5,16 @@ request log (``RequestRecord.injected``). Modes, all off by default:
 
 * ``fail_rate``: answer that fraction of requests with an error envelope picked from
   ``fail_statuses`` (429 carries ``retry-after``) *before* they are processed.
-* ``drop_stream_after_events``: break every SSE connection after k event frames (pings
-  are not counted); the client sees an incomplete chunked body.
+* ``drop_stream_after_events``: break every SSE connection (session and thread streams) after
+  k event frames (pings are not counted); the client sees an incomplete chunked body.
 * ``commit_then_drop``: process matching requests, then send the response head and half
   of the body and break the connection, so a client retry repeats a committed write.
 * ``slow_answers``: process matching requests, then hold the answer for a number of seconds
   (cancelling a client in that window leaves a committed write it never heard about).
 * ``slow_download_bytes_per_second`` / ``cut_download_after_bytes``: throttle, or break
   after N bytes, the bodies of ``GET /v1/files/{id}/content``.
-* ``stream_open_429_rate``: answer that fraction of ``GET .../events/stream`` requests 429
+* ``stream_open_429_rate``: answer that fraction of ``GET .../events/stream`` (and thread
+  ``GET .../threads/{id}/stream``) requests 429
   (``retry-after: retry_after_seconds``) before anything is streamed (logged ``stream_429``).
 * ``close_stream_after_idle_rate`` / ``silent_stream_rate``: drawn per SSE connection when it
   opens (:meth:`FaultInjector.draw_stream_faults`) and applied by the stream itself
@@ -44,6 +45,7 @@ from .runtime import Emulator
 from .sse import FRAME_SEPARATOR, is_ping
 
 _DOWNLOAD_PATH = re.compile(r"^/v1/files/[^/]+/content$")
+_STREAM_PATH = re.compile(r"^/v1/sessions/[^/]+/(events|threads/[^/]+)/stream$")
 _MESSAGES = {
     429: "Rate limited (injected fault).",
     500: "Internal server error (injected fault).",
@@ -192,7 +194,7 @@ class FaultMiddleware:
             request_id = scope.get("state", {}).get("request_id") or new_id("req")
             await error.response(request_id)(scope, receive, send)
             return
-        if method == "GET" and path.endswith("/events/stream") and injector.take_stream_429():
+        if method == "GET" and _STREAM_PATH.match(path) and injector.take_stream_429():
             note_fault(scope, "stream_429")
             headers = {"retry-after": f"{cfg.retry_after_seconds:g}"}
             error = ApiError(429, _MESSAGES[429], headers=headers)
@@ -200,7 +202,7 @@ class FaultMiddleware:
             await error.response(request_id)(scope, receive, send)
             return
         wrapped = send
-        if path.endswith("/events/stream") and cfg.drop_stream_after_events:
+        if _STREAM_PATH.match(path) and cfg.drop_stream_after_events:
             wrapped = self._drop_stream(scope, send, cfg.drop_stream_after_events)
         elif injector.take_commit_then_drop(method, path):
             wrapped = self._commit_then_drop(scope, send)

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import blobs, memory
+from . import blobs, memory, threads
+from .engine import SessionGone, TurnInterrupted
 from .errors import ApiError
+from .runtime import Emulator
 
 if TYPE_CHECKING:
     from .engine import TurnContext
@@ -89,6 +91,16 @@ class OutcomeSpec(_Strict):
     result: Literal["satisfied", "failed"] = "satisfied"
 
 
+class DelegateSpec(_Strict):
+    """One task the coordinator hands to an agent of its multiagent roster (a child thread)."""
+
+    agent: str = Field(min_length=1, description="Roster agent: its name, its id, or self.")
+    task: str = Field(min_length=1, description="The message the coordinator sends the thread.")
+    reply: str | None = Field(default=None, description="The thread's answer (default Done: <task>).")
+    outputs: list[OutputSpec] = Field(default_factory=list, description="Files the thread writes.")
+    cost: int = Field(default=1, ge=0, description="List cost of the thread's model request, in US cents.")
+
+
 class Scenario(_Strict):
     """The JSON object after ``#emulator``. Every key is optional and they compose."""
 
@@ -112,6 +124,7 @@ class Scenario(_Strict):
     ) = None
     outcome: OutcomeSpec | None = None
     cost: int = Field(default=1, ge=0, description="List cost of each model request, in US cents.")
+    delegate: list[DelegateSpec] = Field(default_factory=list, max_length=25)
 
 
 DEFAULT_SCENARIO = Scenario(report=True, memory=True)
@@ -135,6 +148,24 @@ def parse_test_mode(text: str) -> Scenario | None:
         raise ApiError(400, f"Invalid {TEST_MODE_PREFIX} scenario: {exc}") from exc
 
 
+def check_scenario(emulator: Emulator, agent: dict[str, Any], event: dict[str, Any]) -> None:
+    """Validate the scenario of a user event before it is accepted (at send time).
+
+    Args:
+        emulator: The emulator (to look the roster's agents up).
+        agent: The session's agent snapshot.
+        event: A ``user.message`` or ``user.define_outcome`` (other events pass).
+
+    Raises:
+        ApiError: 400 on an invalid scenario, or a ``delegate`` the agent's roster cannot serve.
+    """
+    if event["type"] not in ("user.message", "user.define_outcome"):
+        return
+    scenario = parse_test_mode(trigger_text(event))
+    if scenario is not None and scenario.delegate:
+        threads.callees(emulator, agent, [d.agent for d in scenario.delegate])
+
+
 def trigger_text(event: dict[str, Any]) -> str:
     """The text a turn reacts to: a message's text blocks, or an outcome's description."""
     if event["type"] == "user.define_outcome":
@@ -150,6 +181,8 @@ def scenario_of(event: dict[str, Any]) -> Scenario:
 async def run_turn(ctx: TurnContext) -> None:
     """Run one turn for ``ctx.trigger`` (see SCENARIOS.md for the event order)."""
     scenario = scenario_of(ctx.trigger)
+    if scenario is DEFAULT_SCENARIO:
+        scenario = _default_delegations(ctx, scenario)
     state = _script_state(ctx)
     state["turns"] += 1
     turn = state["turns"]
@@ -177,6 +210,16 @@ async def run_turn(ctx: TurnContext) -> None:
             await _work_turn(ctx, scenario, turn)
     except _TurnOver:
         return
+
+
+def _default_delegations(ctx: TurnContext, scenario: Scenario) -> Scenario:
+    """A coordinator's ordinary message is also handed, as it is, to each other agent it can call."""
+    roster = threads.callable_agents(ctx.emulator, ctx.session["agent"]) or []
+    others = [a for a in roster if a["id"] != ctx.session["agent"]["id"]]
+    if not others:
+        return scenario
+    task = trigger_text(ctx.trigger) or "(no text)"
+    return scenario.model_copy(update={"delegate": [DelegateSpec(agent=a["id"], task=task) for a in others]})
 
 
 async def _retries(ctx: TurnContext, scenario: Scenario) -> bool:
@@ -249,6 +292,7 @@ async def _work_turn(ctx: TurnContext, scenario: Scenario, turn: int) -> None:
         return
 
     notes = await _tool_calls(ctx, scenario, prompt)
+    notes += await _delegations(ctx, scenario)
     written = await _write_outputs(ctx, scenario, turn, prompt)
     reply = _reply(ctx, scenario, turn, notes, written)
     await ctx.say(reply)
@@ -328,6 +372,49 @@ async def _tool_calls(ctx: TurnContext, scenario: Scenario, prompt: str) -> list
     return notes
 
 
+async def _delegations(ctx: TurnContext, scenario: Scenario) -> list[str]:
+    """Run each ``delegate`` entry in order as a child thread; return reply notes."""
+    if not scenario.delegate:
+        return []
+    callees = threads.callees(ctx.emulator, ctx.session["agent"], [d.agent for d in scenario.delegate])
+    notes = []
+    for spec, callee in zip(scenario.delegate, callees, strict=True):
+        child = threads.ChildThread.start(ctx.engine, ctx.session, callee)
+        reply = await _delegate(ctx, child, spec)
+        notes.append(f"{child.name} said: {reply}")
+    return notes
+
+
+async def _delegate(ctx: TurnContext, child: threads.ChildThread, spec: DelegateSpec) -> str:
+    """One child thread's work (SCENARIOS.md, Delegation); it goes idle even when interrupted."""
+    reply = spec.reply if spec.reply is not None else f"Done: {spec.task}"
+    await ctx.pause()
+    child.send_task(spec.task)
+    child.running()
+    try:
+        await ctx.pause()
+        child.model_request_start()
+        await ctx.pause()
+        await _write_files(ctx, spec.outputs)
+        child.say(reply)
+        await ctx.pause()
+        child.model_request_end(_tokens(spec.task, 200), _tokens(reply, 20), spec.cost)
+        child.answer(reply)
+        child.idle({"type": "end_turn"})
+    except TurnInterrupted:
+        child.stop({"type": ctx.emulator.config.interrupt_stop_reason})
+        raise
+    except SessionGone:
+        raise
+    except Exception:
+        child.stop({"type": "retries_exhausted"})
+        raise
+    await ctx.pause()
+    child.deliver(reply)
+    await ctx.pause()
+    return reply
+
+
 class _TurnOver(Exception):
     """The turn ended early (already idle)."""
 
@@ -388,6 +475,7 @@ async def _work_turn_body(ctx: TurnContext, scenario: Scenario, turn: int, itera
         await ctx.pause()
     # The first pass does the work: tool calls (custom ones included) and files, as in a turn.
     notes = await _tool_calls(ctx, scenario, prompt) if iteration == 0 else []
+    notes += await _delegations(ctx, scenario) if iteration == 0 else []
     written = await _write_outputs(ctx, scenario, turn, prompt) if iteration == 0 else []
     reply = _reply(ctx, scenario, turn, [f"outcome iteration {iteration}", *notes], written)
     await ctx.say(reply)
@@ -450,7 +538,17 @@ async def _write_outputs(ctx: TurnContext, scenario: Scenario, turn: int, prompt
         written.append(name)
         if scenario.memory:
             _write_memories(ctx, turn, report)
-    for index, spec in enumerate(scenario.outputs, start=1):
+    written.extend(await _write_files(ctx, scenario.outputs))
+    return written
+
+
+async def _write_files(ctx: TurnContext, specs: list[OutputSpec]) -> list[str]:
+    """Write generated session output files (indexed like every output of the turn)."""
+    config = ctx.emulator.config
+    pending = config.output_indexing_window > 0
+    listable_after = None if pending else time.time() + config.output_listing_delay
+    written: list[str] = []
+    for index, spec in enumerate(specs, start=1):
         name = spec.name or f"output-{index}.bin"
         mime = spec.mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         meta = blobs.create_file(

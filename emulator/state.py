@@ -49,6 +49,10 @@ class Store:
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    threads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Session id -> its threads (primary first), see :mod:`emulator.threads`."""
+    thread_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Child thread id -> the thread's own history (the primary thread's is ``events``)."""
     session_resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory_stores: dict[str, dict[str, Any]] = field(default_factory=dict)

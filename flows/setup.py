@@ -37,12 +37,15 @@ from managed_agents_core.exceptions import (
     ConfigurationError,
     EnvironmentArchivedError,
     EnvironmentTypeChangeError,
+    SpecValidationError,
 )
 from managed_agents_core.keys import BLOCK_KEY, FINGERPRINT_KEY
 from managed_agents_core.roots import check_inside_roots, input_roots
 from managed_agents_core.spec import (
+    BLOCK_NAME,
     RESERVED_METADATA_KEYS,
     AgentDeploymentSpec,
+    CallableAgent,
     EnvironmentSpec,
 )
 from tasks.agents import (
@@ -61,7 +64,6 @@ from tasks.events import emit_managed_agents_event
 
 P = ParamSpec("P")
 R = TypeVar("R")
-BLOCK_NAME = re.compile(r"^[a-z0-9-]+$")
 LOCK_TIMEOUT_SECONDS = 600.0
 
 Action = Literal["created", "updated", "unchanged", "pinned", "drift"]
@@ -148,6 +150,108 @@ def _save_credentials_block(creds: AnthropicCredentials, block_name: str) -> boo
 def _reads(task: Task[P, R], credentials: AnthropicCredentials) -> Task[P, R]:
     """max_retries=0 on the credentials means "fail fast": no task-level retries either."""
     return task.with_options(retries=0) if credentials.max_retries == 0 else task
+
+
+# --- callable agents ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Callee:
+    """One callable agent of a coordinator, checked before anything is deployed.
+
+    Attributes:
+        entry: The spec's entry.
+        spec_path: The callee's spec file (inside the input roots), when it is deployed from one.
+        block_name: The callee's block (to deploy to, or deployed before); None for ``self``.
+    """
+
+    entry: CallableAgent
+    spec_path: Path | None = None
+    block_name: str | None = None
+
+
+@dataclass(frozen=True)
+class CalleePin:
+    """What a coordinator calls: a callee resolved to its agent and pinned version."""
+
+    callee: Callee
+    agent_id: str | None = None
+    agent_name: str | None = None
+    version: int | None = None
+
+    def roster_entry(self) -> dict[str, Any]:
+        """The ``multiagent.agents`` entry of ``agents.create``."""
+        if self.agent_id is None:
+            return {"type": "self"}
+        return {"type": "agent", "id": self.agent_id, "version": self.version}
+
+
+def default_callee_block(agent_name: str) -> str:
+    """The block a callee deployed from a spec is saved to when the entry names none.
+
+    Args:
+        agent_name: The callee's agent name.
+    """
+    return re.sub(r"[^a-z0-9]+", "-", agent_name.lower()).strip("-") or "agent"
+
+
+def check_callees(spec: AgentDeploymentSpec, block_name: str) -> list[Callee]:
+    """Read and check every callable agent of ``spec``; nothing is sent to the API.
+
+    Args:
+        spec: The coordinator's spec.
+        block_name: The coordinator's block.
+
+    Raises:
+        PathOutsideRootsError: A callee's spec file is outside the input roots.
+        SpecValidationError: A callee's spec is invalid or has callable agents of its own, or a
+            callee would be deployed to the coordinator's own block.
+        BlockNotFoundError: A callee named by block alone has no block.
+    """
+    callees: list[Callee] = []
+    for entry in spec.multiagent.agents if spec.multiagent else []:
+        if entry.type == "self":
+            callees.append(Callee(entry))
+            continue
+        if entry.spec is None:
+            assert entry.block is not None  # the model requires spec or block
+            require_agent_block(entry.block)
+            callees.append(Callee(entry, block_name=entry.block))
+            continue
+        path = check_inside_roots(entry.spec, input_roots(), kind="input", what="callable agent's spec file")
+        callee_spec = AgentDeploymentSpec.from_yaml(path)
+        if callee_spec.multiagent is not None:
+            raise SpecValidationError(
+                f"Callable agent {entry.label()} has callable agents of its own; the API allows one level "
+                "of delegation. Remove its multiagent section or call its callees from this spec."
+            )
+        target = entry.block or default_callee_block(callee_spec.name)
+        if target == block_name:
+            raise SpecValidationError(
+                f"Callable agent {entry.label()} would be deployed to block {block_name!r}, the "
+                "coordinator's own; give the entry another block, or use {type: self}."
+            )
+        callees.append(Callee(entry, spec_path=path, block_name=target))
+    return callees
+
+
+def _pin_callee(callee: Callee, credentials: AnthropicCredentials | str | None, force: bool) -> CalleePin:
+    """Deploy a callee from its spec (a ``deploy-agent`` subflow), or check the block's pinned version."""
+    if callee.block_name is None:
+        return CalleePin(callee)
+    if callee.spec_path is not None:
+        block = deploy_agent(str(callee.spec_path), callee.block_name, credentials=credentials, force=force)
+    else:
+        block = require_agent_block(callee.block_name)
+        with block.credentials.get_client() as client:
+            agent = _reads(retrieve_agent, block.credentials)(client, block.agent_id, block.version)
+            latest = _reads(retrieve_agent, block.credentials)(client, block.agent_id)
+        if latest.archived_at is not None:
+            raise AgentArchivedError(
+                f"Callable agent {callee.entry.label()} ({agent.id}) is archived, so no coordinator can "
+                "call it. Deploy it again to a new block and name that one."
+            )
+    return CalleePin(callee, block.agent_id, block.agent_name, block.version)
 
 
 # --- concurrency ----------------------------------------------------------------------------------
@@ -358,6 +462,7 @@ def _report(
     env_action: str,
     fingerprint: str,
     vault_ids: list[str],
+    pins: list[CalleePin],
 ) -> str:
     agent = outcome.agent
     old = f"v{outcome.old_version}" if outcome.old_version is not None else "(none)"
@@ -375,6 +480,23 @@ def _report(
         f"| Vaults | {', '.join(f'`{v}`' for v in vault_ids) or '(none)'} |",
         "",
     ]
+    if pins:
+        lines += [
+            "## Callable agents",
+            "",
+            "| callee | agent | pinned | block |",
+            "|---|---|---|---|",
+            *(
+                f"| {pin.callee.entry.label()} | "
+                + (
+                    f"`{pin.agent_id}` ({pin.agent_name}) | v{pin.version} | `{pin.callee.block_name}` |"
+                    if pin.agent_id
+                    else "this agent | - | - |"
+                )
+                for pin in pins
+            ),
+            "",
+        ]
     if outcome.drift_version is not None:
         lines += [
             f"## Drift: changed outside deploy_agent (pinned {old}, latest v{outcome.drift_version})",
@@ -418,7 +540,10 @@ def deploy_agent(
     """Make sure the spec's environment and agent exist, then save the ``ManagedAgent`` block.
 
     The vaults the spec names (an MCP server's ``vault``, or ``vaults:``) are checked first and
-    saved on the block as its sessions' vaults.
+    saved on the block as its sessions' vaults. A coordinator's callable agents (``multiagent:``)
+    are checked before anything is deployed; those named by spec are then deployed first (a
+    ``deploy-agent`` subflow each, to their own block), and the coordinator calls every callee at
+    the version its block pins, so a callee's new version updates the coordinator too.
 
     Idempotent: the same spec again makes no write call. A changed spec updates the agent with
     ``version=<current>`` (a concurrent edit fails loudly) and moves the block's pin. An agent that
@@ -445,16 +570,19 @@ def deploy_agent(
         The saved block, pinned to the deployed version.
 
     Raises:
-        SpecValidationError: The spec breaks an API rule (nothing is sent).
+        SpecValidationError: The spec breaks an API rule (nothing is sent), or a callable
+            agent's spec does (nothing is deployed).
         UnknownCustomToolError: The spec names a custom tool that is not registered.
         PathOutsideRootsError: The spec file is outside the input roots.
         InlineBlockError: A deployment run was given inline credentials.
         CredentialsDestinationError: The credentials would send the environment's key elsewhere.
         MissingCredentialsError: No API key is configured.
-        BlockNotFoundError: ``credentials`` names a block that does not exist.
+        BlockNotFoundError: ``credentials``, or a callable agent's ``block``, names a block that
+            does not exist.
         AgentDriftError: The agent was changed outside this flow and ``force`` is False.
         StaleAgentVersionError: Someone updated the agent during this run; rerun.
-        AgentArchivedError / EnvironmentArchivedError: The block's agent or environment is archived.
+        AgentArchivedError / EnvironmentArchivedError: The block's agent or environment is
+            archived, or a callable agent named by block is.
         VaultNotFoundError / VaultArchivedError / AmbiguousVaultError: A vault the spec names
             cannot be used (checked before anything is created).
         ApiUnreachableError: The API could not be reached at the configured base URL.
@@ -462,6 +590,11 @@ def deploy_agent(
     logger = get_run_logger()
     desired = _as_spec(spec)
     _check_block_name(block_name)
+    pins: list[CalleePin] = []
+    if desired.multiagent is not None:
+        callees = check_callees(desired, block_name)  # every callee read and checked first
+        pins = [_pin_callee(callee, credentials, force) for callee in callees]
+        desired = desired.with_roster([pin.roster_entry() for pin in pins])
     fingerprint = desired.fingerprint()
     with deploy_lock(desired.name):
         existing = load_agent_block(block_name)
@@ -491,7 +624,7 @@ def deploy_agent(
                 if creds_saved_now or block.model_dump() != existing.model_dump():
                     block.save(block_name, overwrite=True)
     create_markdown_artifact(
-        markdown=_report(block_name, outcome, env, env_action, fingerprint, vault_ids),
+        markdown=_report(block_name, outcome, env, env_action, fingerprint, vault_ids, pins),
         key=_artifact_key("deploy", block_name),
         description=f"deploy_agent {outcome.action}: {agent.name}",
     )
@@ -502,6 +635,7 @@ def deploy_agent(
         "environment_id": env.id,
         "spec_fingerprint": fingerprint,
         "vault_ids": vault_ids,
+        "callable_agents": [pin.roster_entry() for pin in pins],
         "changed_fields": [c.path for c in outcome.changes],
     }
     if outcome.drift_version is not None:

@@ -23,8 +23,9 @@ from managed_agents_core.exceptions import SessionNotAttachableError
 from managed_agents_core.keys import FLOW_RUN_KEY, read_key
 from managed_agents_core.lifecycle import ainterrupt_and_archive
 from managed_agents_core.outputs import MANAGED_AGENTS_BETA, session_input_copy_ids
-from managed_agents_core.results import UsageSummary, cost_text
+from managed_agents_core.results import ThreadSummary, UsageSummary, cost_text
 from managed_agents_core.retry_policy import unreachable_error
+from managed_agents_core.threads import reconcile_threads
 from managed_agents_core.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -173,13 +174,17 @@ def list_sessions(
     )
 
 
+_THREAD_FIELDS = {"thread_id", "agent_name", "primary", "status", "usage"}
+"""What ``sessions show --json`` says of each thread (the history's view; tasks are counted by a run)."""
+
+
 @app.command("show")
 @typed_errors
 def show_session(session_id: SessionArgument, agent: AgentOption, as_json: JsonOption = False) -> None:
     """One session: status, usage and cost, its output files and its Console link."""
     block = load_block(agent)
 
-    async def read() -> tuple[BetaManagedAgentsSession, list[BetaFileMetadata]]:
+    async def read() -> tuple[BetaManagedAgentsSession, list[BetaFileMetadata], list[ThreadSummary]]:
         async with api(block) as client:
             session = await _owned(client, block, session_id)
             inputs = await session_input_copy_ids(client, session_id)
@@ -190,14 +195,19 @@ def show_session(session_id: SessionArgument, agent: AgentOption, as_json: JsonO
                 )
                 if f.id not in inputs
             ]
-        return session, files
+            threads: list[ThreadSummary] = []
+            if session.agent.multiagent is not None:  # only a coordinator's session has threads to show
+                listed = [t async for t in client.beta.sessions.threads.list(session_id)]
+                threads = reconcile_threads(listed, {})
+        return session, files, threads
 
-    session, files = asyncio.run(read())
+    session, files, threads = asyncio.run(read())
     usage = UsageSummary.from_session_usage(session.usage)
     record = {
         **session_record(session, block),
         "usage": usage.model_dump(mode="json"),
         "outputs": [{"id": f.id, "filename": f.filename, "size_bytes": f.size_bytes} for f in files],
+        "threads": [t.model_dump(mode="json", include=_THREAD_FIELDS) for t in threads],
     }
     if as_json:
         print_json(record)
@@ -220,6 +230,21 @@ def show_session(session_id: SessionArgument, agent: AgentOption, as_json: JsonO
         ("file", "bytes", "id"),
         [(f.filename, f.size_bytes, f.id) for f in files],
     )
+    if threads:
+        print_table(
+            f"Agents ({len(threads)} threads)",
+            ("agent", "thread", "status", "tokens in / out", "cost"),
+            [
+                (
+                    t.agent_name + (" (coordinator)" if t.primary else ""),
+                    t.thread_id,
+                    t.status,
+                    f"{t.usage.input_tokens} / {t.usage.output_tokens}" if t.usage else "-",
+                    cost_text(t.usage),
+                )
+                for t in threads
+            ],
+        )
 
 
 @app.command("transcript")

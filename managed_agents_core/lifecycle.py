@@ -28,7 +28,7 @@ from .memory_audit import MemoryChange
 from .outcome import Outcome, SessionEnd, classify
 from .outcome_spec import session_evaluations
 from .repositories import needs_token, with_token
-from .results import OutputFile, SessionResult, UsageSummary
+from .results import OutputFile, SessionResult, ThreadSummary, UsageSummary
 from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retrying
 from .send_once import send_once
 from .session_stream import (
@@ -39,6 +39,7 @@ from .session_stream import (
     wait_until_not_running,
 )
 from .settings import RuntimeSettings
+from .threads import alist_threads
 from .tool_calls import ToolAnswer
 from .transcript import Transcript, content_text
 from .turn import TurnRequest
@@ -54,6 +55,8 @@ _TOOL_EVENTS = frozenset(
         "agent.custom_tool_use",
         "agent.tool_result",
         "agent.mcp_tool_result",
+        "agent.thread_message_sent",
+        "agent.thread_message_received",
     }
 )
 _MESSAGE_EVENTS = frozenset({"agent.message", "user.message", "agent.thinking", "user.tool_confirmation"})
@@ -253,8 +256,8 @@ async def asend_turn_events(
 class LoggingObserver:
     """Logs what a session does at a chosen verbosity.
 
-    ``summary``: status changes, errors, reconnects; ``tools``: plus tool calls and results;
-    ``full``: plus every message. Per-event work is a set lookup unless the event is logged.
+    ``summary``: status changes, errors, reconnects; ``tools``: plus tool calls and results, and
+    the messages a coordinator and its callees exchange; ``full``: plus every message. Per-event work is a set lookup unless the event is logged.
 
     Args:
         logger: Where to log (a Prefect run logger inside runs).
@@ -292,6 +295,18 @@ class LoggingObserver:
             status = "error" if getattr(event, "is_error", False) else "ok"
             self.logger.info(
                 "tool result %s: %s", status, _short(content_text(getattr(event, "content", None)))
+            )
+        elif kind == "agent.thread_message_sent":
+            self.logger.info(
+                "delegated to %s: %s",
+                event.to_agent_name or event.to_session_thread_id,
+                _short(content_text(event.content)),
+            )
+        elif kind == "agent.thread_message_received":
+            self.logger.info(
+                "reply from %s: %s",
+                event.from_agent_name or event.from_session_thread_id,
+                _short(content_text(event.content)),
             )
         elif kind == "agent.thinking":
             self.logger.info("agent is thinking")
@@ -339,6 +354,7 @@ class SessionRunReport:
         session: The final ``BetaManagedAgentsSession`` (retrieved after the post-idle race).
         ended_at: When this client saw the turn end (its own clock; outputs are indexed after it).
         turn_started_at: When the service processed the turn's kickoff (its clock), if seen.
+        threads: A multi-agent session's threads with their usage (empty for one agent).
     """
 
     session_id: str
@@ -349,6 +365,7 @@ class SessionRunReport:
     session: Any
     ended_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     turn_started_at: datetime | None = None
+    threads: list[ThreadSummary] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -415,6 +432,7 @@ async def adrive_session(
         session,
         ended_at=ended_at,
         turn_started_at=engine.turn_started_at,
+        threads=await alist_threads(client, session_id, transcript.threads),
     )
 
 
@@ -441,6 +459,7 @@ def build_session_result(
         console_url=report.console_url,
         outcome_evaluations=session_evaluations(report.session),
         memory_changes=memory_changes or [],
+        threads=list(report.threads),
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .batch_items import BatchItemResult, BatchResult
 from .lifecycle import SessionRunReport
 from .memory_audit import MemoryChange, summarize
-from .results import OutcomeEvaluation, OutputFile, UsageSummary, cost_text
+from .results import OutcomeEvaluation, OutputFile, ThreadSummary, UsageSummary, cost_text
 from .transcript import Transcript
 
 DIGEST_CHARS = 12
@@ -33,6 +33,8 @@ ROLE_HTML = {
     "tool-result": "<b>Tool result</b>",
     "error": "<b>Error</b>",
     "status": "<i>Status</i>",
+    "delegated": "<b>Delegated</b>",
+    "reply": "<b>Reply</b>",
 }
 
 
@@ -62,6 +64,12 @@ def _size(size: int) -> str:
             return f"{value:,.1f} {unit}"
         value /= 1024
     return f"{value:,.1f} GiB"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``, ``1 reply``, ``2 replies``."""
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def _folder(paths: Sequence[str]) -> str:
@@ -98,6 +106,7 @@ class SessionReport:
         final_evaluations: The session's own last word on each outcome.
         outputs: The output files collected (None when none were asked for).
         memory_changes: What the session wrote to its memory stores (None when not audited).
+        threads: A multi-agent session's threads: which agent did what, and its usage.
     """
 
     agent_name: str
@@ -112,6 +121,7 @@ class SessionReport:
     final_evaluations: Sequence[OutcomeEvaluation] = ()
     outputs: Sequence[OutputFile] | None = None
     memory_changes: Sequence[MemoryChange] | None = None
+    threads: Sequence[ThreadSummary] = ()
 
     @property
     def summary(self) -> str:
@@ -135,7 +145,8 @@ class SessionReport:
             "",
             f"[Open session {self.session_id} in the Claude Console]({self.console_url})",
         ]
-        for section in (self._usage, self._outcome, self._outputs, self._memory, self._transcript):
+        sections = (self._usage, self._agents, self._outcome, self._outputs, self._memory, self._transcript)
+        for section in sections:
             lines += ["", *section()]
         return "\n".join(line.rstrip() for line in lines).rstrip() + "\n"
 
@@ -167,6 +178,30 @@ class SessionReport:
                     ]
                 ],
             ),
+        ]
+
+    def _agents(self) -> list[str]:
+        if not self.threads:
+            return []
+        rows = []
+        for t in self.threads:
+            usage = t.usage
+            tokens = f"{usage.input_tokens:,} / {usage.output_tokens:,}" if usage else "not listed yet"
+            cost = f"{usage.cost_usd:.2f}" if usage and usage.cost_usd is not None else "n/a"
+            work = (
+                "coordinator"
+                if t.primary
+                else f"{_count(t.tasks_sent, 'task')}, {_count(t.replies, 'reply')}"
+            )
+            ended = f"{t.status} ({t.stop_reason})" if t.stop_reason else t.status
+            rows.append([_cell(t.agent_name, 60), work, ended, tokens, cost])
+        return [
+            "## Agents",
+            "",
+            *_table(["agent", "work", "status", "tokens in / out", "list cost (USD)"], rows),
+            "",
+            "One row per session thread (ids in the transcript and the run's result). Each thread's "
+            "list cost is rounded on its own and leaves out runtime: the usage above is the total.",
         ]
 
     def _outcome(self) -> list[str]:
@@ -308,6 +343,7 @@ def turn_report(
         final_evaluations=final_evaluations,
         outputs=outputs,
         memory_changes=memory_changes,
+        threads=report.threads,
     )
 
 

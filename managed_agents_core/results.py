@@ -90,6 +90,23 @@ class OutcomeEvaluation(BaseModel):
     description: str | None = Field(default=None, description="What the outcome asked for.")
 
 
+class ThreadSummary(BaseModel):
+    """One thread of a multi-agent session: which agent ran it, what it was asked, what it cost."""
+
+    thread_id: str = Field(description="The thread's id (sthr_...).")
+    agent_name: str = Field(description="The agent the thread runs.")
+    primary: bool = Field(default=False, description="True for the session's own (coordinator's) thread.")
+    status: str = Field(description="running, idle, rescheduling or terminated, as last known.")
+    stop_reason: str | None = Field(default=None, description="Why the thread last went idle.")
+    tasks_sent: int = Field(default=0, description="Messages the coordinator sent to this thread.")
+    replies: int = Field(default=0, description="Messages this thread sent back.")
+    usage: UsageSummary | None = Field(
+        default=None,
+        description="The thread's own usage, when the service listed it (per-thread list costs are "
+        "rounded and leave out runtime: the session's total is authoritative).",
+    )
+
+
 class SessionResult(BaseModel):
     """What one agent session produced."""
 
@@ -113,6 +130,10 @@ class SessionResult(BaseModel):
     memory_changes: list[MemoryChange] = Field(
         default_factory=list,
         description="Memory versions the session wrote to the stores this run attached, oldest first.",
+    )
+    threads: list[ThreadSummary] = Field(
+        default_factory=list,
+        description="A multi-agent session's threads (the coordinator's first); empty for one agent.",
     )
 
     def summary(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -26,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from .exceptions import SpecValidationError, UnknownCustomToolError
+from .exceptions import ConfigurationError, SpecValidationError, UnknownCustomToolError
 from .keys import BLOCK_KEY, FINGERPRINT_KEY, PREFIX
 from .tool_names import BUILTIN_TOOL_NAMES, CUSTOM_TOOL_NAME
 
@@ -39,6 +41,9 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 RESERVED_METADATA_PREFIX = PREFIX
 RESERVED_METADATA_KEYS = (FINGERPRINT_KEY, BLOCK_KEY)
+MAX_CALLABLE_AGENTS = 20
+BLOCK_NAME = re.compile(r"^[a-z0-9-]+$")
+"""What a Prefect block name may hold here: lowercase letters, digits and dashes."""
 
 BuiltinToolName = Literal["bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"]
 
@@ -213,6 +218,67 @@ def _check_metadata(metadata: dict[str, str], *, reserved_slots: int) -> dict[st
     return metadata
 
 
+class CallableAgent(_SpecModel):
+    """One agent a coordinator can call; each call runs in its own session thread.
+
+    Give ``spec`` to have ``deploy_agent`` deploy the callee first (to ``block``), ``block`` alone
+    for a callee deployed before (it is called at the version its block pins), or ``type: self``
+    for another thread of the coordinator itself.
+    """
+
+    type: Literal["agent", "self"] = "agent"
+    spec: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The callee's spec file, relative to this spec's file (inside the input roots). "
+        "It may not have callable agents of its own (one level of delegation).",
+    )
+    block: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The callee's ManagedAgent block: with spec, where deploy_agent saves it (default: "
+        "the callee's agent name, lowercased with dashes); alone, a callee deployed before.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.type == "self" and (self.spec or self.block):
+            raise ValueError("a 'type: self' entry takes no spec or block; remove them.")
+        if self.type == "agent" and not (self.spec or self.block):
+            raise ValueError("give the callee's spec file (spec:) or its deployed block (block:).")
+        if self.block is not None and not BLOCK_NAME.match(self.block):
+            raise ValueError(
+                f"block {self.block!r} is not a valid block name; use lowercase letters, digits and dashes."
+            )
+        return self
+
+    def label(self) -> str:
+        """How reports and errors name the entry: ``self``, ``block:<name>`` or ``spec:<path>``."""
+        if self.type == "self":
+            return "self"
+        return f"spec:{self.spec}" if self.spec else f"block:{self.block}"
+
+
+class MultiagentSpec(_SpecModel):
+    """Callable agents: the agent coordinates and delegates work to them (``multiagent`` of
+    ``agents.create``, the ``coordinator`` form, with callees named by spec or block)."""
+
+    type: Literal["coordinator"] = "coordinator"
+    agents: list[CallableAgent] = Field(min_length=1, max_length=MAX_CALLABLE_AGENTS)
+
+    @field_validator("agents")
+    @classmethod
+    def _distinct(cls, agents: list[CallableAgent]) -> list[CallableAgent]:
+        labels = [a.label() for a in agents]
+        blocks = [a.block for a in agents if a.block]
+        dupes = sorted(
+            {x for x in labels if labels.count(x) > 1} | {f"block:{b}" for b in blocks if blocks.count(b) > 1}
+        )
+        if dupes:
+            raise ValueError(f"callable agents {dupes} are listed more than once; keep one entry each.")
+        return agents
+
+
 class AgentSpec(_SpecModel):
     """The agent: the arguments of ``client.beta.agents.create``."""
 
@@ -231,6 +297,12 @@ class AgentSpec(_SpecModel):
     )
     skills: list[Skill] = Field(default_factory=list, max_length=MAX_SKILLS)
     metadata: dict[str, str] = Field(default_factory=dict)
+    multiagent: MultiagentSpec | None = Field(
+        default=None,
+        description="Agents this one can call (a coordinator). deploy_agent deploys the callees named by "
+        "spec first and calls every callee at the version its block pins.",
+    )
+    _roster: list[dict[str, Any]] | None = PrivateAttr(default=None)
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -315,15 +387,41 @@ class AgentSpec(_SpecModel):
             )
         return servers
 
+    def with_roster(self, roster: list[dict[str, Any]]) -> Self:
+        """Return a copy whose ``multiagent`` is sent as these resolved callees.
+
+        Args:
+            roster: The ``multiagent.agents`` entries of ``agents.create``, in the spec's order:
+                ``{"type": "agent", "id": ..., "version": ...}`` or ``{"type": "self"}``.
+        """
+        if self.multiagent is None or len(roster) != len(self.multiagent.agents):
+            raise ConfigurationError("the roster must resolve each of the spec's callable agents, in order.")
+        copy = self.model_copy()
+        copy._roster = [dict(entry) for entry in roster]
+        return copy
+
     def agent_params(self) -> dict[str, Any]:
         """Return the keyword arguments for ``agents.create`` (unset optional fields left out; an
-        MCP server's ``vault`` is the sessions' business, not the agent's)."""
-        return self.model_dump(
+        MCP server's ``vault`` is the sessions' business, not the agent's; callable agents as
+        resolved by :meth:`with_roster`).
+
+        Raises:
+            ConfigurationError: The spec has callable agents that were not resolved yet.
+        """
+        params = self.model_dump(
             mode="json",
             exclude_none=True,
-            include=set(AgentSpec.model_fields),
+            include=set(AgentSpec.model_fields) - {"multiagent"},
             exclude={"mcp_servers": {"__all__": {"vault"}}},
         )
+        if self.multiagent is not None:
+            if self._roster is None:
+                raise ConfigurationError(
+                    "The spec's callable agents are not resolved to agent ids and versions yet; "
+                    "deploy it with deploy_agent, which deploys them first."
+                )
+            params["multiagent"] = {"type": self.multiagent.type, "agents": self._roster}
+        return params
 
     def update_params(self) -> dict[str, Any]:
         """Return the keyword arguments for ``agents.update`` that make the agent equal this spec.
@@ -332,12 +430,13 @@ class AgentSpec(_SpecModel):
         (the API keeps omitted fields). Metadata is a patch and is completed by the caller.
         """
         params = self.agent_params()
-        for clearable in ("system", "description"):
+        for clearable in ("system", "description", "multiagent"):
             params.setdefault(clearable, None)
         return params
 
     def fingerprint(self) -> str:
-        """Return the sha256 of the canonical JSON of :meth:`agent_params` (the agent part only)."""
+        """Return the sha256 of the canonical JSON of :meth:`agent_params` (the agent part only,
+        callees by id and pinned version: a callee's new pin changes its coordinator's fingerprint)."""
         return canonical_sha256(self.agent_params())
 
 
@@ -476,7 +575,7 @@ class AgentDeploymentSpec(AgentSpec):
             raise SpecValidationError(
                 f"Spec file {source} must hold a mapping of agents.create keys plus 'environment:'."
             )
-        return cls.parse(data, source=str(source))
+        return cls.parse(_callee_specs_beside(data, source.parent), source=str(source))
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], *, source: str = "spec") -> AgentDeploymentSpec:
@@ -499,6 +598,22 @@ class AgentDeploymentSpec(AgentSpec):
                 if isinstance(cause, UnknownCustomToolError):  # keep its own type and message
                     raise UnknownCustomToolError(f"Invalid agent spec ({source}): {cause}") from None
             raise spec_error(exc, source) from None
+
+
+def _callee_specs_beside(data: Mapping[str, Any], folder: Path) -> Mapping[str, Any]:
+    """Read the relative ``spec:`` paths of callable agents from the spec file's folder."""
+    multiagent = data.get("multiagent")
+    if not isinstance(multiagent, Mapping) or not isinstance(multiagent.get("agents"), list):
+        return data
+    agents = [
+        {**entry, "spec": str(folder / entry["spec"])}
+        if isinstance(entry, Mapping)
+        and isinstance(entry.get("spec"), str)
+        and not Path(entry["spec"]).is_absolute()
+        else entry
+        for entry in multiagent["agents"]
+    ]
+    return {**data, "multiagent": {**multiagent, "agents": agents}}
 
 
 def tool_count(tools: list[AgentToolset | McpToolset | CustomTool]) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .results import OutcomeEvaluation, SessionErrorRecord, UsageSummary
+from .results import OutcomeEvaluation, SessionErrorRecord, ThreadSummary, UsageSummary
 
 MAX_ENTRY_CHARS = 2_000
 """Longest text kept per transcript entry (longer text is cut with an ellipsis)."""
@@ -25,7 +25,8 @@ class TranscriptEntry:
     """One line of the transcript.
 
     Attributes:
-        role: Who produced it: ``user``, ``agent``, ``tool``, ``tool-result``, ``error``, ``status``.
+        role: Who produced it: ``user``, ``agent``, ``tool``, ``tool-result``, ``error``,
+            ``status``, ``delegated`` (the coordinator to a callee) or ``reply`` (a callee back).
         text: What to show (already cut to :data:`MAX_ENTRY_CHARS`).
         event_id: The event's id.
     """
@@ -94,6 +95,8 @@ class Transcript:
     tool_names: dict[str, str] = field(default_factory=dict)
     counts_by_type: dict[str, int] = field(default_factory=dict)
     outcome_grades: list[OutcomeEvaluation] = field(default_factory=list)
+    threads: dict[str, ThreadSummary] = field(default_factory=dict)
+    """A multi-agent session's child threads as the stream showed them, by thread id."""
     _latest: dict[str, Any] = field(default_factory=dict, repr=False)
     _id_stamps: list[Any] = field(default_factory=list, repr=False)
     _entry_stamps: list[Any] = field(default_factory=list, repr=False)
@@ -159,6 +162,9 @@ class Transcript:
         name = str(getattr(event, "name", ""))
         server = getattr(event, "mcp_server_name", None)
         label = f"{server}.{name}" if server else name
+        thread = self.threads.get(str(getattr(event, "session_thread_id", None)))
+        if thread is not None:  # cross-posted from a callee's thread
+            label = f"{thread.agent_name}: {label}"
         self.tool_names[str(getattr(event, "id", ""))] = name
         permission = getattr(event, "evaluated_permission", None)
         suffix = f" [{permission}]" if permission else ""
@@ -220,8 +226,48 @@ class Transcript:
     def _on_terminated(self, event: Any) -> None:
         self._entry("status", str(getattr(event, "type", "terminated")), event)
 
+    def _thread(self, thread_id: str, agent_name: str | None) -> ThreadSummary:
+        thread = self.threads.get(thread_id)
+        if thread is None:
+            thread = ThreadSummary(thread_id=thread_id, agent_name=agent_name or "?", status="running")
+            self.threads[thread_id] = thread
+        elif agent_name and thread.agent_name == "?":
+            thread.agent_name = agent_name
+        return thread
+
+    def _on_thread_created(self, event: Any) -> None:
+        thread = self._thread(str(event.session_thread_id), event.agent_name)
+        self._entry("status", f"{thread.agent_name} started (thread {thread.thread_id})", event)
+
+    def _on_thread_message_sent(self, event: Any) -> None:
+        thread = self._thread(str(event.to_session_thread_id), getattr(event, "to_agent_name", None))
+        thread.tasks_sent += 1
+        self._entry("delegated", f"to {thread.agent_name}: {content_text(event.content)}", event)
+
+    def _on_thread_message_received(self, event: Any) -> None:
+        thread = self._thread(str(event.from_session_thread_id), getattr(event, "from_agent_name", None))
+        thread.replies += 1
+        self._entry("reply", f"from {thread.agent_name}: {content_text(event.content)}", event)
+
+    def _on_thread_status(self, event: Any) -> None:
+        thread = self._thread(str(event.session_thread_id), getattr(event, "agent_name", None))
+        if not self._newest(f"thread:{thread.thread_id}", event):
+            return
+        thread.status = _THREAD_STATUS[str(event.type)]
+        reason = getattr(getattr(event, "stop_reason", None), "type", None)
+        thread.stop_reason = str(reason) if reason else None
+        if thread.status == "terminated":
+            self._entry("error", f"{thread.agent_name}'s thread {thread.thread_id} was terminated", event)
+
     # --- rendering -----------------------------------------------------------------------------
 
+
+_THREAD_STATUS = {
+    "session.thread_status_running": "running",
+    "session.thread_status_idle": "idle",
+    "session.thread_status_rescheduled": "rescheduling",
+    "session.thread_status_terminated": "terminated",
+}
 
 _HANDLERS: dict[str, Callable[[Transcript, Any], None]] = {
     "user.message": Transcript._on_user_message,
@@ -239,4 +285,8 @@ _HANDLERS: dict[str, Callable[[Transcript, Any], None]] = {
     "session.status_idle": Transcript._on_idle,
     "session.status_terminated": Transcript._on_terminated,
     "session.deleted": Transcript._on_terminated,
+    "session.thread_created": Transcript._on_thread_created,
+    "agent.thread_message_sent": Transcript._on_thread_message_sent,
+    "agent.thread_message_received": Transcript._on_thread_message_received,
+    **dict.fromkeys(_THREAD_STATUS, Transcript._on_thread_status),
 }

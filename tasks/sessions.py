@@ -401,6 +401,7 @@ async def stream_session(
                 console_url=console_url,
                 headline=f"Streaming stopped ({type(exc).__name__})",
                 transcript=transcript,
+                threads=list(transcript.threads.values()),
             )
             await publish_session_report(cut)
             raise

@@ -33,6 +33,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Scope
 
+from .. import threads
 from ..engine import Subscriber, get_engine
 from ..errors import ApiError
 from ..faults import StreamFaults, get_injector, note_fault
@@ -40,7 +41,7 @@ from ..ids import parse_ts
 from ..listing import parse_bound
 from ..pagination import paginate
 from ..runtime import Emulator, EmulatorDep
-from ..script import parse_test_mode, trigger_text
+from ..script import check_scenario
 from ..session_models import SendEventsBody, event_dict
 from ..sse import PING_FRAME
 from .sessions import _in_range, get_session
@@ -108,10 +109,15 @@ async def send_events(session_id: str, body: SendEventsBody, emulator: EmulatorD
         state = "archived" if session.get("archived_at") is not None else "terminated"
         raise ApiError(409, f"Session {session_id!r} is {state} and accepts no more events.")
     events = [event_dict(e) for e in body.events]
+    engine = get_engine(emulator)
     for event in events:
-        if event["type"] in ("user.message", "user.define_outcome"):
-            parse_test_mode(trigger_text(event))
-    return {"data": get_engine(emulator).accept(session, events)}
+        check_scenario(emulator, session["agent"], event)
+        thread_id = event.get("session_thread_id")
+        if thread_id is not None and not any(
+            t["id"] == thread_id for t in threads.session_threads(engine, session)
+        ):
+            raise ApiError(400, f"session_thread_id {thread_id!r} is not a thread of session {session_id!r}.")
+    return {"data": engine.accept(session, events)}
 
 
 @router.get("/sessions/{session_id}/events/stream")
@@ -123,6 +129,25 @@ async def stream_events(
 ) -> StreamingResponse:
     """Stream the events emitted from now on as SSE (no replay)."""
     get_session(emulator, session_id)
+    return open_stream(emulator, session_id, event_deltas, request.scope)
+
+
+def open_stream(
+    emulator: Emulator,
+    key: str,
+    event_deltas: list[str] | None,
+    scope: Scope,
+    idle_frame: bytes = _IDLE_FRAME,
+) -> StreamingResponse:
+    """Answer an SSE request with the frames broadcast to ``key`` from now on.
+
+    Args:
+        emulator: The emulator.
+        key: The session id (or a child thread's id, for its thread stream).
+        event_deltas: The requested previews (400 unless agent.message / agent.thinking).
+        scope: The request's scope (fault notes go to the request log).
+        idle_frame: Start of the frames after which ``close_stream_after_idle`` may end the stream.
+    """
     deltas = frozenset(event_deltas or [])
     bad = deltas - PREVIEW_KINDS
     if bad:
@@ -132,9 +157,9 @@ async def stream_events(
     engine = get_engine(emulator)
     faults = get_injector(emulator).draw_stream_faults()
     # Subscribe before answering so nothing emitted after the request arrived is missed.
-    sub = engine.subscribe(session_id, deltas)
+    sub = engine.subscribe(key, deltas)
     return StreamingResponse(
-        _frames(emulator, session_id, sub, faults, request.scope),
+        _frames(emulator, key, sub, faults, scope, idle_frame),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
@@ -146,6 +171,7 @@ async def _frames(
     sub: Subscriber,
     faults: StreamFaults,
     scope: Scope,
+    idle_frame: bytes,
 ) -> AsyncIterator[bytes]:
     engine = get_engine(emulator)
     interval = emulator.config.ping_interval
@@ -179,7 +205,7 @@ async def _frames(
                 batch.append(frame)
             cut = None
             if faults.close_after_idle or silent_after is not None:
-                batch, cut = _cut(batch, faults.close_after_idle, silent_after, delivered)
+                batch, cut = _cut(batch, faults.close_after_idle, silent_after, delivered, idle_frame)
                 delivered += len(batch)
             if cut == "idle":
                 # A clean end of the response, right after the idle frame.
@@ -195,7 +221,7 @@ async def _frames(
 
 
 def _cut(
-    batch: list[bytes], close_after_idle: bool, silent_after: int | None, delivered: int
+    batch: list[bytes], close_after_idle: bool, silent_after: int | None, delivered: int, idle_frame: bytes
 ) -> tuple[list[bytes], str | None]:
     """Cut a batch after its first idle frame (``"idle"``) or at the silence limit (``"silent"``).
 
@@ -204,7 +230,7 @@ def _cut(
     for index, frame in enumerate(batch):
         if silent_after is not None and delivered + index >= silent_after:
             return batch[:index], "silent"
-        if close_after_idle and frame.startswith(_IDLE_FRAME):
+        if close_after_idle and frame.startswith(idle_frame):
             return batch[: index + 1], "idle"
     return batch, None
 

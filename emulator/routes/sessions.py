@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import agents
+from .. import agents, threads
 from ..engine import SessionEngine, get_engine, zero_usage
 from ..errors import ApiError, not_found
 from ..ids import new_id, now_iso, parse_ts
@@ -29,6 +29,7 @@ from ..listing import parse_bound
 from ..metadata import check_metadata, patch_metadata
 from ..pagination import paginate
 from ..runtime import Emulator, EmulatorDep
+from ..script import check_scenario
 from ..session_models import InitialEventParams, ResourceParams, event_dict
 from ..session_resources import (
     MAX_MEMORY_STORES,
@@ -40,21 +41,6 @@ from ..session_resources import (
 from .vaults import check_vaults_usable
 
 router = APIRouter(prefix="/v1")
-
-SESSION_AGENT_KEYS = (
-    "type",
-    "id",
-    "version",
-    "name",
-    "description",
-    "model",
-    "system",
-    "tools",
-    "mcp_servers",
-    "skills",
-    "multiagent",
-    "execution_identity",
-)
 
 
 class _Body(BaseModel):
@@ -155,7 +141,7 @@ def _resolve_agent(emulator: Emulator, ref: str | AgentRef | AgentWithOverrides)
         raise ApiError(
             400, f"Agent {agent_id!r} is archived; archived agents cannot be used by new sessions."
         )
-    agent: dict[str, Any] = {key: snapshot.get(key) for key in SESSION_AGENT_KEYS}
+    agent: dict[str, Any] = {key: snapshot.get(key) for key in agents.SESSION_AGENT_KEYS}
     if isinstance(ref, AgentWithOverrides):
         sent = ref.model_fields_set
         if "model" in sent and ref.model is not None:
@@ -171,6 +157,8 @@ def _resolve_agent(emulator: Emulator, ref: str | AgentRef | AgentWithOverrides)
                 ref.mcp_servers if ref.mcp_servers is not None else list(agent["mcp_servers"] or [])
             )
             agent["mcp_servers"] = agents.check_mcp_servers(servers, list(agent["tools"] or []))
+    # The session carries the roster resolved into full agent definitions (SDK session shape).
+    agent["multiagent"] = threads.session_multiagent(emulator, agent)
     return agent
 
 
@@ -188,6 +176,9 @@ def _check_environment(emulator: Emulator, environment_id: str) -> None:
 async def create_session(body: CreateSessionBody, emulator: EmulatorDep) -> dict[str, Any]:
     """Create a session (idle, zero usage) with its resources mounted."""
     agent = _resolve_agent(emulator, body.agent)
+    initial_events = [event_dict(e) for e in body.initial_events]
+    for event in initial_events:
+        check_scenario(emulator, agent, event)
     _check_environment(emulator, body.environment_id)
     check_vaults_usable(emulator, body.vault_ids)
     metadata = check_metadata(body.metadata)
@@ -228,8 +219,9 @@ async def create_session(body: CreateSessionBody, emulator: EmulatorDep) -> dict
     emulator.store.session_resources[session_id] = resources
     emulator.store.events[session_id] = []
     engine = get_engine(emulator)
-    if body.initial_events:
-        engine.accept(session, [event_dict(e) for e in body.initial_events])
+    threads.session_threads(engine, session)
+    if initial_events:
+        engine.accept(session, initial_events)
     engine.mark_dirty()
     return public_session(emulator, session)
 
@@ -390,6 +382,7 @@ async def delete_session(session_id: str, emulator: EmulatorDep) -> dict[str, An
     engine = get_engine(emulator)
     _refuse_while_running(engine, session, "delete")
     engine.forget(session_id)
+    threads.forget(engine, session_id)
     del emulator.store.sessions[session_id]
     emulator.store.events.pop(session_id, None)
     emulator.store.session_resources.pop(session_id, None)

@@ -182,3 +182,29 @@ def test_errors_are_one_line_with_an_exit_code_that_says_what_kind(
     assert settled(client).beta.sessions.retrieve(their_session.session_id).archived_at is None
     bad_age = invoke("sessions", "ls", "--agent", mine, "--since", "3 weeks")
     assert bad_age.exit_code == EXIT_BAD_INPUT and "30m, 12h, 7d" in bad_age.stderr
+
+
+@pytest.mark.usefixtures("shell_credentials")
+def test_a_coordinator_is_deployed_with_its_callee_and_its_sessions_show_each_agent(tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    (tmp_path / "helper.yaml").write_text(
+        SPEC.format(description="A callee.").replace("cli-report-writer", f"cli-helper-{suffix}")
+    )
+    lead = SPEC.format(description="A coordinator.").replace("cli-report-writer", f"cli-lead-{suffix}")
+    (tmp_path / "lead.yaml").write_text(lead + "multiagent:\n  agents:\n    - spec: helper.yaml\n")
+    block = f"cli-lead-{suffix}"
+    deployed = as_json(invoke("deploy", str(tmp_path / "lead.yaml"), "--block", block, "--json"))
+    assert deployed["version"] == 1
+    result = run_agent_session(agent=block, prompt="Split this up.")
+    [_, helper_thread] = result.threads
+
+    shown = as_json(invoke("sessions", "show", result.session_id, "--agent", block, "--json"))
+    assert [(t["agent_name"], t["primary"]) for t in shown["threads"]] == [
+        (f"cli-lead-{suffix}", True),
+        (f"cli-helper-{suffix}", False),
+    ]
+    page = ok(invoke("sessions", "show", result.session_id, "--agent", block))
+    assert f"cli-lead-{suffix} (coordinator)" in page and helper_thread.thread_id in page
+    transcript = ok(invoke("sessions", "transcript", result.session_id, "--agent", block))
+    assert f"[delegated] to cli-helper-{suffix}: Split this up." in transcript
+    assert f"[reply] from cli-helper-{suffix}: Done: Split this up." in transcript

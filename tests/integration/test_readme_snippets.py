@@ -61,7 +61,7 @@ def readme_python_snippets() -> list[Snippet]:
 def workspace(folder: Path) -> None:
     """Lay out the files the snippets name, relative to ``folder`` (their working directory)."""
     (folder / "flows" / "specs").mkdir(parents=True)
-    for spec in ("example-agent.yaml", "support-agent.yaml"):
+    for spec in ("example-agent.yaml", "support-agent.yaml", "research-lead.yaml", "researcher.yaml"):
         shutil.copy(PROJECT_ROOT / "flows/specs" / spec, folder / "flows/specs" / spec)
     (folder / "data").mkdir()
     (folder / "data" / "sales.csv").write_text("region,revenue\nnorth,120\nsouth,95\n")

@@ -1,7 +1,8 @@
 """What the browser test looks at, made as a user would: ``python -m tests.ui.scenario MODE``.
 
 ``runs``: deploy the agent (its credentials saved as their own block), run one session with a
-tool call and output files, and a batch of two items; print their ids as JSON.
+tool call and output files, a coordinator's session that delegates to a callee, and a batch of
+two items; print their ids as JSON.
 ``paused``: run one session whose bash call waits for a person (the process stays paused until
 the test resumes or kills it).
 
@@ -59,6 +60,25 @@ def runs() -> dict[str, Any]:
         output_dir=f"{outputs}/session",
         return_state=True,
     )
+    deploy_agent({**SPEC, "name": "ui-researcher", "vaults": []}, "ui-researcher", credentials=credentials)
+    lead_spec = {**SPEC, "name": "ui-research-lead", "multiagent": {"agents": [{"block": "ui-researcher"}]}}
+    deploy_agent(lead_spec, "ui-research-lead", credentials=credentials)
+    team = run_agent_session(
+        "ui-research-lead",
+        prompt(
+            reply="The brief is ready.",
+            delegate=[
+                {
+                    "agent": "ui-researcher",
+                    "task": "Find the three largest customers by revenue.",
+                    "reply": "ACME, Globex and Initech.",
+                    "outputs": [{"name": "customers.csv", "size": 400}],
+                }
+            ],
+        ),
+        output_dir=f"{outputs}/team",
+        return_state=True,
+    )
     batch = run_agent_batch(
         BLOCK,
         [
@@ -75,6 +95,7 @@ def runs() -> dict[str, Any]:
         "session_run_id": str(session.state_details.flow_run_id),
         "session_id": session.result().session_id,
         "batch_run_id": str(batch.state_details.flow_run_id),
+        "team_run_id": str(team.state_details.flow_run_id),
     }
 
 

@@ -187,6 +187,31 @@ def test_the_session_report_has_its_sections_and_working_links(
     assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
+def test_a_coordinators_report_shows_which_agent_did_what(
+    scene: Scene, browser: Browser, record_property: Any
+) -> None:
+    [artifact] = scene.api(
+        "/artifacts/filter",
+        {"artifacts": {"flow_run_id": {"any_": [scene.ids["team_run_id"]]}, "type": {"any_": ["markdown"]}}},
+    )
+    text = browser.open(
+        f"{scene.server.ui_url}/artifacts/artifact/{artifact['id']}",
+        "ui-research-lead: Completed",
+        "Agents",
+        "coordinator",
+        "ui-researcher",
+        "1 task, 1 reply",
+        "customers.csv",
+    )
+    assert "`" not in text, "literal backticks on the report page"
+    assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    look(browser, scene, "team-report", record_property)
+    browser.evaluate("(d => { d.open = true; d.scrollIntoView(); })(document.querySelector('details'))")
+    assert "Delegated: to ui-researcher: Find the three largest customers by revenue." in browser.text()
+    assert "Reply: from ui-researcher: ACME, Globex and Initech." in browser.text()
+    look(browser, scene, "team-transcript", record_property)
+
+
 def test_the_agent_block_shows_its_credentials_as_a_block_of_their_own_and_its_vaults(
     scene: Scene, browser: Browser, record_property: Any
 ) -> None:
