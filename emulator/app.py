@@ -28,6 +28,7 @@ from .routes import (
 )
 from .runtime import Emulator
 from .script import run_turn
+from .webhooks import WebhookDispatcher
 
 
 def create_app(config: EmulatorConfig | None = None) -> FastAPI:
@@ -40,6 +41,8 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         A FastAPI app whose ``state.emulator`` is the live :class:`Emulator`.
     """
     emulator = Emulator(config or EmulatorConfig())
+    # Registered first: started before the engine recovers sessions (whose idles cause deliveries).
+    emulator.services["webhooks"] = WebhookDispatcher(emulator)
     # The engine runs turns; the script decides what a turn does (kept apart: no import cycle).
     emulator.services["sessions"] = SessionEngine(emulator, run_turn)
 

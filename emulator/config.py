@@ -20,10 +20,13 @@ behaves like the distributed real service; why each value was chosen is in
 | ``faults.silent_stream_after_events``   | 3         | no     |
 | ``faults.stream_open_429_rate``         | 0.1       | no     |
 | ``faults.retry_after_seconds``          | 1.0 s     | yes    |
+| ``webhook_delay``                       | 1.0 s     | yes    |
+| ``webhook_jitter``                      | 1.0 s     | yes    |
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +42,8 @@ REALISTIC_PROFILE: dict[str, Any] = {
     "post_idle_running": 1.5,
     "status_leads_idle": 0.3,
     "ping_interval": 15.0,
+    "webhook_delay": 1.0,
+    "webhook_jitter": 1.0,
     "faults": {
         "seed": 0,
         "close_stream_after_idle_rate": 0.25,
@@ -58,6 +63,8 @@ SCALED_SETTINGS = frozenset(
         "post_idle_running",
         "status_leads_idle",
         "ping_interval",
+        "webhook_delay",
+        "webhook_jitter",
     }
 )
 """``EmulatorConfig`` durations that a profile's ``scale`` multiplies."""
@@ -222,6 +229,47 @@ class EmulatorConfig(BaseModel):
         "seconds later (earlier if another event of the session comes first; order is kept). With "
         "post_idle_running also set, each idle draws one of the two races (50/50, faults.seed).",
     )
+
+    webhook_url: str | None = Field(
+        default=None,
+        description="POST signed webhook deliveries (session.status_run_started, status_idled, "
+        "status_rescheduled, status_terminated) to this URL; off when unset (emulator/webhooks.py).",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="The whsec_<base64> secret deliveries are signed with (Standard Webhooks); "
+        "make one with emulator.webhooks.new_webhook_secret(). Deliveries need it and webhook_url.",
+    )
+    webhook_delay: float = Field(
+        default=0.0, ge=0, description="Seconds a delivery waits before its first attempt."
+    )
+    webhook_jitter: float = Field(
+        default=0.0,
+        ge=0,
+        description="Each delivery also waits a seeded random 0..this many seconds (faults.seed), so "
+        "deliveries arrive out of order.",
+    )
+    webhook_retries: int = Field(
+        default=3, ge=0, description="Retries of a failed delivery (same event id) before it is dropped."
+    )
+    webhook_retry_backoff: float = Field(
+        default=0.5, ge=0, description="Seconds before the first retry; doubles for each next one."
+    )
+    webhook_timeout: float = Field(default=5.0, gt=0, description="Seconds one delivery attempt may take.")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, secret: str | None) -> str | None:
+        if secret is None:
+            return None
+        body = secret.removeprefix("whsec_")
+        try:
+            key = base64.b64decode(body + "==", validate=False)
+        except ValueError:
+            key = b""
+        if not secret.startswith("whsec_") or not key:
+            raise ValueError("webhook_secret must read whsec_<base64 of the key bytes>")
+        return secret
 
     @classmethod
     def profile(cls, name: ProfileName, *, scale: float = 1.0, **overrides: Any) -> EmulatorConfig:

@@ -267,7 +267,11 @@ class SessionEngine:
             self.flush_deferred_idle(rt)
         self.session(session_id)
         history = self.emulator.store.events.setdefault(session_id, []) if persist else None
-        return self.record(session_id, history, event)
+        recorded = self.record(session_id, history, event)
+        webhooks = self.emulator.services.get("webhooks")
+        if persist and webhooks is not None:  # status events cause deliveries (emulator/webhooks.py)
+            webhooks.session_event(session_id, event["type"])
+        return recorded
 
     def record(self, key: str, history: list[dict[str, Any]] | None, event: dict[str, Any]) -> dict[str, Any]:
         """Timestamp ``event``, append it to ``history`` and broadcast it to ``key``'s streams.

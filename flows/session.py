@@ -117,6 +117,14 @@ VaultsParam = Annotated[
         "the block's). A run can narrow the block's vaults, never add another.",
     ),
 ]
+DetachParam = Annotated[
+    bool,
+    Field(
+        description="Start the session, send the prompt, then suspend this run (deployment runs only): the "
+        "worker is free while the agent works. The run resumes when the session stops (webhook receiver "
+        "or watcher flow, and the resume Automation) and collects the outputs as usual.",
+    ),
+]
 SessionIdParam = Annotated[
     str | None,
     Field(
@@ -187,6 +195,7 @@ async def arun_agent_session(
     budget_usd: BudgetParam = None,
     github_repositories: RepositoriesParam = None,
     vault_ids: VaultsParam = None,
+    detach: DetachParam = False,
 ) -> State[SessionResult]:
     """Run one Claude Managed Agents session: upload inputs, stream to the end, collect outputs.
 
@@ -223,6 +232,14 @@ async def arun_agent_session(
         vault_ids: Vaults the session gets (their credentials reach the agent's MCP servers and
             secrets), among the block's ``vault_ids``; any other fails with
             ``VaultNotAllowedError`` before anything is created. Default: the block's; ``[]``: none.
+        detach: Start the session and send the prompt, then suspend this run, so a long session
+            holds no worker (deployment runs only; elsewhere ``ConfigurationError`` before anything
+            is created). The run is tagged ``managed-agents:detached``; the webhook receiver
+            (``managed-agents webhooks serve``) or the ``watch_detached_sessions`` flow emits
+            ``managed-agents.session.idled`` when the session stops, and the Automation of
+            ``flows.detached.resume_automation`` resumes the run: it re-attaches to the same
+            session (nothing is sent twice), reads the turn from the history and collects the
+            outputs. It waits at most the turn's limit (``max_duration_seconds``, else 24 h).
 
     Returns:
         The session's typed result: ids, final status and stop reason, final message, usage and
@@ -243,6 +260,7 @@ async def arun_agent_session(
         budget_usd=budget_usd,
         repositories=tuple(github_repositories or ()),
         vault_ids=tuple(vault_ids) if vault_ids is not None else None,
+        detach=detach,
     )
     return await run_pipeline(agent, request)
 

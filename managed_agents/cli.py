@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from managed_agents import agent_commands, session_commands
+from managed_agents import agent_commands, session_commands, webhooks
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -25,6 +25,7 @@ app.command()(agent_commands.deploy)
 app.command()(agent_commands.pin)
 app.command()(agent_commands.sweep)
 app.add_typer(session_commands.app, name="sessions")
+app.add_typer(webhooks.app, name="webhooks")
 
 
 @app.callback()
@@ -144,6 +145,32 @@ def emulator(
         float | None,
         typer.Option(help="Fraction of stream-opening requests answered 429 with retry-after (default 0)."),
     ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="POST signed webhook deliveries (session.status_run_started, status_idled, "
+            "status_terminated, ...) to this URL, e.g. http://127.0.0.1:8787/webhooks/anthropic."
+        ),
+    ] = None,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="EMULATOR_WEBHOOK_SECRET",
+            show_default=False,
+            help="whsec_<base64> secret that signs deliveries (needed with --webhook-url); make one with "
+            "python -c 'from emulator.webhooks import new_webhook_secret as n; print(n())'.",
+        ),
+    ] = None,
+    webhook_delay: Annotated[
+        float | None, typer.Option(help="Seconds before a webhook delivery's first attempt (default 0).")
+    ] = None,
+    webhook_jitter: Annotated[
+        float | None,
+        typer.Option(help="Extra random 0..S seconds per delivery: they arrive out of order (default 0)."),
+    ] = None,
+    webhook_retries: Annotated[
+        int | None, typer.Option(help="Retries of a failed delivery, same event id (default 3).")
+    ] = None,
 ) -> None:
     """Serve the local Managed Agents API emulator."""
     import uvicorn
@@ -184,12 +211,22 @@ def emulator(
             "queued_events_position": queued_events_position,
             "post_idle_running": post_idle_running,
             "status_leads_idle": status_leads_idle,
+            "webhook_url": webhook_url,
+            "webhook_secret": webhook_secret,
+            "webhook_delay": webhook_delay,
+            "webhook_jitter": webhook_jitter,
+            "webhook_retries": webhook_retries,
         }
     )
+    if webhook_url and not webhook_secret:
+        typer.echo("error: --webhook-url needs --webhook-secret (or EMULATOR_WEBHOOK_SECRET).", err=True)
+        raise typer.Exit(2)
     if close_stream_on_idle:
         settings["close_stream_on_idle"] = True
     config = EmulatorConfig.profile(profile, scale=profile_scale, faults=faults, **settings)
     typer.echo(f"Managed Agents API emulator on http://{host}:{port} (ANTHROPIC_BASE_URL), profile {profile}")
+    if config.webhook_url:
+        typer.echo(f"Webhook deliveries to {config.webhook_url}")
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 
 

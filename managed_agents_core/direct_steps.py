@@ -20,6 +20,7 @@ import anyio
 
 from .budgets import araise_budget
 from .events import EventParam
+from .exceptions import ConfigurationError
 from .inputs import (
     InputFile,
     LocalInput,
@@ -102,6 +103,7 @@ class DirectSteps:
     """
 
     can_ask = False
+    can_detach = False
 
     def __init__(self, agent: DirectAgent, log: Log, *, metadata: Mapping[str, str] | None = None) -> None:
         self.agent = agent
@@ -194,6 +196,12 @@ class DirectSteps:
         async with self.client() as client:
             await araise_budget(client, session_id, budget_usd)
         self.log.info("Budget of session %s set to %s USD", session_id, budget_usd)
+
+    async def detach(
+        self, session: StartedSession, kickoff: tuple[EventParam, ...], wait_seconds: float
+    ) -> None:
+        """Never called: only a deployment run can be released (the pipeline checks first)."""
+        raise ConfigurationError("a run outside Prefect cannot detach from its session")
 
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]

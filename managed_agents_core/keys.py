@@ -19,6 +19,9 @@ PREFIX = "prefect-managed-agents."
 
 SESSION_TAG_PREFIX = "session:"
 """Flow-run tag ``session:<session id>``: which session the run drives (the hooks read it)."""
+DETACHED_TAG = "managed-agents:detached"
+"""Flow-run tag of a run suspended while its session works (``detach=True``); the watcher and the
+webhook receiver look for suspended runs with it."""
 SESSION_LABEL = PREFIX + "session-id"
 """Flow-run label that carried the session id before the tag (read, never written)."""
 FLOW_RUN_KEY = PREFIX + "flow-run-id"

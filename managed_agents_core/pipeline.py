@@ -45,6 +45,10 @@ from .tool_calls import PendingToolCall, ToolAnswer
 from .turn import ConfirmationPolicy, CustomToolDispatcher, TurnRequest
 from .vaults import chosen_vaults
 
+DETACH_TIMEOUT_SECONDS = 24 * 3600.0
+"""How long a detached run waits for its session when no turn limit is set (the suspended run
+fails if it is resumed later)."""
+
 OutputTarget = str | os.PathLike[str] | OutputSink
 """Where a session's output files go: a local folder, or an output sink."""
 
@@ -93,6 +97,8 @@ class SessionRequest:
         repositories: GitHub repositories to mount (first turn only); the token is the agent's.
         vault_ids: Vaults of a new session, among the agent's (default: all of the agent's;
             empty: none); a follow-up keeps the session's.
+        detach: Send the kickoff, then let the caller release the run until the session stops
+            working (a suspended deployment run); the turn is then streamed from the history.
     """
 
     prompt: str
@@ -113,10 +119,13 @@ class SessionRequest:
     budget_usd: Decimal | None = None
     repositories: tuple[GitHubRepository | str | Mapping[str, Any], ...] = ()
     vault_ids: tuple[str, ...] | None = None
+    detach: bool = False
 
     def __post_init__(self) -> None:
         if self.follow_up and not self.session_id:
             raise ConfigurationError("a follow-up needs the session_id of the session to continue")
+        if self.detach and self.follow_up:
+            raise ConfigurationError("a follow-up cannot detach; detach the first turn of a session")
         if self.budget_usd is not None:
             budget_cents(self.budget_usd)  # at least a cent, checked before anything is created
 
@@ -191,6 +200,10 @@ class SessionSteps(Protocol):
     """Whether :meth:`ask` can hand tool calls to a person (only a flow run can pause)."""
 
     @property
+    def can_detach(self) -> bool:
+        """Whether :meth:`detach` can release the run while the session works (a deployment run)."""
+
+    @property
     def log(self) -> logging.Logger | logging.LoggerAdapter[Any]:
         """Where the pipeline says what it does (the run's logger in Prefect)."""
 
@@ -214,6 +227,12 @@ class SessionSteps(Protocol):
 
     async def raise_budget(self, session_id: str, budget_usd: Decimal) -> None:
         """Set a running session's budget (before a follow-up's turn)."""
+
+    async def detach(
+        self, session: StartedSession, kickoff: tuple[EventParam, ...], wait_seconds: float
+    ) -> None:
+        """Send the kickoff once, then release the run until the session stops working (returns
+        when the run goes on: at once on the re-run that follows the resume)."""
 
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]
@@ -278,12 +297,18 @@ class SessionPipeline:
         """Check what the request names before anything is uploaded or created.
 
         Raises:
-            ConfigurationError: The policy asks a person where nobody can be asked.
+            ConfigurationError: The policy asks a person where nobody can be asked, or the run
+                asks to detach where it cannot be released (not a deployment run).
             PathOutsideRootsError: An input or the output folder is outside its roots.
             InputFileError: An input file is missing or unreadable, or two share a mount path.
             VaultNotAllowedError: ``vault_ids`` names a vault the agent's block does not list.
         """
         request = self.request
+        if request.detach and not self.steps.can_detach:
+            raise ConfigurationError(
+                "detach=True needs a deployment run of run_agent_session (Prefect releases the worker "
+                "of deployment runs only): run it through a deployment, or leave detach off to stream"
+            )
         if request.policy is not None and request.policy.asks() and not self.steps.can_ask:
             raise ConfigurationError(
                 "This run cannot ask a person to confirm a tool call (only a flow run can pause): "
@@ -329,13 +354,16 @@ class SessionPipeline:
         self.session = await steps.create(request, resources)
         return self.session
 
+    def _turn_limit(self) -> float | None:
+        request = self.request
+        return request.max_duration if request.max_duration is not None else self.agent.max_duration_seconds
+
     def _first_turn(self, session: StartedSession) -> TurnRequest:
         request = self.request
-        limit = request.max_duration if request.max_duration is not None else self.agent.max_duration_seconds
         options: dict[str, Any] = {
             "policy": request.policy,
             "custom_tools": request.custom_tools,
-            "max_duration": limit,
+            "max_duration": self._turn_limit(),
         }
         if not request.follow_up:
             return TurnRequest(kickoff=request.kickoff(), resume=session.reattached, **options)
@@ -360,6 +388,9 @@ class SessionPipeline:
             return self.report
         session = await self.start()
         turn = self._first_turn(session)
+        if self.request.detach:
+            await self.steps.detach(session, turn.kickoff, self._turn_limit() or DETACH_TIMEOUT_SECONDS)
+            turn = turn.resumed()  # the kickoff went out before the run was released
         answers: dict[str, ToolAnswer] = {}
         while True:
             report = await self.steps.stream(session, turn, answers)

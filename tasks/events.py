@@ -70,3 +70,31 @@ def agent_resources(agent: ManagedAgent) -> list[dict[str, str]]:
             block["prefect.resource.name"] = str(name)
         related.append(block)
     return related
+
+
+WAKE_EVENTS = ("managed-agents.session.idled", "managed-agents.session.terminated")
+"""What the webhook receiver and the watcher emit when a detached run's session stopped working;
+the resume Automation (:func:`flows.detached.resume_automation`) resumes the run on either."""
+
+
+def emit_session_wake(session_id: str, status: str, flow_run_id: str, *, source: str) -> None:
+    """Say that the session a suspended (detached) flow run waits for is no longer running.
+
+    The run is the first related resource, so the Automation's ``ResumeFlowRun`` (``inferred``)
+    resumes it, not the watcher's own run that Prefect adds to events emitted inside a run.
+
+    Args:
+        session_id: The session (``sesn_...``).
+        status: ``idle`` or ``terminated``.
+        flow_run_id: The suspended flow run to resume.
+        source: Who noticed: ``webhook`` or ``watcher``.
+    """
+    emit_managed_agents_event(
+        "session.terminated" if status == "terminated" else "session.idled",
+        session_id,
+        name=session_id,
+        payload={"status": status, "source": source, "flow_run_id": flow_run_id},
+        related=[
+            {"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}
+        ],
+    )

@@ -33,6 +33,7 @@ from managed_agents_core.keys import (
     AGENT_VERSION_KEY,
     BLOCK_KEY,
     DEPLOYMENT_KEY,
+    DETACHED_TAG,
     FLOW_RUN_KEY,
     SESSION_TAG_PREFIX,
     START_KEY,
@@ -45,6 +46,7 @@ from managed_agents_core.lifecycle import (
     acreate_session,
     adrive_session,
     ainterrupt_and_archive,
+    asend_turn_events,
     attachable_session,
     find_session,
 )
@@ -179,9 +181,9 @@ async def create_session(
     return {"session_id": str(session.id), "found": False}
 
 
-async def tag_flow_run(session_id: str) -> None:
+async def tag_flow_run(session_id: str, *, detached: bool = False) -> None:
     """Tag this flow run ``session:<id>`` (kept with its other tags; a tag of an earlier session
-    of the run is replaced)."""
+    of the run is replaced), and ``managed-agents:detached`` when it is about to be released."""
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         return
@@ -190,6 +192,8 @@ async def tag_flow_run(session_id: str) -> None:
     # read of our own. A plain update of the run (the labels endpoint reads, then writes, in one
     # deferred SQLite transaction, which a busy server refuses at once with a 503 and a 2 s back-off).
     tags = [t for t in run.tags if not t.startswith(SESSION_TAG_PREFIX)] + [session_tag(session_id)]
+    if detached and DETACHED_TAG not in tags:
+        tags.append(DETACHED_TAG)
     if tags != run.tags:
         async with get_client() as prefect_client:
             await prefect_client.update_flow_run(run.id, tags=tags)
@@ -450,6 +454,30 @@ async def finish_turn(agent: ManagedAgent, report: SessionRunReport, logger: Any
             turn_report(agent.agent_name, report, f"Failed: {type(outcome.error).__name__}")
         )
     outcome.raise_for_failure()
+
+
+@task(
+    name="send-kickoff",
+    cache_policy=RUN_ID + INPUTS,
+    persist_result=True,
+    result_serializer="json",
+)
+async def send_kickoff(agent: ManagedAgent, session_id: str, events: list[EventParam]) -> list[str]:
+    """Send a detached turn's kickoff, once per flow run (cached: the re-run that follows the
+    resume gets the ids back instead of sending again; a lost answer is resolved from the history).
+
+    Args:
+        agent: The ``ManagedAgent`` block (credentials).
+        session_id: The session.
+        events: The kickoff (``user.message`` or ``user.define_outcome``).
+
+    Returns:
+        The server ids of the sent events.
+    """
+    async with agent.credentials.get_async_client() as client:
+        ids = await asend_turn_events(client, session_id, events)
+    get_run_logger().info("Sent the prompt to session %s (%s)", session_id, ", ".join(ids))
+    return ids
 
 
 @task(

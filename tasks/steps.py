@@ -16,6 +16,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import prefect.runtime.deployment
+from prefect.flow_runs import asuspend_flow_run
 from prefect.logging import get_run_logger
 
 from managed_agents_core.budgets import araise_budget
@@ -43,6 +45,7 @@ from tasks.sessions import (
     attach_session,
     interrupt_and_archive,
     send_follow_up,
+    send_kickoff,
     start_session,
     stream_session,
     tag_flow_run,
@@ -128,6 +131,28 @@ class TaskSteps:
         async with self.agent.credentials.get_async_client() as client:
             await araise_budget(client, session_id, budget_usd)
         get_run_logger().info("Budget of session %s set to %s USD", session_id, budget_usd)
+
+    @property
+    def can_detach(self) -> bool:
+        """A deployment run's own session (not a batch item's) can be released: Prefect suspends it."""
+        return self.progress and prefect.runtime.deployment.id is not None
+
+    async def detach(
+        self, session: StartedSession, kickoff: tuple[EventParam, ...], wait_seconds: float
+    ) -> None:
+        """``send-kickoff`` (once per flow run), tag the run, then suspend it: the process exits
+        and the worker is free until the wake event's Automation resumes the run, which then runs
+        again from the top (the same session, the cached kickoff, this suspend let through)."""
+        await send_kickoff(self.agent, session.session_id, list(kickoff))
+        await tag_flow_run(session.session_id, detached=True)
+        self._tagged = True
+        get_run_logger().info(
+            "Detached from session %s: this run is suspended until the session stops working "
+            "(the webhook receiver or the watcher flow wakes it; at most %.0f s).",
+            session.session_id,
+            wait_seconds,
+        )
+        await asuspend_flow_run(timeout=int(wait_seconds), key=f"detached-{session.session_id}")
 
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]

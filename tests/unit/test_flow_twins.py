@@ -68,5 +68,6 @@ def test_the_session_flows_schema_names_every_parameter_in_order() -> None:
         "budget_usd",
         "github_repositories",
         "vault_ids",
+        "detach",
     ]
     assert schema["required"] == ["agent", "prompt"]

@@ -1,0 +1,118 @@
+"""A detached session run: the worker is released while the agent works, and the run is woken
+and resumed when the session stops, then collects its outputs.
+
+Through real Prefect machinery: the on-demand deployment runs in a process worker with
+``detach=True``; the watcher deployment (``watch-detached-sessions/detached-watcher``) notices the
+idle session and emits the wake event; the resume Automation (created by the watcher) resumes
+the run, which the worker picks up again. Run alone with ``uv run pytest -m e2e``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun
+
+from emulator import EmulatorServer
+from managed_agents_core.keys import DETACHED_TAG, run_session_id
+from tests.conftest import TEST_API_KEY
+from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
+from tests.e2e.test_suspend_approval import _process_is_gone, _wait_for_suspension
+from tests.integration.session_helpers import scenario, settled
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+async def _until(check: Any, what: str, server: PrefectServer, within: float = 240) -> Any:
+    deadline = time.monotonic() + within
+    while not (value := await check()):
+        assert time.monotonic() < deadline, f"{what} did not happen\n{worker_log(server)}"
+        await asyncio.sleep(0.5)
+    return value
+
+
+async def test_a_detached_run_frees_the_worker_and_is_resumed_when_the_session_stops(
+    deployed: PrefectServer,
+    api: PrefectClient,
+    e2e_emulator: EmulatorServer,
+    tmp_path: Path,
+    record_property: Any,
+) -> None:
+    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
+    block_name = await deploy_block(
+        api, deployed, str(PROJECT_ROOT / "flows/specs/example-agent.yaml"), "e2e-detach"
+    )
+    out = tmp_path / "out"
+    deployment = await api.read_deployment_by_name("run-agent-session/on-demand")
+    timeline: dict[str, datetime] = {}
+
+    created = await api.create_flow_run_from_deployment(
+        deployment.id,
+        parameters={
+            "agent": block_name,
+            # A turn of several seconds: the run suspends while the agent still works.
+            "prompt": scenario(reply="done later", delay=1.0, outputs=[{"name": "answer.txt", "size": 42}]),
+            "output_dir": str(out),
+            "detach": True,
+        },
+    )
+    suspended = await _wait_for_suspension(api, created.id, deployed)
+    timeline["run suspended"] = datetime.now(UTC)
+    assert DETACHED_TAG in suspended.tags
+    session_id = str(run_session_id(suspended.tags, suspended.labels))
+
+    # The worker is released: the flow-run process exits while the session works.
+    async def process_gone() -> bool:
+        return _process_is_gone(suspended.infrastructure_pid)
+
+    await _until(process_gone, "the flow-run process's exit", deployed, within=60)
+    timeline["flow-run process gone"] = datetime.now(UTC)
+    assert sdk.beta.sessions.retrieve(session_id).status in ("running", "idle")
+
+    async def session_idle() -> bool:
+        return settled(sdk).beta.sessions.retrieve(session_id).status == "idle"
+
+    await _until(session_idle, "the session's idle", deployed, within=120)
+    timeline["session idle"] = datetime.now(UTC)
+
+    # The watcher (scheduled every minute; run now rather than wait) wakes the run.
+    watcher = await api.read_deployment_by_name("watch-detached-sessions/detached-watcher")
+    watch = await api.create_flow_run_from_deployment(watcher.id)
+    watched = await wait_for(api, watch.id, deployed)
+    assert watched.state is not None and watched.state.is_completed(), (
+        f"{watched.state}\n{worker_log(deployed)}"
+    )
+    timeline["watcher run done"] = datetime.now(UTC)
+
+    async def resumed() -> FlowRun | None:
+        run = await api.read_flow_run(created.id)
+        return run if run.state is not None and run.state.name != "Suspended" else None
+
+    await _until(resumed, "the resume", deployed, within=120)
+    timeline["run resumed"] = datetime.now(UTC)
+    final = await wait_for(api, created.id, deployed, within=240)
+    timeline["run completed"] = datetime.now(UTC)
+    assert final.state is not None and final.state.is_completed(), f"{final.state}\n{worker_log(deployed)}"
+
+    # One session, the prompt sent once, the outputs collected by the resumed run.
+    assert str(run_session_id(final.tags, final.labels)) == session_id
+    assert (out / "answer.txt").stat().st_size == 42
+    assert len(list(settled(sdk).beta.sessions.events.list(session_id, types=["user.message"]))) == 1
+    agent_id = sdk.beta.sessions.retrieve(session_id).agent.id
+    assert [s.id for s in sdk.beta.sessions.list(limit=100) if s.agent.id == agent_id] == [session_id]
+    states = [s.name for s in await api.read_flow_run_states(created.id)]
+    assert states.count("Running") >= 2 and "Suspended" in states, states  # ran, was released, ran again
+    start = min(timeline.values())
+    record_property(
+        "figures",
+        "detached run timeline: "
+        + ", ".join(f"{name} +{(at - start).total_seconds():.1f} s" for name, at in timeline.items()),
+    )
+    sdk.close()
