@@ -13,6 +13,8 @@ either path wakes the run.
 * Retries reuse the event id: an id already handled gets 200 and emits nothing again (the last
   :data:`REMEMBERED_IDS` ids are kept in memory). A delivery whose wake events could not be
   emitted gets 500 and is not remembered, so the sender's retry tries again.
+* A session that stops before its detached run has suspended (the run is still Running with the
+  detached tag) gets 503, so the sender delivers again once the run is suspended.
 * Other event types get 200 and are ignored. Order is not guaranteed, so nothing here depends
   on it: a run is only woken while it is suspended.
 
@@ -38,6 +40,8 @@ from starlette.routing import Route
 from flows.detached import RESUME_AUTOMATION_NAME, aensure_resume_automation
 from managed_agents.output import typed_errors
 from managed_agents_core.exceptions import ConfigurationError
+from tasks.detached import asuspended_runs
+from tasks.events import emit_session_wake
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +143,11 @@ def create_webhook_app(signing_key: str, *, remember: int = REMEMBERED_IDS) -> S
         in_flight[event_id] = task
         try:
             done = await asyncio.shield(task)
+        except NotSuspendedYet:
+            logger.info(
+                "webhook %s (%s): its run is not suspended yet; asked for a retry", event_id, data_type
+            )
+            return PlainTextResponse("the detached run is not suspended yet; retry\n", status_code=503)
         except Exception as exc:
             logger.error("webhook %s (%s) not handled: %s", event_id, data_type, type(exc).__name__)
             return PlainTextResponse(
@@ -157,15 +166,24 @@ def create_webhook_app(signing_key: str, *, remember: int = REMEMBERED_IDS) -> S
     )
 
 
+class NotSuspendedYet(Exception):
+    """A detached run of the session is between its prompt and its suspend: the sender should
+    deliver again (a wake emitted now would find nothing to resume, and the run would wait)."""
+
+
 async def _wake(data_type: str, session_id: str) -> dict[str, Any]:
-    """Emit the wake event for each suspended run of ``session_id``; what was done, as JSON."""
+    """Emit the wake event for each suspended run of ``session_id``; what was done, as JSON.
+
+    Raises:
+        NotSuspendedYet: The session's detached run has not suspended yet (a fast session can
+            idle first); the delivery is refused with 503 so that its retry finds the run suspended.
+    """
     status = WAKE_STATUSES.get(data_type)
     if status is None:
         return {"ignored": True, "woken": []}
-    from tasks.detached import asuspended_runs
-    from tasks.events import emit_session_wake
-
     runs = await asuspended_runs(session_id)
+    if not runs and await asuspended_runs(session_id, state="Running"):
+        raise NotSuspendedYet(session_id)
     for run in runs:
         emit_session_wake(session_id, status, str(run.id), source="webhook")
     woken = [str(run.id) for run in runs]

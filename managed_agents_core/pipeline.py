@@ -389,7 +389,10 @@ class SessionPipeline:
         session = await self.start()
         turn = self._first_turn(session)
         if self.request.detach:
-            await self.steps.detach(session, turn.kickoff, self._turn_limit() or DETACH_TIMEOUT_SECONDS)
+            # A session named by session_id got its prompt from the run that started it (the
+            # resumed stream sends it only if the history lacks it).
+            kickoff = () if self.request.session_id else turn.kickoff
+            await self.steps.detach(session, kickoff, self._turn_limit() or DETACH_TIMEOUT_SECONDS)
             turn = turn.resumed()  # the kickoff went out before the run was released
         answers: dict[str, ToolAnswer] = {}
         while True:

@@ -36,6 +36,7 @@ from managed_agents_core.results import OutputFile
 from managed_agents_core.roots import input_roots, output_roots
 from managed_agents_core.tool_calls import PendingToolCall, ToolAnswer
 from managed_agents_core.turn import ConfirmationPolicy, TurnRequest
+from tasks.detached import detach_pause_key
 from tasks.files import upload_input_files
 from tasks.memory import resolve_memory_stores
 from tasks.memory_audit import memory_changes, snapshot_memory_stores
@@ -140,10 +141,12 @@ class TaskSteps:
     async def detach(
         self, session: StartedSession, kickoff: tuple[EventParam, ...], wait_seconds: float
     ) -> None:
-        """``send-kickoff`` (once per flow run), tag the run, then suspend it: the process exits
-        and the worker is free until the wake event's Automation resumes the run, which then runs
-        again from the top (the same session, the cached kickoff, this suspend let through)."""
-        await send_kickoff(self.agent, session.session_id, list(kickoff))
+        """``send-kickoff`` (once per flow run; nothing for a re-attached session), tag the run,
+        then suspend it: the process exits and the worker is free until the wake event's
+        Automation resumes the run, which then runs again from the top (the same session, the
+        cached kickoff, this suspend let through)."""
+        if kickoff:
+            await send_kickoff(self.agent, session.session_id, list(kickoff))
         await tag_flow_run(session.session_id, detached=True)
         self._tagged = True
         get_run_logger().info(
@@ -152,7 +155,7 @@ class TaskSteps:
             session.session_id,
             wait_seconds,
         )
-        await asuspend_flow_run(timeout=int(wait_seconds), key=f"detached-{session.session_id}")
+        await asuspend_flow_run(timeout=int(wait_seconds), key=detach_pause_key(session.session_id))
 
     async def stream(
         self, session: StartedSession, turn: TurnRequest, answers: Mapping[str, ToolAnswer]

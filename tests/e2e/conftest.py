@@ -128,11 +128,17 @@ async def run_deployment_via_api(
     return await wait_for(api, created.id, server)
 
 
-async def deploy_block(api: PrefectClient, server: PrefectServer, spec: str, prefix: str) -> str:
-    """Run the setup deployment for ``spec`` and return the name of the block it saved."""
+async def deploy_block(
+    api: PrefectClient, server: PrefectServer, spec: str, prefix: str, *, credentials: str | None = None
+) -> str:
+    """Run the setup deployment for ``spec`` and return the name of the block it saved.
+
+    ``credentials`` names a saved ``AnthropicCredentials`` block (default: the worker's environment).
+    """
     block_name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    setup = await run_deployment_via_api(
-        api, server, "deploy-agent/setup", {"spec": spec, "block_name": block_name}
-    )
+    parameters: dict[str, Any] = {"spec": spec, "block_name": block_name}
+    if credentials is not None:
+        parameters["credentials"] = credentials
+    setup = await run_deployment_via_api(api, server, "deploy-agent/setup", parameters)
     assert setup.state is not None and setup.state.is_completed(), f"{setup.state}\n{worker_log(server)}"
     return block_name

@@ -2,15 +2,18 @@
 and resumed when the session stops, then collects its outputs.
 
 Through real Prefect machinery: the on-demand deployment runs in a process worker with
-``detach=True``; the watcher deployment (``watch-detached-sessions/detached-watcher``) notices the
-idle session and emits the wake event; the resume Automation (created by the watcher) resumes
-the run, which the worker picks up again. Run alone with ``uv run pytest -m e2e``.
+``detach=True``; the run suspends and its process exits. Two ways to wake it, one test each:
+the watcher deployment (``watch-detached-sessions/detached-watcher``), which reads the session,
+and the webhook receiver, to which an emulator delivers signed webhooks. Either emits the wake
+event; the resume Automation resumes the run, which the worker picks up again. Run alone with
+``uv run pytest -m e2e``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,19 @@ import anthropic
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from emulator import EmulatorServer
+from blocks.credentials import AnthropicCredentials
+from emulator import EmulatorConfig, EmulatorServer
+from flows.detached import aensure_resume_automation
+from managed_agents.webhooks import WEBHOOK_PATH
 from managed_agents_core.keys import DETACHED_TAG, FLOW_RUN_KEY, read_key, run_session_id
-from tests.conftest import TEST_API_KEY
+from tests.conftest import REALISTIC_SCALE, TEST_API_KEY
 from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
 from tests.e2e.test_suspend_approval import _process_is_gone, _wait_for_suspension
 from tests.integration.session_helpers import scenario, settled
+from tests.integration.test_webhook_receiver import SECRET, Receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -38,17 +47,56 @@ async def _until(check: Any, what: str, server: PrefectServer, within: float = 2
     return value
 
 
+@pytest.fixture
+def webhook_emulator(deployed: PrefectServer) -> Iterator[EmulatorServer]:
+    """A receiver (reaching the e2e Prefect server) and an emulator that delivers to it."""
+    with temporary_settings(updates={PREFECT_API_URL: deployed.api_url}):
+        receiver = Receiver()  # its thread runs with these settings
+    receiver.start()
+    config = EmulatorConfig.profile(
+        "realistic", scale=REALISTIC_SCALE, webhook_url=f"{receiver.url}{WEBHOOK_PATH}", webhook_secret=SECRET
+    )
+    try:
+        with EmulatorServer(config) as server:
+            yield server
+    finally:
+        receiver.stop()
+
+
+async def _wake_sources(api: PrefectClient, session_id: str) -> set[str]:
+    page = await api.read_events(
+        EventFilter(
+            event=EventNameFilter(name=["managed-agents.session.idled"]),
+            resource=EventResourceFilter(id=[f"managed-agents.session.{session_id}"]),
+        ),
+        limit=20,
+    )
+    return {str(e.payload.get("source")) for e in page.events}
+
+
+@pytest.mark.parametrize("wake", ["watcher", "webhook"])
 async def test_a_detached_run_frees_the_worker_and_is_resumed_when_the_session_stops(
+    wake: str,
     deployed: PrefectServer,
     api: PrefectClient,
     e2e_emulator: EmulatorServer,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     record_property: Any,
 ) -> None:
-    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
-    block_name = await deploy_block(
-        api, deployed, str(PROJECT_ROOT / "flows/specs/example-agent.yaml"), "e2e-detach"
-    )
+    spec = str(PROJECT_ROOT / "flows/specs/example-agent.yaml")
+    if wake == "webhook":
+        emulator: EmulatorServer = request.getfixturevalue("webhook_emulator")
+        # The sessions go to the emulator that delivers webhooks: the block's saved credentials.
+        creds_name = f"e2e-webhook-emulator-{time.monotonic_ns()}"
+        with temporary_settings(updates={PREFECT_API_URL: deployed.api_url}):
+            await AnthropicCredentials(api_key=TEST_API_KEY, base_url=emulator.url).save(creds_name)
+            await aensure_resume_automation()  # what `managed-agents webhooks serve` does first
+        block_name = await deploy_block(api, deployed, spec, "e2e-detach-hook", credentials=creds_name)
+    else:
+        emulator = e2e_emulator
+        block_name = await deploy_block(api, deployed, spec, "e2e-detach")
+    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url)
     out = tmp_path / "out"
     deployment = await api.read_deployment_by_name("run-agent-session/on-demand")
     timeline: dict[str, datetime] = {}
@@ -82,14 +130,21 @@ async def test_a_detached_run_frees_the_worker_and_is_resumed_when_the_session_s
     await _until(session_idle, "the session's idle", deployed, within=120)
     timeline["session idle"] = datetime.now(UTC)
 
-    # The watcher (scheduled every minute; run now rather than wait) wakes the run.
-    watcher = await api.read_deployment_by_name("watch-detached-sessions/detached-watcher")
-    watch = await api.create_flow_run_from_deployment(watcher.id)
-    watched = await wait_for(api, watch.id, deployed)
-    assert watched.state is not None and watched.state.is_completed(), (
-        f"{watched.state}\n{worker_log(deployed)}"
-    )
-    timeline["watcher run done"] = datetime.now(UTC)
+    if wake == "watcher":  # scheduled every minute; run now rather than wait
+        watcher = await api.read_deployment_by_name("watch-detached-sessions/detached-watcher")
+        watch = await api.create_flow_run_from_deployment(watcher.id)
+        watched = await wait_for(api, watch.id, deployed)
+        assert watched.state is not None and watched.state.is_completed(), (
+            f"{watched.state}\n{worker_log(deployed)}"
+        )
+        timeline["watcher run done"] = datetime.now(UTC)
+
+    async def woken_by() -> set[str]:
+        return await _wake_sources(api, session_id)
+
+    sources = await _until(woken_by, "the wake event", deployed, within=120)
+    assert wake in sources, sources
+    timeline[f"wake event ({wake})"] = datetime.now(UTC)
 
     async def resumed() -> FlowRun | None:
         run = await api.read_flow_run(created.id)
@@ -117,7 +172,7 @@ async def test_a_detached_run_frees_the_worker_and_is_resumed_when_the_session_s
     start = min(timeline.values())
     record_property(
         "figures",
-        "detached run timeline: "
+        f"detached run timeline ({wake}): "
         + ", ".join(f"{name} +{(at - start).total_seconds():.1f} s" for name, at in timeline.items()),
     )
     sdk.close()

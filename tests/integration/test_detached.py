@@ -20,6 +20,7 @@ from emulator import EmulatorServer
 from flows.detached import RESUME_AUTOMATION_NAME, session_stopped, watch_detached_sessions
 from flows.session import run_agent_session
 from managed_agents_core.keys import DETACHED_TAG, session_tag
+from tasks.detached import asuspended_runs, detach_pause_key
 from tests.conftest import TEST_API_KEY
 from tests.integration.session_helpers import (
     create_remote_agent,
@@ -72,13 +73,23 @@ async def test_the_watcher_wakes_runs_whose_session_stopped_and_only_those(
             run = await prefect.create_flow_run(
                 detached_stand_in, parameters={"agent": name}, tags=[DETACHED_TAG, session_tag(session_id)]
             )
-            await prefect.set_flow_run_state(run.id, Suspended(timeout_seconds=600), force=True)
+            suspend = Suspended(timeout_seconds=600, pause_key=detach_pause_key(session_id))
+            await prefect.set_flow_run_state(run.id, suspend, force=True)
             runs[session_id] = run
+        # A detached run that later suspended for a tool approval waits for a person's form:
+        # its (finished) session never wakes it, or it would resume without their answer.
+        approval = await prefect.create_flow_run(
+            detached_stand_in, parameters={"agent": name}, tags=[DETACHED_TAG, session_tag(done)]
+        )
+        await prefect.set_flow_run_state(
+            approval.id, Suspended(timeout_seconds=600, pause_key="approval-1"), force=True
+        )
 
         woken = await watch_detached_sessions()
 
         assert woken == [done]
         event = await wait_for_event("managed-agents.session.idled", f"managed-agents.session.{done}")
         assert event.related[0].id == f"prefect.flow-run.{runs[done].id}"
+        assert [r.id for r in await asuspended_runs(done)] == [runs[done].id]  # not the approval's
         assert event.payload["source"] == "watcher"
         assert await prefect.read_automations_by_name(RESUME_AUTOMATION_NAME)

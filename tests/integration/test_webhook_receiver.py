@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import anthropic
 import httpx
@@ -22,12 +23,13 @@ import pytest
 import uvicorn
 from prefect import flow, get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-from prefect.states import Suspended
+from prefect.states import Running, Suspended
 
 from emulator import EmulatorConfig, free_port
 from emulator.webhooks import new_webhook_secret, sign_headers, webhook_payload
 from managed_agents.webhooks import WEBHOOK_PATH, create_webhook_app
 from managed_agents_core.keys import DETACHED_TAG, session_tag
+from tasks.detached import detach_pause_key
 from tests.conftest import REALISTIC_SCALE
 from tests.integration.session_helpers import (
     create_remote_agent,
@@ -54,6 +56,20 @@ class Receiver:
         context = contextvars.copy_context()
         self.thread = threading.Thread(target=context.run, args=(self.server.run,), daemon=True)
 
+    def start(self) -> Receiver:
+        """Serve, once uvicorn listens."""
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
     def post(self, body: str, headers: dict[str, str]) -> httpx.Response:
         """POST a delivery to the receiver."""
         return httpx.post(f"{self.url}{WEBHOOK_PATH}", content=body, headers=headers, timeout=30)
@@ -62,15 +78,9 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """The webhook receiver on a free loopback port."""
-    served = Receiver()
-    served.thread.start()
-    deadline = time.monotonic() + 20
-    while not served.server.started:
-        assert served.thread.is_alive() and time.monotonic() < deadline, "the receiver did not start"
-        time.sleep(0.02)
+    served = Receiver().start()
     yield served
-    served.server.should_exit = True
-    served.thread.join(timeout=15)
+    served.stop()
 
 
 @pytest.fixture
@@ -97,7 +107,9 @@ def suspended_run(session_id: str) -> str:
             run = await prefect.create_flow_run(
                 detached_placeholder, tags=[DETACHED_TAG, session_tag(session_id)]
             )
-            await prefect.set_flow_run_state(run.id, Suspended(timeout_seconds=3600), force=True)
+            await prefect.set_flow_run_state(
+                run.id, Suspended(timeout_seconds=3600, pause_key=detach_pause_key(session_id)), force=True
+            )
             return str(run.id)
 
     return asyncio.run(create())
@@ -228,3 +240,34 @@ def test_serve_refuses_to_start_without_a_signing_key() -> None:
     ]
     bad = runner.invoke(app, ["webhooks", "serve"], env={"ANTHROPIC_WEBHOOK_SIGNING_KEY": "whsec_"})
     assert bad.exit_code == 2 and "not a whsec_<base64> secret" in bad.output
+
+
+def test_a_session_that_stops_before_its_run_suspends_is_delivered_again(receiver: Receiver) -> None:
+    # A fast session can idle between the detached run's prompt and its suspend: the run is
+    # still Running (tagged just before the suspend). Refused with 503, the delivery is retried.
+    session_id = f"sesn_{uuid.uuid4().hex}"
+
+    async def detaching_run() -> str:
+        async with get_client() as prefect:
+            run = await prefect.create_flow_run(
+                detached_placeholder, tags=[DETACHED_TAG, session_tag(session_id)]
+            )
+            await prefect.set_flow_run_state(run.id, Running(), force=True)
+            return str(run.id)
+
+    flow_run_id = asyncio.run(detaching_run())
+    body, headers = delivery("session.status_idled", session_id)
+    early = receiver.post(body, headers)
+    assert early.status_code == 503 and "retry" in early.text
+
+    async def suspend() -> None:
+        async with get_client() as prefect:
+            await prefect.set_flow_run_state(
+                UUID(flow_run_id),
+                Suspended(timeout_seconds=3600, pause_key=detach_pause_key(session_id)),
+                force=True,
+            )
+
+    asyncio.run(suspend())
+    retried = receiver.post(body, sign_headers(SECRET, json.loads(body)["id"], body))
+    assert retried.status_code == 200 and retried.json()["woken"] == [flow_run_id]
