@@ -187,7 +187,8 @@ class CalleePin:
 
 
 def default_callee_block(agent_name: str) -> str:
-    """The block a callee deployed from a spec is saved to when the entry names none.
+    """The block a callee deployed from a spec is saved to when the entry names none: the agent
+    name in lowercase letters, digits and dashes (also the stem of the deploy lock's name).
 
     Args:
         agent_name: The callee's agent name.
@@ -263,7 +264,7 @@ def deploy_lock_name(agent_name: str) -> str:
     Args:
         agent_name: The agent's name.
     """
-    slug = re.sub(r"[^a-z0-9]+", "-", agent_name.lower()).strip("-") or "agent"
+    slug = default_callee_block(agent_name)
     if len(slug) > 60:  # keep names short and still distinct
         slug = f"{slug[:50]}-{hashlib.sha256(agent_name.encode()).hexdigest()[:8]}"
     return f"managed-agents-deploy-{slug}"

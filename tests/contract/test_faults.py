@@ -193,10 +193,14 @@ def test_cut_download(client: anthropic.Anthropic, emulator: EmulatorServer) -> 
     assert _injected(emulator) == ["cut_download", "cut_download"]
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(output_listing_delay=0.5)])
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(output_listing_delay=5.0)])
 def test_output_listing_delay(client: anthropic.Anthropic, emulator: EmulatorServer) -> None:
+    # Seconds of delay, so a busy machine still lists before the file shows; then wait for it.
     session = make_session(client)
     run_turn(client, emulator.url, session["id"], message("go"))
     assert list(client.beta.files.list(scope_id=session["id"], betas=[BETA])) == []
-    time.sleep(0.6)
-    assert [f.filename for f in client.beta.files.list(scope_id=session["id"], betas=[BETA])] == ["report.md"]
+    deadline = time.monotonic() + 30
+    while not (listed := list(client.beta.files.list(scope_id=session["id"], betas=[BETA]))):
+        assert time.monotonic() < deadline, "the output was never listed"
+        time.sleep(0.2)
+    assert [f.filename for f in listed] == ["report.md"]

@@ -4,7 +4,8 @@ and resumed when the session stops, then collects its outputs.
 Through real Prefect machinery: the on-demand deployment runs in a process worker with
 ``detach=True``; the run suspends and its process exits. Two ways to wake it, one test each:
 the watcher deployment (``watch-detached-sessions/detached-watcher``), which reads the session,
-and the webhook receiver, to which an emulator delivers signed webhooks. Either emits the wake
+and the webhook receiver (``managed-agents webhooks serve``), to which an emulator delivers
+signed webhooks. Either emits the wake
 event; the resume Automation resumes the run, which the worker picks up again. Run alone with
 ``uv run pytest -m e2e``.
 """
@@ -12,6 +13,8 @@ event; the resume Automation resumes the run, which the worker picks up again. R
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
@@ -26,15 +30,16 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.credentials import AnthropicCredentials
-from emulator import EmulatorConfig, EmulatorServer
-from flows.detached import aensure_resume_automation
+from emulator import EmulatorConfig, EmulatorServer, free_port
+from flows.detached import RESUME_AUTOMATION_NAME
 from managed_agents.webhooks import WEBHOOK_PATH
 from managed_agents_core.keys import DETACHED_TAG, FLOW_RUN_KEY, read_key, run_session_id
 from tests.conftest import REALISTIC_SCALE, TEST_API_KEY
 from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
 from tests.e2e.test_suspend_approval import _process_is_gone, _wait_for_suspension
 from tests.integration.session_helpers import scenario, settled
-from tests.integration.test_webhook_receiver import SECRET, Receiver
+from tests.integration.test_webhook_receiver import SECRET
+from tests.prefect_server import stop_process_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -49,18 +54,39 @@ async def _until(check: Any, what: str, server: PrefectServer, within: float = 2
 
 @pytest.fixture
 def webhook_emulator(deployed: PrefectServer) -> Iterator[EmulatorServer]:
-    """A receiver (reaching the e2e Prefect server) and an emulator that delivers to it."""
-    with temporary_settings(updates={PREFECT_API_URL: deployed.api_url}):
-        receiver = Receiver()  # its thread runs with these settings
-    receiver.start()
-    config = EmulatorConfig.profile(
-        "realistic", scale=REALISTIC_SCALE, webhook_url=f"{receiver.url}{WEBHOOK_PATH}", webhook_secret=SECRET
-    )
+    """``managed-agents webhooks serve`` (a process of its own, as a team runs it, reaching the
+    e2e Prefect server), and an emulator that delivers signed webhooks to it."""
+    port = free_port()
+    log = deployed.home / "webhooks.log"
+    with open(log, "ab") as out:
+        receiver = subprocess.Popen(
+            [sys.executable, "-m", "managed_agents.cli", "webhooks", "serve", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env={**deployed.env, "ANTHROPIC_WEBHOOK_SIGNING_KEY": SECRET},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert receiver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        config = EmulatorConfig.profile(
+            "realistic",
+            scale=REALISTIC_SCALE,
+            webhook_url=f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
+            webhook_secret=SECRET,
+        )
         with EmulatorServer(config) as server:
             yield server
     finally:
-        receiver.stop()
+        stop_process_group(receiver)
 
 
 async def _wake_sources(api: PrefectClient, session_id: str) -> set[str]:
@@ -91,7 +117,8 @@ async def test_a_detached_run_frees_the_worker_and_is_resumed_when_the_session_s
         creds_name = f"e2e-webhook-emulator-{time.monotonic_ns()}"
         with temporary_settings(updates={PREFECT_API_URL: deployed.api_url}):
             await AnthropicCredentials(api_key=TEST_API_KEY, base_url=emulator.url).save(creds_name)
-            await aensure_resume_automation()  # what `managed-agents webhooks serve` does first
+        # `webhooks serve` created the resume Automation before it began to serve.
+        assert await api.read_automations_by_name(RESUME_AUTOMATION_NAME)
         block_name = await deploy_block(api, deployed, spec, "e2e-detach-hook", credentials=creds_name)
     else:
         emulator = e2e_emulator
