@@ -37,7 +37,6 @@ from .ids import new_id, now_iso
 from .runtime import Emulator
 from .sse import encode_frame
 from .usage import add_request
-from .usage import zero_usage as zero_usage  # re-exported: routes create sessions with it
 
 logger = logging.getLogger(__name__)
 

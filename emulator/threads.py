@@ -63,7 +63,6 @@ class SessionEngine(Protocol):
 
 THREAD_AGENT_KEYS = tuple(key for key in SESSION_AGENT_KEYS if key != "multiagent")
 """A thread's agent snapshot: the session's, without the roster (threads run one agent each)."""
-"""The keys of a thread's ``agent`` (the session's agent snapshot without the roster)."""
 
 STATUSES = frozenset({"running", "idle", "rescheduling", "terminated"})
 

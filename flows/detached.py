@@ -21,6 +21,7 @@ from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.logging import get_run_logger
 
 from blocks.agent import ManagedAgent, aresolve_agent
+from managed_agents_core.events import KICKOFF_TYPES
 from managed_agents_core.exceptions import ManagedAgentsError
 from managed_agents_core.keys import run_session_id
 from tasks.detached import asuspended_runs
@@ -28,7 +29,6 @@ from tasks.events import WAKE_EVENTS, emit_session_wake
 from tasks.retry import TRANSIENT_RETRY_OPTIONS
 
 RESUME_AUTOMATION_NAME = "managed-agents-resume-detached-runs"
-KICKOFF_TYPES = ("user.message", "user.define_outcome")
 END_TYPES = ("session.status_idle", "session.status_terminated", "session.deleted")
 
 

@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import agents, threads
-from ..engine import SessionEngine, get_engine, zero_usage
+from ..engine import SessionEngine, get_engine
 from ..errors import ApiError, not_found
 from ..ids import new_id, now_iso, parse_ts
 from ..listing import parse_bound
@@ -38,6 +38,7 @@ from ..session_resources import (
     mount_repository,
     public_resource,
 )
+from ..usage import zero_usage
 from .vaults import check_vaults_usable
 
 router = APIRouter(prefix="/v1")
