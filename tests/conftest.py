@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 # Settings that must be in place before Prefect is imported anywhere.
@@ -146,17 +148,43 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One real local Prefect server (SQLite, temporary) for the whole test session.
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One real local Prefect server for the whole test session (per pytest-xdist worker).
 
     Request it (directly or with ``pytest.mark.usefixtures``) in tests that run flows.
     """
-    from prefect.testing.utilities import prefect_test_harness
+    import prefect.context
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.utilities.asyncutils import run_coro_as_sync
 
-    # Its start can coincide with the other worker's heaviest setup (the end-to-end tests'
-    # server, deploys and worker) on two cores: 90 s was seen to run out.
-    with prefect_test_harness(server_startup_timeout=240):
+    from tests.prefect_server import PrefectServerProcess
+
+    home = tmp_path_factory.mktemp("prefect-harness")
+    with ExitStack() as stack:
+        server = PrefectServerProcess(home, log_path=home / "server.log")
+        # Its start can coincide with the other worker's heaviest setup (the end-to-end tests'
+        # server, deploys and worker) on two cores: 90 s was seen to run out.
+        server.start(timeout=240)
+        stack.callback(server.stop)
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: server.api_url}))
+        stack.enter_context(
+            prefect.context._temporary_global_settings_context(prefect.context.get_settings_context())
+        )
         yield
+
+        async def drain() -> None:
+            # As prefect_test_harness does: what the workers still hold reaches this server.
+            with suppress(RuntimeError):  # never started
+                drained = APILogWorker.instance().drain()
+                if inspect.isawaitable(drained):
+                    await drained
+            drained_all = EventsWorker.drain_all()
+            if inspect.isawaitable(drained_all):
+                await drained_all
+
+        run_coro_as_sync(drain())
 
 
 @pytest.fixture

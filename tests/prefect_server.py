@@ -1,9 +1,11 @@
 """The one starter of a separate ``prefect server start`` for the tests and the benchmark.
 
-(In-process flow tests use Prefect's own ``prefect_test_harness``, one per pytest worker; see
-``tests/conftest.py``.) The server gets a throwaway home and SQLite database, a free loopback
-port and an environment of its own; child processes (the CLI, workers, benchmark clients) take
-:attr:`PrefectServerProcess.env`.
+Every Prefect server of the suite comes from here: the ``prefect_harness`` fixture's (one per
+pytest worker, for in-process flow tests; ``tests/conftest.py``), the end-to-end and browser
+tests' and the benchmark's. (Only the testing-plugin test uses Prefect's ``prefect_test_harness``,
+as a user's own test would.) The server gets a throwaway home and SQLite database, a free
+loopback port and an environment of its own; child processes (the CLI, workers, benchmark
+clients) take :attr:`PrefectServerProcess.env`.
 """
 
 from __future__ import annotations

@@ -103,6 +103,9 @@ async def test_item_flow_runs_get_the_block_the_batch_loaded_and_publish_one_art
     children = await read_child_runs(state.state_details.flow_run_id)
     assert len(children) == 2
     async with get_client() as prefect:
+        # Each lane names its own item run (both lanes start theirs at once).
+        batch_run = await prefect.read_flow_run(state.state_details.flow_run_id)
+        assert sorted(c.name for c in children) == [f"{batch_run.name}-a", f"{batch_run.name}-b"]
         for child in children:
             # The batch's own copy of the block, not its name: an item run reads no block, and
             # a deploy that moves the block's pin during the batch does not reach its items.
