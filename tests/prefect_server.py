@@ -124,7 +124,14 @@ class PrefectServerProcess:
             return False
 
     def start(self, timeout: float = 180.0) -> PrefectServerProcess:
-        """Start the server and wait for its health check."""
+        """Start the server and wait for its health check.
+
+        Raises:
+            RuntimeError: It is running already (``with server.start():`` would start it twice
+                and leave the first one running), or it did not start.
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"the Prefect server on {self.api_url} is running already")
         args = [
             "server",
             "start",
