@@ -37,11 +37,12 @@ from managed_agents_core.turn import ConfirmationPolicy, CustomToolDispatcher
 
 from .credentials import AnthropicCredentials
 from .filesystem_sink import output_destination
+from .schema_cache import CachedJsonSchema
 
 CONSOLE_SESSION_URL = "https://platform.claude.com/workspaces/{workspace_id}/sessions/{session_id}"
 
 
-class ManagedAgent(JobBlock[SessionResult]):
+class ManagedAgent(CachedJsonSchema, JobBlock[SessionResult]):
     """A Claude Managed Agent pinned to one version, plus the environment its sessions run in.
 
     ``deploy_agent`` creates or updates the agent from a spec and saves this block;

@@ -18,11 +18,13 @@ from managed_agents_core.exceptions import (
 from managed_agents_core.package_info import DOCUMENTATION_URL, INTEGRATION_HEADER, LOGO_URL
 from managed_agents_core.settings import AnthropicSettings
 
+from .schema_cache import CachedJsonSchema
+
 DEFAULT_WORKSPACE = "default"
 """The key's own workspace: no workspace header, ``/workspaces/default/`` in Console links."""
 
 
-class AnthropicCredentials(CredentialsBlock):
+class AnthropicCredentials(CachedJsonSchema, CredentialsBlock):
     """Credentials and connection settings for the Claude Managed Agents API.
 
     Fields left empty fall back to the environment (``ANTHROPIC_API_KEY``,

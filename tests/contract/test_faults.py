@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from emulator import EmulatorConfig, EmulatorServer, FaultConfig
-from tests.conftest import TEST_API_KEY
+from tests.conftest import sdk_client
 from tests.contract.session_support import (
     BETA,
     HEADERS,
@@ -105,7 +105,7 @@ def test_fail_paths_limit_failures(client: anthropic.Anthropic, emulator: Emulat
 
 def test_sdk_retries_through_transient_failures(emulator: EmulatorServer) -> None:
     emulator.control.set_faults(seed=3, fail_rate=0.3, fail_statuses=[429, 529], retry_after_seconds=0)
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url, max_retries=8) as patient:
+    with sdk_client(emulator.url, max_retries=8) as patient:
         for _ in range(10):
             patient.beta.sessions.list()
     assert _injected(emulator)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from emulator import EmulatorConfig, EmulatorServer, FaultConfig
 from emulator.config import REALISTIC_PROFILE
 from managed_agents.cli import app as cli_app
-from tests.conftest import TEST_API_KEY
+from tests.conftest import sdk_client
 from tests.contract.session_support import (
     BETA,
     history,
@@ -149,7 +149,7 @@ def test_history_lag_lists_a_processed_event_as_queued_for_the_lag(
 
 def test_history_lag_shows_everything_after_a_restart(tmp_path: Path) -> None:
     config = EmulatorConfig(history_lag=30.0, state_file=tmp_path / "state.json")
-    with EmulatorServer(config) as first, anthropic.Anthropic(api_key=TEST_API_KEY, base_url=first.url) as c:
+    with EmulatorServer(config) as first, sdk_client(first.url) as c:
         session_id = make_session(c)["id"]
         with c.beta.sessions.events.stream(session_id) as stream:
             send(c, session_id, message("hello"))
@@ -157,7 +157,7 @@ def test_history_lag_shows_everything_after_a_restart(tmp_path: Path) -> None:
         assert history(c, session_id) == []  # everything is younger than the lag
     with (
         EmulatorServer(config) as second,
-        anthropic.Anthropic(api_key=TEST_API_KEY, base_url=second.url) as c,
+        sdk_client(second.url) as c,
     ):
         assert [e["id"] for e in history(c, session_id)] == [e.id for e in streamed[1:]]
 

@@ -9,7 +9,7 @@ import anthropic
 
 from emulator import EmulatorProcess
 from emulator.engine import SAVE_INTERVAL
-from tests.conftest import TEST_API_KEY
+from tests.conftest import sdk_client
 from tests.contract.session_support import (
     BETA,
     history,
@@ -24,7 +24,7 @@ from tests.contract.session_support import (
 
 
 def _client(proc: EmulatorProcess) -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key=TEST_API_KEY, base_url=proc.url)
+    return sdk_client(proc.url)
 
 
 def test_state_survives_kill_and_restart(tmp_path: Path) -> None:

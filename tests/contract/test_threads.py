@@ -29,7 +29,7 @@ from anthropic.types.beta.sessions import (
 from pydantic import TypeAdapter
 
 from emulator import EmulatorConfig, EmulatorProcess, EmulatorServer, FaultConfig
-from tests.conftest import TEST_API_KEY
+from tests.conftest import sdk_client
 from tests.contract.session_support import (
     BETA,
     EVENT,
@@ -491,7 +491,7 @@ def test_threads_survive_a_restart_and_running_children_fail_clearly(tmp_path: P
 
     proc = EmulatorProcess(["--state", str(state)], log_path=log).start()
     try:
-        with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=proc.url) as client:
+        with sdk_client(proc.url) as client:
             team = make_team(client)
             done_id = team["session"]["id"]
             run_turn(client, proc.url, done_id, scenario(delegate=[{"agent": "writer", "task": "Done"}]))
@@ -506,7 +506,7 @@ def test_threads_survive_a_restart_and_running_children_fail_clearly(tmp_path: P
 
     proc = EmulatorProcess(["--state", str(state)], port=proc.port, log_path=log).start()
     try:
-        with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=proc.url) as client:
+        with sdk_client(proc.url) as client:
             assert without_duration(list_threads(client, done_id)) == without_duration(done_threads)
             assert thread_history(client, done_id, done_threads[1]["id"]) == done_events
             primary, child = list_threads(client, cut_id)

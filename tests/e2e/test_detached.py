@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
@@ -34,7 +33,7 @@ from emulator import EmulatorConfig, EmulatorServer, free_port
 from flows.detached import RESUME_AUTOMATION_NAME
 from managed_agents.webhooks import WEBHOOK_PATH
 from managed_agents_core.keys import DETACHED_TAG, FLOW_RUN_KEY, read_key, run_session_id
-from tests.conftest import REALISTIC_SCALE, TEST_API_KEY
+from tests.conftest import REALISTIC_SCALE, TEST_API_KEY, sdk_client
 from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
 from tests.e2e.test_suspend_approval import _process_is_gone, _wait_for_suspension
 from tests.integration.session_helpers import scenario, settled
@@ -123,7 +122,7 @@ async def test_a_detached_run_frees_the_worker_and_is_resumed_when_the_session_s
     else:
         emulator = e2e_emulator
         block_name = await deploy_block(api, deployed, spec, "e2e-detach")
-    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url)
+    sdk = sdk_client(emulator.url)
     out = tmp_path / "out"
     deployment = await api.read_deployment_by_name("run-agent-session/on-demand")
     timeline: dict[str, datetime] = {}

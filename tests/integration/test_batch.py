@@ -37,7 +37,7 @@ from managed_agents_core.batch_items import BatchFailedError, BatchItem, BatchRe
 from managed_agents_core.keys import BATCH_ITEM_KEY, FLOW_RUN_KEY, TASK_RUN_KEY
 from managed_agents_core.report import report_key
 from managed_agents_core.turn import ConfirmationPolicy
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, sdk_client
 from tests.integration.session_helpers import (
     agent_block,
     create_remote_agent,
@@ -52,7 +52,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 @pytest.fixture
 def sdk(emulator: EmulatorServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as c:
+    with sdk_client(emulator.url) as c:
         yield c
 
 

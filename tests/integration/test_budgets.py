@@ -26,7 +26,7 @@ from managed_agents_core.batch_items import BatchItem, BatchResult
 from managed_agents_core.budgets import BudgetUpdateError
 from managed_agents_core.exceptions import SessionBudgetReachedError
 from managed_agents_core.turn import ConfirmationPolicy
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, sdk_client
 from tests.integration.session_helpers import agent_block, create_remote_agent, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -38,7 +38,7 @@ ALLOW_BASH = ConfirmationPolicy(allow_tools=["bash"])
 
 @pytest.fixture
 def sdk(emulator: EmulatorServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as c:
+    with sdk_client(emulator.url) as c:
         yield c
 
 

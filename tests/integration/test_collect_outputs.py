@@ -24,7 +24,7 @@ from emulator.blobs import generated_sha256
 from managed_agents_core.exceptions import OutputError, OutputIntegrityError
 from managed_agents_core.outputs import acollect_session_outputs, is_retryable_download_error
 from tasks.outputs import collect_outputs
-from tests.conftest import TEST_API_KEY
+from tests.conftest import async_sdk_client, sdk_client
 from tests.integration.outputs_support import content_requests, credentials_for, run_turn
 from tests.integration.session_helpers import RemoteAgent, create_remote_agent, settled
 
@@ -122,7 +122,7 @@ async def test_download_cut_every_time_fails_without_partial_files(
 ) -> None:
     session_id = run_turn(client, agent, outputs=[{"name": "data.bin", "size": 1_000_000}])
     emulator.control.set_faults(cut_download_after_bytes=1000, cut_download_times=100)
-    async with anthropic.AsyncAnthropic(api_key=TEST_API_KEY, base_url=emulator.url) as aclient:
+    async with async_sdk_client(emulator.url) as aclient:
         with pytest.raises(OutputIntegrityError, match="was cut after") as caught:
             await acollect_session_outputs(aclient, session_id, tmp_outputs)
     # The last cut surfaces as our typed error, chained to the transport error that cut it.
@@ -142,7 +142,7 @@ async def test_listing_lag_is_waited_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     session_id = run_turn(client, agent, outputs=[{"name": "late.txt", "size": 42}])
-    async with anthropic.AsyncAnthropic(api_key=TEST_API_KEY, base_url=emulator.url) as aclient:
+    async with async_sdk_client(emulator.url) as aclient:
         with pytest.raises(OutputError, match="expected 1"):
             # Its indexing window long over: only expected_count keeps it waiting, for 0.2 s.
             await acollect_session_outputs(
@@ -209,7 +209,7 @@ async def test_input_copies_are_not_collected(
     # Instant but for listing the input copies: the listing is compared exactly.
     emulator_store_shows_copies = EmulatorConfig(list_input_copies_in_scope=True)
     with EmulatorServer(emulator_store_shows_copies) as emu:
-        sync = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emu.url)
+        sync = sdk_client(emu.url)
         remote = create_remote_agent(sync)
         source = tmp_path / "input.txt"
         source.write_text("input data\n")
@@ -258,7 +258,7 @@ async def test_large_output_downloads_with_bounded_memory(
 ) -> None:
     size = 256 * 1024 * 1024
     session_id = run_turn(client, agent, outputs=[{"name": "huge.bin", "size": size, "seed": 11}])
-    async with anthropic.AsyncAnthropic(api_key=TEST_API_KEY, base_url=emulator.url) as aclient:
+    async with async_sdk_client(emulator.url) as aclient:
         tracemalloc.start()
         try:
             [out] = await acollect_session_outputs(aclient, session_id, tmp_outputs)

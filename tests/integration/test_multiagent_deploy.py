@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import pytest
 import yaml
 from prefect import get_client
@@ -28,7 +27,7 @@ from blocks import (
 from emulator import EmulatorServer
 from flows.setup import deploy_agent
 from managed_agents_core.exceptions import AgentArchivedError, ConfigurationError
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, sdk_client
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -84,7 +83,7 @@ def artifact_markdown(key: str) -> str:
 
 
 def remote_agents(emulator: EmulatorServer, name: str) -> list[Any]:
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as sdk:
+    with sdk_client(emulator.url) as sdk:
         return [a for a in sdk.beta.agents.list() if a.name == name]
 
 
@@ -193,7 +192,7 @@ def test_bad_callees_fail_before_anything_is_created(
 def test_an_archived_callee_block_is_refused(emulator: EmulatorServer, creds: AnthropicCredentials) -> None:
     name, block_name = unique("old-helper"), unique("old-helper")
     callee = deploy_agent(agent_spec(name), block_name, credentials=creds)
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as sdk:
+    with sdk_client(emulator.url) as sdk:
         sdk.beta.agents.archive(callee.agent_id)
     lead_name = unique("lead")
     with pytest.raises(AgentArchivedError, match="archived"):

@@ -13,7 +13,7 @@ from managed_agents_core.exceptions import SessionRequiresActionError, SessionTi
 from managed_agents_core.outcome import classify
 from managed_agents_core.session_stream import SessionStream
 from managed_agents_core.turn import ConfirmationPolicy, TurnRequest
-from tests.conftest import TEST_API_KEY
+from tests.conftest import async_sdk_client, sdk_client
 from tests.integration.session_helpers import (
     RemoteAgent,
     create_remote_agent,
@@ -111,7 +111,7 @@ def closing_emulator() -> Iterator[EmulatorServer]:
 async def test_reconnects_on_clean_end_of_stream_and_ignores_an_earlier_turns_idle(
     closing_emulator: EmulatorServer,
 ) -> None:
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=closing_emulator.url) as client:
+    with sdk_client(closing_emulator.url) as client:
         agent = create_remote_agent(client)
         session_id = start_session(client, agent)
         # An earlier turn is still running when ours is queued (1.5 s, so it still runs when our
@@ -119,7 +119,7 @@ async def test_reconnects_on_clean_end_of_stream_and_ignores_an_earlier_turns_id
         # as the end of our turn.
         first = message(scenario(stream={"count": 150, "delay": 0.01}, reply="first"))
         client.beta.sessions.events.send(session_id, events=[first])  # type: ignore[list-item]
-        async with anthropic.AsyncAnthropic(api_key=TEST_API_KEY, base_url=closing_emulator.url) as aclient:
+        async with async_sdk_client(closing_emulator.url) as aclient:
             engine = SessionStream(
                 aclient,
                 session_id,

@@ -37,7 +37,7 @@ from emulator import EmulatorServer
 from emulator.server import free_port
 from flows.setup import deploy_agent, deploy_lock_name, pin_agent_version
 from managed_agents_core.spec import FINGERPRINT_KEY
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, sdk_client
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -97,7 +97,7 @@ def creds(emulator: EmulatorServer) -> AnthropicCredentials:
 
 @pytest.fixture
 def sdk(emulator: EmulatorServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as c:
+    with sdk_client(emulator.url) as c:
         yield c
 
 

@@ -21,7 +21,7 @@ from blocks.credentials import AnthropicCredentials
 from emulator import EmulatorServer
 from flows.sweep import asweep_sessions
 from managed_agents_core.keys import FLOW_RUN_KEY
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, sdk_client
 from tests.integration.session_helpers import RemoteAgent, create_remote_agent, message, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -43,7 +43,7 @@ async def flow_run_in(*states: Any) -> str:
 
 @pytest.fixture
 def sdk(emulator: EmulatorServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as c:
+    with sdk_client(emulator.url) as c:
         yield c
 
 

@@ -34,7 +34,7 @@ from flows.batch import run_agent_batch
 from flows.session import run_agent_session
 from flows.setup import deploy_agent
 from managed_agents_core.batch_items import BatchItem
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, sdk_client
 from tests.integration.session_helpers import agent_block, create_remote_agent, scenario, settled
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -44,7 +44,7 @@ TICKETS_URL = "https://mcp.example.com/tickets"
 
 @pytest.fixture
 def sdk(emulator: EmulatorServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as c:
+    with sdk_client(emulator.url) as c:
         yield c
 
 

@@ -10,12 +10,11 @@ import asyncio
 import time
 from pathlib import Path
 
-import anthropic
 import pytest
 
 from emulator import EmulatorProcess
 from managed_agents_core.exceptions import ManagedAgentsError, SessionError
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, sdk_client
 from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario
 
 from .campaign import record, sized
@@ -38,7 +37,7 @@ async def test_emulator_killed_and_restarted_mid_stream(attempt: int, tmp_path: 
     emu = EmulatorProcess(["--state", str(state_file)], log_path=tmp_path / "emulator.log").start()
     out = tmp_path / "out"
     try:
-        with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emu.url) as sdk:
+        with sdk_client(emu.url) as sdk:
             block = save_agent_block(create_remote_agent(sdk), emu.url, TEST_API_KEY, verbosity="summary")
         prompt = scenario(
             stream={"count": 600, "delay": 0.02}, outputs=[{"name": "result.bin", "size": 2_000_000}]

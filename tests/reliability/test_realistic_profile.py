@@ -15,14 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import pytest
 
 from emulator import EmulatorConfig, EmulatorServer
 from flows.follow_up import acontinue_agent_session
 from flows.session import arun_agent_session
 from managed_agents_core.results import SessionResult
-from tests.conftest import RUNTIME_TIMING, TEST_API_KEY
+from tests.conftest import RUNTIME_TIMING, TEST_API_KEY, sdk_client
 from tests.integration.session_helpers import (
     RemoteAgent,
     create_remote_agent,
@@ -78,7 +77,7 @@ async def _campaign(block: str, out: Path) -> list[list[tuple[SessionResult | No
 
 
 def _block_on(server: EmulatorServer) -> tuple[str, RemoteAgent]:
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=server.url) as sdk:
+    with sdk_client(server.url) as sdk:
         remote = create_remote_agent(sdk)
     return save_agent_block(remote, server.url, TEST_API_KEY, verbosity="summary"), remote
 
@@ -115,7 +114,7 @@ async def test_sessions_with_follow_ups_under_the_full_realistic_profile(
             collected_twice += len(ids & seen_ids) + (len(names) - len(set(names)))
             collected_twice += len(set(names) - set(expected))  # another turn's file
             seen_ids |= ids
-    with anthropic.Anthropic(api_key=TEST_API_KEY, base_url=emulator.url) as sdk:
+    with sdk_client(emulator.url) as sdk:
         sessions = list(sdk.beta.sessions.list(agent_id=remote.agent_id, limit=100, include_archived=True))
         prompts = sum(
             len(list(settled(sdk).beta.sessions.events.list(s.id, limit=1000, types=["user.message"])))
