@@ -26,12 +26,14 @@ from emulator import free_port
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_prefect(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
-    """Run ``python -m prefect <args>`` in its own process group, output appended to ``log``."""
+def start_module(
+    module: str, args: list[str], env: dict[str, str], log: Path | None
+) -> subprocess.Popen[bytes]:
+    """Run ``python -m <module> <args>`` in its own process group, output appended to ``log``."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child holds it)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "prefect", *args],
+            [sys.executable, "-m", module, *args],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=out,
@@ -41,6 +43,36 @@ def start_prefect(args: list[str], env: dict[str, str], log: Path | None) -> sub
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+def start_prefect(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
+    """Run ``python -m prefect <args>`` (see :func:`start_module`)."""
+    return start_module("prefect", args, env, log)
+
+
+def wait_until_healthy(
+    url: str, process: subprocess.Popen[bytes], timeout: float, log: Path | None = None
+) -> None:
+    """Poll ``url`` until it answers 200.
+
+    Raises:
+        RuntimeError: ``process`` ended, or ``timeout`` seconds passed, first (with the end of
+            ``log``).
+    """
+    deadline = time.monotonic() + timeout
+    while not _answers(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text()[-4000:] if log and log.exists() else ""
+            raise RuntimeError(f"nothing healthy at {url} within {timeout:g} s\n{tail}")
+        time.sleep(0.2)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:
@@ -116,13 +148,6 @@ class PrefectServerProcess:
         )
         return env
 
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/health", timeout=5) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
     def start(self, timeout: float = 180.0) -> PrefectServerProcess:
         """Start the server and wait for its health check.
 
@@ -150,13 +175,11 @@ class PrefectServerProcess:
             env["PREFECT_UI_API_URL"] = self.api_url
         env.pop("PREFECT_API_URL")
         self.proc = start_prefect(args, env, self.log_path)
-        deadline = time.monotonic() + timeout
-        while not self._healthy():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                log = self.log_path.read_text()[-4000:] if self.log_path and self.log_path.exists() else ""
-                self.stop()
-                raise RuntimeError(f"Prefect server did not start on {self.api_url}\n{log}")
-            time.sleep(0.5)
+        try:
+            wait_until_healthy(f"{self.api_url}/health", self.proc, timeout, self.log_path)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"Prefect server did not start on {self.api_url}: {exc}") from None
         return self
 
     def stop(self) -> None:

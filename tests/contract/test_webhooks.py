@@ -137,7 +137,9 @@ def test_a_turn_delivers_signed_run_started_and_idled(
 ) -> None:
     session_id = make_session(client)["id"]
     client.beta.sessions.events.send(session_id, events=[message("hello")])
-    listener.wait_for(lambda _: bool(listener.of(session_id, "session.status_idled")))
+    # Both are sent at once, each on a connection of its own: they may arrive in either order.
+    sent = {"session.status_run_started", "session.status_idled"}
+    listener.wait_for(lambda _: sent <= {d.data_type for d in listener.of(session_id)})
 
     deliveries = listener.of(session_id)
     assert sorted(d.data_type for d in deliveries) == ["session.status_idled", "session.status_run_started"]
@@ -228,7 +230,14 @@ def test_late_and_jittered_deliveries_all_arrive(client: anthropic.Anthropic, li
     session_id = make_session(client)["id"]
     for _ in range(3):
         client.beta.sessions.events.send(session_id, events=[message("hello")])
-    listener.wait_for(lambda _: len(listener.of(session_id, "session.status_idled")) == 3)
+    # Each delivery waits its own jitter: a turn's run_started may come after a later idled.
+    listener.wait_for(
+        lambda _: (
+            len(listener.of(session_id, "session.status_idled")) >= 3
+            and len(listener.of(session_id, "session.status_run_started")) >= 3
+        )
+    )
+    assert len(listener.of(session_id, "session.status_idled")) == 3
     assert len(listener.of(session_id, "session.status_run_started")) == 3
     for delivery in listener.of(session_id):
         unwrap(client, delivery)

@@ -13,15 +13,12 @@ event; the resume Automation resumes the run, which the worker picks up again. R
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
@@ -38,7 +35,7 @@ from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_f
 from tests.e2e.test_suspend_approval import _process_is_gone, _wait_for_suspension
 from tests.integration.session_helpers import scenario, settled
 from tests.integration.test_webhook_receiver import SECRET
-from tests.prefect_server import stop_process_group
+from tests.prefect_server import start_module, stop_process_group, wait_until_healthy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -57,25 +54,10 @@ def webhook_emulator(deployed: PrefectServer) -> Iterator[EmulatorServer]:
     e2e Prefect server), and an emulator that delivers signed webhooks to it."""
     port = free_port()
     log = deployed.home / "webhooks.log"
-    with open(log, "ab") as out:
-        receiver = subprocess.Popen(
-            [sys.executable, "-m", "managed_agents.cli", "webhooks", "serve", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env={**deployed.env, "ANTHROPIC_WEBHOOK_SIGNING_KEY": SECRET},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    env = {**deployed.env, "ANTHROPIC_WEBHOOK_SIGNING_KEY": SECRET}
+    receiver = start_module("managed_agents.cli", ["webhooks", "serve", "--port", str(port)], env, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert receiver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_until_healthy(f"http://127.0.0.1:{port}/healthz", receiver, 60, log)
         config = EmulatorConfig.profile(
             "realistic",
             scale=REALISTIC_SCALE,
