@@ -1,9 +1,8 @@
 """Our Blocks build their JSON schema once per class instead of once per field of every dump.
 
-Prefect's ``Block`` serializer, when it dumps a block with its secrets (as Prefect does to
-hash task inputs, send flow-run parameters and save a block), asks ``model_json_schema()`` for
-the secret fields once per field: about 95 ms of CPU for a ``ManagedAgent``, paid again at every
-dump. A class's schema depends on the class and the arguments only, so it is built once and a
+Prefect's ``Block`` serializer, when it dumps a block with its secrets (as ``Block.save`` does),
+asks ``model_json_schema()`` for the secret fields once per field: about 95 ms of CPU for a
+``ManagedAgent``, paid again at every dump. A class's schema depends on the class and the arguments only, so it is built once and a
 copy is handed out (callers may change what they get).
 """
 
