@@ -33,7 +33,7 @@ from emulator import EmulatorServer
 from flows.batch import BATCH_TABLE_KEY
 from managed_agents_core.keys import DEPLOYMENT_KEY, FLOW_RUN_KEY, run_session_id
 from managed_agents_core.report import report_key
-from tests.conftest import TEST_API_KEY
+from tests.conftest import sdk_client
 from tests.e2e.conftest import PrefectServer, deploy_block, run_deployment_via_api, wait_for, worker_log
 from tests.integration.session_helpers import scenario, settled
 
@@ -48,7 +48,7 @@ async def artifacts_of(api: PrefectClient, run_id: UUID) -> dict[str, Any]:
 async def test_deploy_run_and_cancel_through_the_prefect_api(
     deployed: PrefectServer, api: PrefectClient, e2e_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
+    sdk = sdk_client(e2e_emulator.url)
     deployments = {d.name: d for d in await api.read_deployments()}
     assert set(deployments) >= {"setup", "on-demand", "nightly", "orphan-sweeper"}
     nightly = deployments["nightly"]
@@ -152,7 +152,7 @@ async def test_cancelling_a_batch_archives_its_running_sessions(
 ) -> None:
     # Item 1 finishes first and must be left alone; items 2 and 3 are running when the batch
     # is cancelled and must be interrupted and archived by the hook in the worker's process.
-    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
+    sdk = sdk_client(e2e_emulator.url)
     block_name = await deploy_block(api, deployed, "flows/specs/example-agent.yaml", "e2e-batch")
     deployment = await api.read_deployment_by_name("run-agent-batch/nightly")
     long_item = scenario(stream={"count": 3000, "delay": 0.05})

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
 import pytest
 import yaml
@@ -25,7 +24,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from emulator import EmulatorServer
 from managed_agents_core.keys import run_session_id
-from tests.conftest import TEST_API_KEY
+from tests.conftest import sdk_client
 from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
 from tests.integration.session_helpers import scenario, settled
 
@@ -84,7 +83,7 @@ def _process_is_gone(infrastructure_pid: str | None) -> bool:
 async def test_suspended_approval_releases_the_worker_and_resumes_the_same_session(
     deployed: PrefectServer, api: PrefectClient, e2e_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    sdk = anthropic.Anthropic(api_key=TEST_API_KEY, base_url=e2e_emulator.url)
+    sdk = sdk_client(e2e_emulator.url)
     block_name = await deploy_block(api, deployed, str(_spec_with_bash_on_ask(tmp_path)), "e2e-approval")
 
     out = tmp_path / "out"
