@@ -55,7 +55,7 @@ from anthropic.types.beta.sessions import (
 from .events import KICKOFF_TYPES, EventParam, MalformedEventError, SessionEvent, stream_event
 from .exceptions import ManagedAgentsError
 from .outcome import SessionEnd
-from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retrying
+from .retry_policy import LOOP_ATTEMPTS, is_transient_error, retries_exhausted, retrying
 from .send_once import send_once
 from .settings import RuntimeSettings
 from .tool_calls import PendingToolCall, ToolAnswer, ToolUseEvent
@@ -314,7 +314,10 @@ class SessionStream:
                     await self._confirm_end_in_history()
                     return self._end
             except (anthropic.APIError, httpx2.HTTPError) as exc:
-                if is_fatal_stream_error(exc):
+                # A send that the policy's loop gave up on (the kickoff, a confirmation) is not a
+                # stream hiccup: reconnecting would not send it again, and the turn would then
+                # wait out idle_settle_timeout for a prompt that never went.
+                if is_fatal_stream_error(exc) or retries_exhausted(exc):
                     raise
                 error = exc
                 failures = 1 if self._delivered else failures + 1

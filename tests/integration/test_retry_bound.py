@@ -29,7 +29,9 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 def test_a_send_that_always_fails_is_made_write_attempts_times_across_every_layer(
     emulator: EmulatorServer, client: anthropic.Anthropic, status: int
 ) -> None:
-    """500 may have landed (each failure is looked up first), 529 was refused: both stop at 8."""
+    """500 may have landed (each failure is looked up first), 529 was refused: both stop at 8,
+    and the run fails with the send's own error at once (not after waiting out the idle settle
+    timeout for a prompt that never went)."""
     agent_name = save_agent_block(create_remote_agent(client), emulator.url, TEST_API_KEY)
     emulator.control.clear_requests()
     emulator.control.set_faults(fail_rate=1.0, fail_statuses=[status], fail_paths=["POST /events"], seed=3)
@@ -40,6 +42,8 @@ def test_a_send_that_always_fails_is_made_write_attempts_times_across_every_laye
         emulator.control.set_faults()
 
     assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, anthropic.APIStatusError) and error.status_code == status, repr(error)
     sends = [r for r in requests if r["method"] == "POST" and r["path"].endswith("/events")]
     assert len(sends) == WRITE_ATTEMPTS <= MAX_CALL_ATTEMPTS
     assert all(r.get("injected") for r in sends)
