@@ -158,7 +158,8 @@ class EmulatorServer(_Served):
 
 
 class EmulatorProcess(_Served):
-    """Run ``managed-agents emulator`` as a child process (for kill/restart tests).
+    """Run ``python -m emulator`` (the ``managed-agents emulator`` command) as a child process
+    (for kill/restart tests).
 
     Args:
         args: Extra CLI options, e.g. ``["--state", "state.json"]``.
@@ -178,7 +179,6 @@ class EmulatorProcess(_Served):
             [
                 sys.executable,
                 "-m",
-                "managed_agents.cli",
                 "emulator",
                 "--port",
                 str(self.port),
