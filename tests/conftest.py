@@ -17,6 +17,28 @@ _RESULTS = tempfile.mkdtemp(prefix="pma-test-results-")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = _RESULTS
+
+
+def _one_certificate_bundle() -> str:
+    """A CA file holding the first certificate of certifi's bundle.
+
+    Every Prefect client builds a TLS context from ``PREFECT_API_SSL_CERT_FILE`` (certifi's
+    bundle when unset: about 30 ms of CPU, against 0.7 ms for one certificate), even for the
+    ``http://`` loopback servers of this suite, and the suite builds thousands of clients. No
+    test talks to a Prefect API over TLS, so nothing is verified with this file. The benchmark
+    does not set it: its figures keep Prefect's own cost.
+    """
+    import certifi
+
+    bundle = Path(certifi.where()).read_text()
+    end = "-----END CERTIFICATE-----\n"
+    path = Path(tempfile.mkdtemp(prefix="pma-test-ca-")) / "one-certificate.pem"
+    path.write_text(bundle[bundle.index("-----BEGIN CERTIFICATE-----") : bundle.index(end) + len(end)])
+    return str(path)
+
+
+if "PREFECT_API_SSL_CERT_FILE" not in os.environ:  # the pytest-xdist controller made it already
+    os.environ["PREFECT_API_SSL_CERT_FILE"] = _one_certificate_bundle()
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 for _var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
     os.environ.pop(_var, None)
@@ -118,6 +140,18 @@ async def async_client(emulator: EmulatorServer) -> AsyncIterator[anthropic.Asyn
         yield c
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller (or the only process, with ``-n 0``) starts the suite's PostgreSQL cluster,
+    where every Prefect server of the suite gets a database (``tests/postgres.py``)."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller started it
+        return
+    from tests.postgres import start_suite_cluster
+
+    cluster = start_suite_cluster()
+    if cluster is not None:
+        config.add_cleanup(cluster.stop)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The 200-item batches (minutes each) first, so that no pytest-xdist worker ends the run
     alone with one of them."""
@@ -180,11 +214,12 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.utilities.asyncutils import run_coro_as_sync
 
+    from tests.postgres import suite_database_url
     from tests.prefect_server import PrefectServerProcess
 
     home = tmp_path_factory.mktemp("prefect-harness")
     with ExitStack() as stack:
-        server = PrefectServerProcess(home, log_path=home / "server.log")
+        server = PrefectServerProcess(home, log_path=home / "server.log", database_url=suite_database_url())
         # Its start can coincide with the other worker's heaviest setup (the end-to-end tests'
         # server, deploys and worker) on two cores: 90 s was seen to run out.
         server.start(timeout=240)

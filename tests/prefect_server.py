@@ -3,7 +3,8 @@
 Every Prefect server of the suite comes from here: the ``prefect_harness`` fixture's (one per
 pytest worker, for in-process flow tests; ``tests/conftest.py``), the end-to-end and browser
 tests' and the benchmark's. (Only the testing-plugin test uses Prefect's ``prefect_test_harness``,
-as a user's own test would.) The server gets a throwaway home and SQLite database, a free
+as a user's own test would.) The server gets a throwaway home and database (a SQLite file in
+its home, or the suite's PostgreSQL database the caller passes: ``tests/postgres.py``), a free
 loopback port and an environment of its own; child processes (the CLI, workers, benchmark
 clients) take :attr:`PrefectServerProcess.env`.
 """
@@ -75,21 +76,21 @@ def _answers(url: str) -> bool:
         return False
 
 
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process's group, then SIGKILL it if it has not ended within 20 s."""
+def stop_process_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGTERM the process's group, then SIGKILL it if it has not ended within ``grace`` seconds."""
     if process.poll() is not None:
         return
     group = os.getpgid(process.pid)
     os.killpg(group, signal.SIGTERM)
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         os.killpg(group, signal.SIGKILL)
         process.wait(timeout=10)
 
 
 class PrefectServerProcess:
-    """``prefect server start`` on a free loopback port with a throwaway SQLite database.
+    """``prefect server start`` on a free loopback port with a throwaway database.
 
     Args:
         home: Its ``PREFECT_HOME`` (a temporary folder, removed at stop, when None).
@@ -98,7 +99,8 @@ class PrefectServerProcess:
         log_path: Where the server's output goes (discarded when None).
         ui: Serve the Prefect UI too (at :attr:`ui_url`), for the browser tests.
         database_url: The server's database (a throwaway SQLite file in its home when None;
-            the benchmark passes a Postgres URL to compare).
+            the suite passes a database of its PostgreSQL cluster, the benchmark one of its own
+            to compare).
     """
 
     def __init__(
@@ -146,6 +148,8 @@ class PrefectServerProcess:
                 "PWD": str(PROJECT_ROOT),
             }
         )
+        if "PREFECT_API_SSL_CERT_FILE" in os.environ:  # the suite's (tests/conftest.py)
+            env["PREFECT_API_SSL_CERT_FILE"] = os.environ["PREFECT_API_SSL_CERT_FILE"]
         return env
 
     def start(self, timeout: float = 180.0) -> PrefectServerProcess:

@@ -40,9 +40,9 @@ from typing import Any
 import anthropic
 
 from emulator import EmulatorProcess
+from tests.postgres import PostgresProcess, postgres_bin
 from tests.prefect_server import PrefectServerProcess
 
-from .postgres import PostgresProcess, postgres_bin
 from .report import Report, Row, bound_row, median, medians, pick, ratio_row
 from .scenarios import (
     FULL,

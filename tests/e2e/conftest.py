@@ -1,9 +1,10 @@
 """End-to-end fixtures: a real ``prefect server start``, a process work pool, the deployments of
 ``prefect.yaml`` and a ``prefect worker start``, all in child processes.
 
-Everything runs on loopback with a temporary ``PREFECT_HOME`` and SQLite database, and every
-process started here is stopped after the last end-to-end test, pass or fail (package-scoped
-fixtures: pytest-xdist runs this folder's tests on one worker, one after another). The emulator runs in a
+Everything runs on loopback with a temporary ``PREFECT_HOME`` and a database of its own
+(``tests/postgres.py``), and every process started here is stopped after the last end-to-end
+test, pass or fail (package-scoped fixtures: pytest-xdist runs this folder's tests on one
+worker, one after another). The emulator runs in a
 thread of the test process; the worker's flow-run processes reach it over HTTP.
 """
 
@@ -19,14 +20,17 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import PrefectClient
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.schedules import IntervalSchedule
 
 from emulator import EmulatorConfig, EmulatorServer
 from tests.conftest import REALISTIC_SCALE, TEST_API_KEY
+from tests.postgres import suite_database_url
 from tests.prefect_server import PROJECT_ROOT, PrefectServerProcess, start_prefect, stop_process_group
 
 WORK_POOL = "managed-agents"
+WATCHER_DEPLOYMENT = "watch-detached-sessions/detached-watcher"
 STARTUP_TIMEOUT = 120.0
 
 
@@ -50,9 +54,10 @@ def prefect_cli(server: PrefectServer, *args: str, timeout: float = 180) -> str:
 
 @pytest.fixture(scope="package")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """``prefect server start`` on a free loopback port with a temporary SQLite database."""
+    """``prefect server start`` on a free loopback port with a database of its own."""
     home = tmp_path_factory.mktemp("prefect-home")
-    server = PrefectServerProcess(home, log_path=home / "server.log").start(timeout=STARTUP_TIMEOUT)
+    server = PrefectServerProcess(home, log_path=home / "server.log", database_url=suite_database_url())
+    server.start(timeout=STARTUP_TIMEOUT)
     try:
         yield server
     finally:
@@ -76,6 +81,7 @@ def deployed(prefect_server: PrefectServer, e2e_emulator: EmulatorServer) -> Ite
     """
     prefect_cli(prefect_server, "work-pool", "create", WORK_POOL, "--type", "process")
     prefect_cli(prefect_server, "--no-prompt", "deploy", "--all", timeout=300)
+    pause_watcher_schedule(prefect_server)
     worker_env = {
         **prefect_server.env,
         "ANTHROPIC_API_KEY": TEST_API_KEY,
@@ -91,7 +97,21 @@ def deployed(prefect_server: PrefectServer, e2e_emulator: EmulatorServer) -> Ite
     try:
         yield prefect_server
     finally:
-        stop_process_group(worker)
+        # Its flow runs are over; a Prefect worker was seen to take the whole default grace
+        # (20 s) to act on SIGTERM, at the end of every run.
+        stop_process_group(worker, grace=5)
+
+
+def pause_watcher_schedule(server: PrefectServer) -> None:
+    """Pause the detached-watcher's every-minute schedule (after checking that ``prefect.yaml``
+    gave it one): the detached test runs the watcher when it needs it, and each scheduled run
+    would be one more flow-run process (about 8 s of CPU) for nothing, all through these tests."""
+    with SyncPrefectClient(server.api_url) as api:
+        watcher = api.read_deployment_by_name(WATCHER_DEPLOYMENT)
+        (schedule,) = watcher.schedules
+        assert schedule.active and isinstance(schedule.schedule, IntervalSchedule), schedule
+        assert schedule.schedule.interval.total_seconds() == 60, schedule
+        api.update_deployment_schedule(watcher.id, schedule.id, active=False)
 
 
 def worker_log(server: PrefectServer) -> str:

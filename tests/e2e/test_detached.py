@@ -31,7 +31,14 @@ from flows.detached import RESUME_AUTOMATION_NAME
 from managed_agents.webhooks import WEBHOOK_PATH
 from managed_agents_core.keys import DETACHED_TAG, FLOW_RUN_KEY, read_key, run_session_id
 from tests.conftest import REALISTIC_SCALE, TEST_API_KEY, sdk_client
-from tests.e2e.conftest import PROJECT_ROOT, PrefectServer, deploy_block, wait_for, worker_log
+from tests.e2e.conftest import (
+    PROJECT_ROOT,
+    WATCHER_DEPLOYMENT,
+    PrefectServer,
+    deploy_block,
+    wait_for,
+    worker_log,
+)
 from tests.e2e.test_suspend_approval import _process_is_gone, _wait_for_suspension
 from tests.integration.session_helpers import scenario, settled
 from tests.integration.test_webhook_receiver import SECRET
@@ -46,6 +53,31 @@ async def _until(check: Any, what: str, server: PrefectServer, within: float = 2
         assert time.monotonic() < deadline, f"{what} did not happen\n{worker_log(server)}"
         await asyncio.sleep(0.5)
     return value
+
+
+async def _watch_until_resumed(
+    api: PrefectClient, server: PrefectServer, woken_by: Any, resumed: Any, timeline: dict[str, datetime]
+) -> None:
+    """Run the watcher as its every-minute schedule would (paused in these tests: conftest)
+    until the detached run resumes. A run that has just created the resume Automation may emit
+    its wake event before Prefect has loaded the Automation; the next run wakes it again."""
+    watcher = await api.read_deployment_by_name(WATCHER_DEPLOYMENT)
+    for _ in range(3):
+        watch = await api.create_flow_run_from_deployment(watcher.id)
+        watched = await wait_for(api, watch.id, server)
+        assert watched.state is not None and watched.state.is_completed(), (
+            f"{watched.state}\n{worker_log(server)}"
+        )
+        timeline.setdefault("watcher run done", datetime.now(UTC))
+        sources = await _until(woken_by, "the wake event", server, within=120)
+        assert "watcher" in sources, sources
+        timeline.setdefault("wake event (watcher)", datetime.now(UTC))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if await resumed():
+                return
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"three watcher runs did not resume the detached run\n{worker_log(server)}")
 
 
 @pytest.fixture
@@ -138,25 +170,19 @@ async def test_a_detached_run_frees_the_worker_and_is_resumed_when_the_session_s
     await _until(session_idle, "the session's idle", deployed, within=120)
     timeline["session idle"] = datetime.now(UTC)
 
-    if wake == "watcher":  # scheduled every minute; run now rather than wait
-        watcher = await api.read_deployment_by_name("watch-detached-sessions/detached-watcher")
-        watch = await api.create_flow_run_from_deployment(watcher.id)
-        watched = await wait_for(api, watch.id, deployed)
-        assert watched.state is not None and watched.state.is_completed(), (
-            f"{watched.state}\n{worker_log(deployed)}"
-        )
-        timeline["watcher run done"] = datetime.now(UTC)
-
     async def woken_by() -> set[str]:
         return await _wake_sources(api, session_id)
-
-    sources = await _until(woken_by, "the wake event", deployed, within=120)
-    assert wake in sources, sources
-    timeline[f"wake event ({wake})"] = datetime.now(UTC)
 
     async def resumed() -> FlowRun | None:
         run = await api.read_flow_run(created.id)
         return run if run.state is not None and run.state.name != "Suspended" else None
+
+    if wake == "watcher":
+        await _watch_until_resumed(api, deployed, woken_by, resumed, timeline)
+    else:
+        sources = await _until(woken_by, "the wake event", deployed, within=120)
+        assert wake in sources, sources
+        timeline[f"wake event ({wake})"] = datetime.now(UTC)
 
     await _until(resumed, "the resume", deployed, within=120)
     timeline["run resumed"] = datetime.now(UTC)

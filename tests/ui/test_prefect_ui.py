@@ -30,6 +30,7 @@ import pytest
 
 from emulator import EmulatorProcess
 from managed_agents_core.report import report_key
+from tests.postgres import suite_database_url
 from tests.prefect_server import PROJECT_ROOT, PrefectServerProcess, stop_process_group
 from tests.ui.browser import Browser, chromium_path
 from tests.ui.scenario import BLOCK
@@ -82,7 +83,8 @@ class Scene:
 @pytest.fixture(scope="module")  # once: pytest-xdist keeps tests/ui on one worker (tests/conftest.py)
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     work = tmp_path_factory.mktemp("ui")
-    server = PrefectServerProcess(ui=True, log_path=work / "prefect.log").start()
+    server = PrefectServerProcess(ui=True, log_path=work / "prefect.log", database_url=suite_database_url())
+    server.start()
     try:
         with EmulatorProcess(["--api-key", API_KEY], log_path=work / "emulator.log") as emulator:
             env = {
