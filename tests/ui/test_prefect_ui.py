@@ -303,7 +303,10 @@ def test_the_resume_form_asks_only_for_decisions(
     assert 'bash {"command": "rm -rf /data/tmp"} (always_ask)' in text
     look(browser, scene, "paused", record_property)
     browser.click("Resume")
-    text = browser.wait_for_text("1. bash", "1. Message if denied", "rm -rf /data/tmp", "always_ask")
+    # The form's description (its heading and table) can render after its fields: wait for both.
+    text = browser.wait_for_text(
+        "waits for 1 tool confirmation", "1. bash", "1. Message if denied", "rm -rf /data/tmp", "always_ask"
+    )
     look(browser, scene, "resume-form", record_property)
     assert "Add item" not in text and "Property is type None" not in text and "keep as is" not in text
     assert "1. bash (Optional)" not in text and "1. Message if denied (Optional)" in text
