@@ -47,11 +47,19 @@ from tests.prefect_server import start_module, stop_process_group, wait_until_he
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
-async def _until(check: Any, what: str, server: PrefectServer, within: float = 240) -> Any:
+async def _poll(check: Any, within: float) -> Any:
+    """What ``check`` returns once it is truthy, or its last (falsy) answer after ``within`` s."""
     deadline = time.monotonic() + within
-    while not (value := await check()):
-        assert time.monotonic() < deadline, f"{what} did not happen\n{worker_log(server)}"
+    while True:
+        value = await check()
+        if value or time.monotonic() >= deadline:
+            return value
         await asyncio.sleep(0.5)
+
+
+async def _until(check: Any, what: str, server: PrefectServer, within: float = 240) -> Any:
+    value = await _poll(check, within)
+    assert value, f"{what} did not happen\n{worker_log(server)}"
     return value
 
 
@@ -72,11 +80,8 @@ async def _watch_until_resumed(
         sources = await _until(woken_by, "the wake event", server, within=120)
         assert "watcher" in sources, sources
         timeline.setdefault("wake event (watcher)", datetime.now(UTC))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if await resumed():
-                return
-            await asyncio.sleep(0.5)
+        if await _poll(resumed, within=30):
+            return
     raise AssertionError(f"three watcher runs did not resume the detached run\n{worker_log(server)}")
 
 
