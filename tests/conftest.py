@@ -5,18 +5,13 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import tempfile
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
-
-# Settings that must be in place before Prefect is imported anywhere.
-_RESULTS = tempfile.mkdtemp(prefix="pma-test-results-")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = _RESULTS
 
 
 def _one_certificate_bundle() -> str:
@@ -37,7 +32,14 @@ def _one_certificate_bundle() -> str:
     return str(path)
 
 
-if "PREFECT_API_SSL_CERT_FILE" not in os.environ:  # the pytest-xdist controller made it already
+# Settings that must be in place before Prefect is imported anywhere. The folders made here are
+# removed when this process's pytest ends (pytest_unconfigure).
+_RESULTS = tempfile.mkdtemp(prefix="pma-test-results-")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = _RESULTS
+_MADE_CA_FILE = "PREFECT_API_SSL_CERT_FILE" not in os.environ  # else the pytest-xdist controller's
+if _MADE_CA_FILE:
     os.environ["PREFECT_API_SSL_CERT_FILE"] = _one_certificate_bundle()
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 for _var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
@@ -150,6 +152,14 @@ def pytest_configure(config: pytest.Config) -> None:
     cluster = start_suite_cluster()
     if cluster is not None:
         config.add_cleanup(cluster.stop)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the folders this process made before Prefect's import: its results folder, and
+    the CA file's folder where this process made it (the controller, or the only process)."""
+    shutil.rmtree(_RESULTS, ignore_errors=True)
+    if _MADE_CA_FILE:
+        shutil.rmtree(Path(os.environ["PREFECT_API_SSL_CERT_FILE"]).parent, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -24,10 +24,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from emulator import free_port
-from tests.prefect_server import stop_process_group
+from tests.prefect_server import StartedProcess, stop_process_group
 
 DATABASE = "prefect"
 CHOICE_ENV = "PMA_TEST_DATABASE"
@@ -56,7 +55,7 @@ def create_database(bin_dir: Path, port: int | str, database: str) -> str:
     return database_url(port, database)
 
 
-class PostgresProcess:
+class PostgresProcess(StartedProcess):
     """``postgres`` on a free loopback port with a fresh cluster, removed at stop.
 
     Args:
@@ -127,17 +126,6 @@ class PostgresProcess:
             stop_process_group(self.proc)
         self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> PostgresProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_suite_cluster() -> PostgresProcess | None:

@@ -21,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Self
 
 from emulator import free_port
 
@@ -76,7 +77,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def stop_process_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+def stop_process_group(process: subprocess.Popen[Any], grace: float = 20.0) -> None:
     """SIGTERM the process's group, then SIGKILL it if it has not ended within ``grace`` seconds."""
     if process.poll() is not None:
         return
@@ -89,7 +90,30 @@ def stop_process_group(process: subprocess.Popen[bytes], grace: float = 20.0) ->
         process.wait(timeout=10)
 
 
-class PrefectServerProcess:
+class StartedProcess:
+    """A process the tests start and stop, in a ``with`` block or by hand."""
+
+    def start(self) -> Self:
+        """Start it and wait until it is ready; return self."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop it and remove what it made."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class PrefectServerProcess(StartedProcess):
     """``prefect server start`` on a free loopback port with a throwaway database.
 
     Args:
@@ -193,14 +217,3 @@ class PrefectServerProcess:
         self.proc = None
         if self._owns_home:
             shutil.rmtree(self.home, ignore_errors=True)
-
-    def __enter__(self) -> PrefectServerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -142,7 +142,7 @@ def serve_until_deployed(snippet: Snippet, cwd: Path, env: dict[str, str]) -> se
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                stop_process_group(process)  # type: ignore[arg-type]
+                stop_process_group(process)
         if process.stdout:
             process.stdout.close()
 

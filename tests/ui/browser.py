@@ -22,6 +22,8 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from tests.prefect_server import stop_process_group
+
 CHROMIUM = "chromium"
 
 
@@ -57,6 +59,7 @@ class Browser:
              f"--user-data-dir={self._profile}", f"--window-size={self.width},{self.height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TZ": "UTC"},  # dates in UI routes (an event's page) are the browser's
+            start_new_session=True,  # its own process group: its renderers are stopped with it
         )  # fmt: skip
         assert self._proc.stderr is not None
         url = ""
@@ -81,8 +84,9 @@ class Browser:
         if self._ws is not None:
             self._ws.close()
         if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait(timeout=30)
+            # The whole group: a renderer that outlived the browser process wrote into the
+            # profile after its removal, and left the folder behind.
+            stop_process_group(self._proc, grace=5)
             if self._proc.stderr:
                 self._proc.stderr.close()
         shutil.rmtree(self._profile, ignore_errors=True)

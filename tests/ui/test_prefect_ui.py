@@ -111,7 +111,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
             try:
                 yield Scene(server, ids, paused, shots)
             finally:
-                stop_process_group(paused)  # type: ignore[arg-type]
+                stop_process_group(paused)
     finally:
         server.stop()
 
