@@ -3,10 +3,10 @@
 Every Prefect server of the suite comes from here: the ``prefect_harness`` fixture's (one that
 every pytest process of the run shares, for in-process flow tests: :class:`SharedPrefectServer`),
 the end-to-end and browser tests' and the benchmark's. (Only the testing-plugin test uses
-Prefect's ``prefect_test_harness``, as a user's own test would.) The server gets a throwaway home and database (a SQLite file in
-its home, or the suite's PostgreSQL database the caller passes: ``tests/postgres.py``), a free
-loopback port and an environment of its own; child processes (the CLI, workers, benchmark
-clients) take :attr:`PrefectServerProcess.env`.
+Prefect's ``prefect_test_harness``, as a user's own test would.) The server gets a throwaway
+home and database (a SQLite file in its home, or the suite's PostgreSQL database the caller
+passes: ``tests/postgres.py``), a free loopback port and an environment of its own; child
+processes (the CLI, workers, benchmark clients) take :attr:`PrefectServerProcess.env`.
 """
 
 from __future__ import annotations
