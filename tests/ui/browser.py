@@ -84,8 +84,8 @@ class Browser:
         if self._ws is not None:
             self._ws.close()
         if self._proc is not None:
-            # The whole group: a renderer that outlived the browser process wrote into the
-            # profile after its removal, and left the folder behind.
+            # The whole group: after a kill of the browser process alone, its profile folder was
+            # at times left behind, written again (it seems) by a child that outlived it.
             stop_process_group(self._proc, grace=5)
             if self._proc.stderr:
                 self._proc.stderr.close()
