@@ -38,7 +38,7 @@ _RESULTS = tempfile.mkdtemp(prefix="pma-test-results-")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = _RESULTS
-_MADE_CA_FILE = "PREFECT_API_SSL_CERT_FILE" not in os.environ  # else the pytest-xdist controller's
+_MADE_CA_FILE = "PREFECT_API_SSL_CERT_FILE" not in os.environ  # else the controller's, or the user's own
 if _MADE_CA_FILE:
     os.environ["PREFECT_API_SSL_CERT_FILE"] = _one_certificate_bundle()
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
