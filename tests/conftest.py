@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh emulator per test, real SDK clients, one Prefect server per run."""
+"""Shared fixtures: a fresh emulator per test, real SDK clients, one Prefect server per session."""
 
 from __future__ import annotations
 
@@ -142,26 +142,16 @@ async def async_client(emulator: EmulatorServer) -> AsyncIterator[anthropic.Asyn
         yield c
 
 
-SHARED_SERVER_ENV = "PMA_TEST_SHARED_SERVER_DIR"
-"""Set by the pytest controller to the folder of the run's shared Prefect server
-(``tests/prefect_server.py``: ``SharedPrefectServer``); pytest-xdist workers inherit it."""
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """The controller (or the only process, with ``-n 0``) starts the suite's PostgreSQL cluster,
-    where every Prefect server of the suite gets a database (``tests/postgres.py``), and stops
-    the run's shared Prefect server, if a test started it, when the run ends."""
-    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller did it
+    where every Prefect server of the suite gets a database (``tests/postgres.py``)."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller started it
         return
     from tests.postgres import start_suite_cluster
-    from tests.prefect_server import SharedPrefectServer
 
     cluster = start_suite_cluster()
     if cluster is not None:
         config.add_cleanup(cluster.stop)
-    folder = Path(tempfile.mkdtemp(prefix="pma-shared-prefect-"))
-    os.environ[SHARED_SERVER_ENV] = str(folder)
-    config.add_cleanup(SharedPrefectServer(folder).stop)  # runs before the cluster's stop
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -223,12 +213,10 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """The run's one real local Prefect server, shared by every pytest-xdist worker.
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One real local Prefect server for the whole test session (per pytest-xdist worker).
 
-    Request it (directly or with ``pytest.mark.usefixtures``) in tests that run flows. The
-    first worker that does starts it (``tests/prefect_server.py``: ``SharedPrefectServer``);
-    the controller stops it when the run ends.
+    Request it (directly or with ``pytest.mark.usefixtures``) in tests that run flows.
     """
     import prefect.context
     from prefect.events.worker import EventsWorker
@@ -237,16 +225,16 @@ def prefect_harness() -> Iterator[None]:
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     from tests.postgres import suite_database_url
-    from tests.prefect_server import SharedPrefectServer
+    from tests.prefect_server import PrefectServerProcess
 
-    server = SharedPrefectServer(
-        Path(os.environ[SHARED_SERVER_ENV]), database_url=suite_database_url, prepare=_prepare_shared_server
-    )
-    # Its start can coincide with the other worker's heaviest setup (the end-to-end tests'
-    # server, deploys and worker) on two cores: 90 s was seen to run out.
-    api_url = server.api_url(timeout=240)
+    home = tmp_path_factory.mktemp("prefect-harness")
     with ExitStack() as stack:
-        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
+        server = PrefectServerProcess(home, log_path=home / "server.log", database_url=suite_database_url())
+        # Its start can coincide with the other worker's heaviest setup (the end-to-end tests'
+        # server, deploys and worker) on two cores: 90 s was seen to run out.
+        server.start(timeout=240)
+        stack.callback(server.stop)
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: server.api_url}))
         stack.enter_context(
             prefect.context._temporary_global_settings_context(prefect.context.get_settings_context())
         )
@@ -263,23 +251,6 @@ def prefect_harness() -> Iterator[None]:
                 await drained_all
 
         run_coro_as_sync(drain())
-
-
-def _prepare_shared_server(api_url: str) -> None:
-    """What the workers' first block saves would race to create on a new server: the
-    integration's block types (Prefect's own it registers at start), and the server's key for
-    block secrets, made at the first save of a block with a secret."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from blocks.agent import ManagedAgent
-    from blocks.credentials import AnthropicCredentials
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        for block in (AnthropicCredentials, ManagedAgent):
-            block.register_type_and_schema(_sync=True)  # type: ignore[call-arg]
-        first = "pma-test-first-secret"
-        AnthropicCredentials(api_key=TEST_API_KEY).save(first, _sync=True)  # type: ignore[call-arg]
-        AnthropicCredentials.delete(first, _sync=True)  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ Uses the server binaries of Debian's ``postgresql`` package (``/usr/lib/postgres
 authentication (loopback only). PostgreSQL refuses to run as root, so under root the cluster
 runs as the package's ``postgres`` user.
 
-The suite's Prefect servers (the ``prefect_harness`` fixture's, one for the whole run, and the
+The suite's Prefect servers (the ``prefect_harness`` fixture's, one per pytest worker, and the
 end-to-end and browser tests') each take a fresh database of one cluster that the pytest
 controller starts (:func:`start_suite_cluster`, :func:`suite_database_url`), as a production
 Prefect server would run on PostgreSQL. On SQLite, concurrent flow runs meet ``database is

@@ -1,18 +1,16 @@
 """The one starter of a separate ``prefect server start`` for the tests and the benchmark.
 
-Every Prefect server of the suite comes from here: the ``prefect_harness`` fixture's (one that
-every pytest process of the run shares, for in-process flow tests: :class:`SharedPrefectServer`),
-the end-to-end and browser tests' and the benchmark's. (Only the testing-plugin test uses
-Prefect's ``prefect_test_harness``, as a user's own test would.) The server gets a throwaway
-home and database (a SQLite file in its home, or the suite's PostgreSQL database the caller
-passes: ``tests/postgres.py``), a free loopback port and an environment of its own; child
-processes (the CLI, workers, benchmark clients) take :attr:`PrefectServerProcess.env`.
+Every Prefect server of the suite comes from here: the ``prefect_harness`` fixture's (one per
+pytest worker, for in-process flow tests; ``tests/conftest.py``), the end-to-end and browser
+tests' and the benchmark's. (Only the testing-plugin test uses Prefect's ``prefect_test_harness``,
+as a user's own test would.) The server gets a throwaway home and database (a SQLite file in
+its home, or the suite's PostgreSQL database the caller passes: ``tests/postgres.py``), a free
+loopback port and an environment of its own; child processes (the CLI, workers, benchmark
+clients) take :attr:`PrefectServerProcess.env`.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shutil
 import signal
@@ -21,8 +19,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -81,42 +77,17 @@ def _answers(url: str) -> bool:
         return False
 
 
-def stop_process_group(process: subprocess.Popen[Any] | int, grace: float = 20.0) -> None:
-    """SIGTERM the group a process leads (started with ``start_new_session=True``), then SIGKILL
-    it if the process has not ended within ``grace`` seconds.
-
-    Args:
-        process: A child of this process, or the pid of a group leader another process started
-            (its parent, or init, reaps it).
-        grace: Seconds to wait for the end after SIGTERM.
-    """
-    pid = process if isinstance(process, int) else process.pid
-    if _ended(process, 0):
+def stop_process_group(process: subprocess.Popen[Any], grace: float = 20.0) -> None:
+    """SIGTERM the process's group, then SIGKILL it if it has not ended within ``grace`` seconds."""
+    if process.poll() is not None:
         return
-    with suppress(ProcessLookupError):  # it ended just now
-        os.killpg(pid, signal.SIGTERM)
-        if not _ended(process, grace):
-            os.killpg(pid, signal.SIGKILL)
-            _ended(process, 10.0)
-
-
-def _ended(process: subprocess.Popen[Any] | int, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for the process to end (a zombie counts as ended)."""
-    if not isinstance(process, int):
-        try:
-            process.wait(timeout=timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            state = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z" or time.monotonic() >= deadline:
-            return state == "Z"
-        time.sleep(0.1)
+    group = os.getpgid(process.pid)
+    os.killpg(group, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(group, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 class StartedProcess:
@@ -246,67 +217,3 @@ class PrefectServerProcess(StartedProcess):
         self.proc = None
         if self._owns_home:
             shutil.rmtree(self.home, ignore_errors=True)
-
-
-class SharedPrefectServer:
-    """One Prefect server for every pytest process of a run, started by the first that needs it.
-
-    The pytest controller makes ``folder`` and stops the server when the run ends
-    (:meth:`stop`); a pytest-xdist worker that asks for the server (:meth:`api_url`) starts it
-    under a lock, or waits for the worker that is starting it, and finds its address in
-    ``folder``. The server runs in a process group of its own, so it outlives the worker that
-    started it. One server instead of one per worker saves each extra worker a server start and
-    the CPU an idle server's services take; the tests filter what they read by their own flow
-    runs, names and keys, so they do not see each other's.
-
-    Args:
-        folder: The run's folder for the server's home, log, lock and address.
-        database_url: A function that returns the server's database URL (called once, by the
-            process that starts it; None: a SQLite file in its home).
-        prepare: Called once with the API URL, by the process that started the server, before
-            any other process gets the URL: for what the processes would otherwise all create
-            at once (Prefect registers a block type by a read, then a create that fails with 409
-            for the second process to get there; the server makes its encryption key at the
-            first block saved with a secret, and a second process's first save meets 409 too).
-    """
-
-    def __init__(
-        self,
-        folder: Path,
-        database_url: Callable[[], str | None] = lambda: None,
-        prepare: Callable[[str], None] = lambda api_url: None,
-    ) -> None:
-        self.folder = folder
-        self._database_url = database_url
-        self._prepare = prepare
-        self._address = folder / "prefect-server.json"
-
-    def api_url(self, timeout: float = 240.0) -> str:
-        """The server's ``PREFECT_API_URL``, after starting it if no process of the run has.
-
-        Raises:
-            RuntimeError: It did not start within ``timeout`` seconds.
-        """
-        with open(self.folder / "prefect-server.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            if not self._address.exists():
-                home = self.folder / "prefect-server"
-                home.mkdir(exist_ok=True)
-                server = PrefectServerProcess(
-                    home, log_path=home / "server.log", database_url=self._database_url()
-                )
-                server.start(timeout=timeout)
-                assert server.proc is not None
-                try:
-                    self._prepare(server.api_url)
-                except BaseException:
-                    server.stop()
-                    raise
-                self._address.write_text(json.dumps({"pid": server.proc.pid, "api_url": server.api_url}))
-            return str(json.loads(self._address.read_text())["api_url"])
-
-    def stop(self) -> None:
-        """Stop the server if a process of the run started it, and remove ``folder``."""
-        if self._address.exists():
-            stop_process_group(int(json.loads(self._address.read_text())["pid"]))
-        shutil.rmtree(self.folder, ignore_errors=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anthropic
 
@@ -14,6 +15,8 @@ from emulator import scenario_prompt
 
 if TYPE_CHECKING:
     from blocks.agent import ManagedAgent
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,25 +118,37 @@ def session_creates(requests: list[dict[str, Any]]) -> int:
     return sum(1 for r in requests if r["method"] == "POST" and r["path"] == "/v1/sessions")
 
 
+async def eventually(read: Callable[[], Awaitable[T | None]], what: str, within: float = 30.0) -> T:
+    """What ``read`` returns once it is not None or empty, read every 0.2 s; fails after
+    ``within`` seconds. For what the Prefect server records asynchronously: events, logs, and
+    task runs (written from the engine's events by the server's task-run recorder)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = await read()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what} not seen within {within} s"
+        await asyncio.sleep(0.2)
+
+
 async def wait_for_event(event: str, resource_id: str, within: float = 30.0) -> Any:
     """The first Prefect event ``event`` about ``resource_id``, waited for (events are sent by a
     background worker and persisted asynchronously); fails after ``within`` seconds."""
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    deadline = time.monotonic() + within
     async with get_client() as prefect:
-        while True:
+
+        async def read() -> Any:
             page = await prefect.read_events(
                 EventFilter(
                     event=EventNameFilter(name=[event]), resource=EventResourceFilter(id=[resource_id])
                 ),
                 limit=5,
             )
-            if page.events:
-                return page.events[0]
-            assert time.monotonic() < deadline, f"no {event} about {resource_id} within {within} s"
-            await asyncio.sleep(0.2)
+            return page.events[0] if page.events else None
+
+        return await eventually(read, f"{event} about {resource_id}", within)
 
 
 async def wait_for_log(flow_run_id: Any, needle: str, within: float = 30.0) -> str:
@@ -142,12 +157,27 @@ async def wait_for_log(flow_run_id: Any, needle: str, within: float = 30.0) -> s
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    deadline = time.monotonic() + within
     async with get_client() as prefect:
-        while True:
+
+        async def read() -> str | None:
             logs = await prefect.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            found = [log.message for log in logs if needle in log.message]
-            if found:
-                return found[0]
-            assert time.monotonic() < deadline, f"no log line with {needle!r} within {within} s"
-            await asyncio.sleep(0.2)
+            return next((log.message for log in logs if needle in log.message), None)
+
+        return await eventually(read, f"a log line with {needle!r}", within)
+
+
+async def wait_for_task_run(task_run_id: Any, within: float = 30.0) -> Any:
+    """A task run as the server recorded it, waited for: the server writes task runs from the
+    engine's events, so one can be missing for a while after its flow run has finished."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as prefect:
+
+        async def read() -> Any:
+            try:
+                return await prefect.read_task_run(uuid.UUID(str(task_run_id)))
+            except ObjectNotFound:
+                return None
+
+        return await eventually(read, f"task run {task_run_id}", within)

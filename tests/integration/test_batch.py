@@ -45,6 +45,7 @@ from tests.integration.session_helpers import (
     settled,
     wait_for_event,
     wait_for_log,
+    wait_for_task_run,
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -172,7 +173,7 @@ async def test_one_failing_item_does_not_fail_the_others(
         async with get_client() as prefect:
             for item in result.items:
                 assert item.flow_run_id is None and item.task_run_id
-                task_run = await prefect.read_task_run(uuid.UUID(item.task_run_id))
+                task_run = await wait_for_task_run(item.task_run_id)
                 assert task_run.name == f"item-{item.key}" and task_run.flow_run_id == batch_run_id
                 session = settled(sdk).beta.sessions.retrieve(str(item.session_id))
                 assert session.metadata[FLOW_RUN_KEY] == str(batch_run_id)
@@ -409,6 +410,7 @@ async def test_two_hundred_items_in_one_flow_run(
     sizes = {}
     for item in result.items:
         assert item.result is not None
+        assert len(item.result.output_files) == 1, _outputs_seen(emulator, item.result.session_id)
         (output,) = item.result.output_files
         assert Path(output.path) == out / item.key / "result.bin"
         sizes[item.key] = output.size_bytes
@@ -420,6 +422,21 @@ async def test_two_hundred_items_in_one_flow_run(
     assert result.usage.cost_usd == sum((u.cost_usd for u in usages if u.cost_usd), Decimal(0))
     assert result.usage.cost_usd == Decimal(sum(1 + i % 3 for i in range(count))) / 100
     assert len({i.session_id for i in result.items}) == count
+
+
+def _outputs_seen(emulator: EmulatorServer, session_id: str) -> str:
+    """What the emulator holds and was asked about a session's outputs (for a failure message)."""
+    files = [
+        {k: meta.get(k) for k in ("id", "filename", "created_at", "_listable_after", "_indexing_pending")}
+        for meta in emulator.app.state.emulator.store.files.values()
+        if (meta.get("scope") or {}).get("id") == session_id
+    ]
+    lists = [
+        (r["query"], r["status"])
+        for r in emulator.control.requests()
+        if r["path"] == "/v1/files" and session_id in r["query"]
+    ]
+    return f"session {session_id}: files {files}; its listings (query, status) {lists}"
 
 
 class _OutageThenReal:

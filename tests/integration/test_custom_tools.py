@@ -21,7 +21,13 @@ from emulator import EmulatorServer
 from flows.session import run_agent_session
 from managed_agents_core.custom_tools import custom_tool
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, save_agent_block, scenario, settled
+from tests.integration.session_helpers import (
+    create_remote_agent,
+    eventually,
+    save_agent_block,
+    scenario,
+    settled,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -72,14 +78,21 @@ def _results_sent(client: anthropic.Anthropic, session_id: str) -> list[Any]:
     return list(events)
 
 
-async def _custom_tool_task_runs(flow_run_id: Any) -> list[Any]:
+async def _custom_tool_task_runs(flow_run_id: Any, count: int) -> list[Any]:
+    """The flow run's custom tool task runs once ``count`` of them are recorded in a final state."""
     async with get_client() as prefect_client:
-        return await prefect_client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-            task_run_filter=TaskRunFilter(
-                name=TaskRunFilterName(like_="[")  # our runs are named "<tool> [<event id>]"
-            ),
-        )
+
+        async def read() -> list[Any] | None:
+            runs = await prefect_client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(
+                    name=TaskRunFilterName(like_="[")  # our runs are named "<tool> [<event id>]"
+                ),
+            )
+            final = [r for r in runs if r.state is not None and r.state.is_final()]
+            return runs if len(final) >= count else None
+
+        return await eventually(read, f"{count} custom tool task runs in a final state")
 
 
 def test_a_tool_that_succeeds_and_one_that_raises(
@@ -114,7 +127,7 @@ def test_a_tool_that_succeeds_and_one_that_raises(
 
     import asyncio
 
-    runs = asyncio.run(_custom_tool_task_runs(state.state_details.flow_run_id))
+    runs = asyncio.run(_custom_tool_task_runs(state.state_details.flow_run_id, 2))
     states = sorted(r.state.name for r in runs)
     assert len(runs) == 2, [r.name for r in runs]
     assert states == ["Completed", "Failed"]

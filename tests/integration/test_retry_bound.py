@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import httpx2
 import pytest
@@ -20,7 +22,7 @@ from managed_agents_core.retry_policy import (
 )
 from tasks.retry import retry_on_transient
 from tests.conftest import TEST_API_KEY
-from tests.integration.session_helpers import create_remote_agent, save_agent_block
+from tests.integration.session_helpers import create_remote_agent, eventually, save_agent_block
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -82,10 +84,16 @@ async def test_the_failed_run_shows_no_task_retry(
         emulator.control.set_faults()
     assert state.is_failed()
     async with get_client() as prefect:
-        runs = await prefect.read_task_runs(
-            flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]})
-        )
-    assert runs and all(run.run_count <= 1 for run in runs), [(r.name, r.run_count) for r in runs]
+
+        async def final_runs() -> list[Any] | None:
+            # The server records task runs from the engine's events: wait until they are all in.
+            runs = await prefect.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]})
+            )
+            return runs if runs and all(r.state is not None and r.state.is_final() for r in runs) else None
+
+        runs = await eventually(final_runs, "the failed flow run's task runs in final states")
+    assert all(run.run_count <= 1 for run in runs), [(r.name, r.run_count) for r in runs]
 
 
 async def test_a_connection_given_up_on_is_one_typed_error_naming_the_url_without_a_chain() -> None:

@@ -8,6 +8,7 @@ before anything is created, so no parameter can send the token to another host.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -17,14 +18,15 @@ import anthropic
 import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.exceptions import ParameterTypeError
 
 from blocks.agent import ManagedAgent
 from emulator import EmulatorServer
-from flows.batch import run_agent_batch
+from flows.batch import read_child_runs, run_agent_batch
 from flows.session import run_agent_session
 from managed_agents_core.batch_items import BatchResult
-from tests.integration.session_helpers import scenario
+from tests.integration.session_helpers import eventually, scenario
 
 from .helpers import run_records
 
@@ -38,15 +40,28 @@ def stored_tokens(emulator: EmulatorServer, session_id: str) -> list[tuple[str, 
 
 
 def run_haystack(flow_run_id: Any) -> str:
-    """Everything Prefect holds about the run: records, parameters, task runs."""
+    """Everything Prefect holds about the run: records, parameters, its item runs, the task runs
+    of all of them (waited for: the server records task runs from the engine's events)."""
     records = run_records(flow_run_id, "prefect.flow-run.Completed", wait_for_logs=True)
     assert records["found_final_event"]
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run_id)
-        task_runs = client.read_task_runs()
+
+    async def runs() -> tuple[Any, list[Any], list[Any]]:
+        async with get_client() as client:
+            run = await client.read_flow_run(flow_run_id)
+            children = await read_child_runs(flow_run_id)
+            run_ids = [run.id, *(child.id for child in children)]
+
+            async def task_runs() -> list[Any]:
+                return await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids))
+                )
+
+            return run, children, await eventually(task_runs, f"the task runs of flow run {flow_run_id}")
+
+    run, children, task_runs = asyncio.run(runs())
     return (
         json.dumps(records, default=str)
-        + run.model_dump_json()
+        + "".join(r.model_dump_json() for r in [run, *children])
         + "".join(t.model_dump_json() for t in task_runs)
     )
 
